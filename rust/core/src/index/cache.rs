@@ -1,0 +1,395 @@
+//! The match cache: subject -> shared match result, bounded, sharded, and guarded by a
+//! doorkeeper so that floods of unique subjects cost almost nothing.
+//!
+//! nats-server fills its cache on every miss and sweeps it when full; with millions of
+//! unique subjects the sweep dominates (nats-server issues 4341, 8070). Here a subject is
+//! admitted only on its second miss within a window (a two-bit Bloom filter per shard,
+//! reset when an eighth full), eviction is FIFO in O(1), and nothing ever scans the cache
+//! on the match path.
+//!
+//! Correctness: results are computed and stored while the trie's read lock is held, and
+//! every trie change invalidates under the write lock, so a stored result is never older
+//! than the last change.
+
+use std::hash::BuildHasher;
+use std::mem;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use foldhash::fast::RandomState;
+use hashbrown::HashTable;
+
+use super::matched::Matched;
+
+/// Shards split lock traffic between threads; each keeps at least this many entries.
+const MIN_SHARD_CAPACITY: usize = 64;
+const MAX_SHARDS: usize = 16;
+
+/// A cached result, or one evicted from the cache, to be dropped by the caller once it
+/// holds no lock (dropping a value may run arbitrary code, e.g. a Python finaliser).
+#[derive(Debug)]
+pub struct CachedResult<V> {
+    hash: u64,
+    key: Box<str>,
+    result: Arc<Matched<V>>,
+}
+
+/// What a lookup found.
+pub enum Lookup<V> {
+    Hit(Arc<Matched<V>>),
+    /// `admit` says whether the result, once computed, should be stored.
+    Miss {
+        admit: bool,
+    },
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub entries: usize,
+    pub max_fanout: usize,
+    pub avg_fanout: f64,
+}
+
+/// Admits a key on its second sighting within a window: two bits per key in a bitmap of
+/// eight bits per cached entry, cleared once an eighth of its bits have been marked (so a
+/// fresh key is wrongly admitted at most about 5% of the time).
+#[derive(Debug)]
+struct Doorkeeper {
+    bits: Box<[u64]>,
+    marked: usize,
+}
+
+impl Doorkeeper {
+    fn new(capacity: usize) -> Self {
+        let words = (capacity * 8).div_ceil(64).next_power_of_two();
+        Self {
+            bits: vec![0; words].into_boxed_slice(),
+            marked: 0,
+        }
+    }
+
+    fn admit(&mut self, hash: u64) -> bool {
+        let mask = self.bits.len() * 64 - 1;
+        // Low bits and bits 20.. of the hash: the shard uses bits 48.., hashbrown 57...
+        let (a, b) = (hash as usize & mask, (hash >> 20) as usize & mask);
+        let bit = |i: usize| self.bits[i / 64] & (1 << (i % 64)) != 0;
+        if bit(a) && bit(b) {
+            return true;
+        }
+        self.bits[a / 64] |= 1 << (a % 64);
+        self.bits[b / 64] |= 1 << (b % 64);
+        self.marked += 1;
+        if self.marked * 8 > self.bits.len() * 64 {
+            self.bits.fill(0);
+            self.marked = 0;
+        }
+        false
+    }
+}
+
+#[derive(Debug)]
+struct Shard<V> {
+    /// Positions in `slots`, hashed by the stored hash of the key.
+    index: HashTable<u32>,
+    slots: Vec<CachedResult<V>>,
+    /// Next slot to evict once full: FIFO order.
+    hand: usize,
+    capacity: usize,
+    door: Doorkeeper,
+    hits: u64,
+    misses: u64,
+}
+
+impl<V> Shard<V> {
+    fn find(&self, hash: u64, key: &str) -> Option<usize> {
+        let slots = &self.slots;
+        self.index
+            .find(hash, |&i| {
+                let s = &slots[i as usize];
+                s.hash == hash && &*s.key == key
+            })
+            .map(|&i| i as usize)
+    }
+
+    fn unindex(&mut self, hash: u64, at: usize) {
+        if let Ok(found) = self.index.find_entry(hash, |&i| i as usize == at) {
+            found.remove();
+        }
+    }
+
+    fn reindex(&mut self, hash: u64, from: usize, to: usize) {
+        if let Some(i) = self.index.find_mut(hash, |&i| i as usize == from) {
+            *i = to as u32;
+        }
+    }
+
+    fn push_index(&mut self, hash: u64, at: usize) {
+        let slots = &self.slots;
+        self.index
+            .insert_unique(hash, at as u32, |&i| slots[i as usize].hash);
+    }
+}
+
+/// The bounded, sharded match cache.
+#[derive(Debug)]
+pub struct MatchCache<V> {
+    shards: Box<[Mutex<Shard<V>>]>,
+    shard_mask: usize,
+    capacity: usize,
+    hasher: RandomState,
+    /// Entries over all shards: lets a change skip invalidation when the cache is empty.
+    entries: AtomicUsize,
+}
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not turn every later match into one.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<V> MatchCache<V> {
+    /// A cache of at most `capacity` results; `None` for a capacity of 0.
+    pub fn new(capacity: usize) -> Option<Self> {
+        if capacity == 0 {
+            return None;
+        }
+        let shards = (capacity / MIN_SHARD_CAPACITY).clamp(1, MAX_SHARDS);
+        let shards = if shards.is_power_of_two() {
+            shards
+        } else {
+            shards.next_power_of_two() / 2
+        };
+        let per_shard = capacity / shards;
+        let shard_count = shards;
+        let shards: Box<[_]> = (0..shard_count)
+            .map(|_| {
+                Mutex::new(Shard {
+                    index: HashTable::with_capacity(per_shard),
+                    slots: Vec::with_capacity(per_shard),
+                    hand: 0,
+                    capacity: per_shard,
+                    door: Doorkeeper::new(per_shard),
+                    hits: 0,
+                    misses: 0,
+                })
+            })
+            .collect();
+        Some(Self {
+            shard_mask: shards.len() - 1,
+            shards,
+            capacity: per_shard * shard_count,
+            hasher: RandomState::default(),
+            entries: AtomicUsize::new(0),
+        })
+    }
+
+    /// Results it can hold.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn hash(&self, key: &str) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn shard(&self, hash: u64) -> MutexGuard<'_, Shard<V>> {
+        locked(&self.shards[(hash >> 48) as usize & self.shard_mask])
+    }
+
+    /// Looks `key` up, counting a hit or a miss; a miss asks the doorkeeper.
+    pub fn lookup(&self, hash: u64, key: &str) -> Lookup<V> {
+        let mut shard = self.shard(hash);
+        if let Some(at) = shard.find(hash, key) {
+            shard.hits += 1;
+            return Lookup::Hit(shard.slots[at].result.clone());
+        }
+        shard.misses += 1;
+        Lookup::Miss {
+            admit: shard.door.admit(hash),
+        }
+    }
+
+    /// Looks `key` up without counting or admitting anything.
+    pub fn peek(&self, hash: u64, key: &str) -> Option<Arc<Matched<V>>> {
+        let shard = self.shard(hash);
+        shard
+            .find(hash, key)
+            .map(|at| shard.slots[at].result.clone())
+    }
+
+    /// Stores a result computed under the trie's read lock; returns what it displaced.
+    pub fn store(&self, hash: u64, key: &str, result: Arc<Matched<V>>) -> Option<CachedResult<V>> {
+        let mut shard = self.shard(hash);
+        if let Some(at) = shard.find(hash, key) {
+            // Another thread stored it meanwhile; both results come from the same trie state.
+            let old = mem::replace(&mut shard.slots[at].result, result);
+            return Some(CachedResult {
+                hash,
+                key: key.into(),
+                result: old,
+            });
+        }
+        let new = CachedResult {
+            hash,
+            key: key.into(),
+            result,
+        };
+        if shard.slots.len() < shard.capacity {
+            let at = shard.slots.len();
+            shard.slots.push(new);
+            shard.push_index(hash, at);
+            self.entries.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let at = shard.hand;
+        shard.hand = (at + 1) % shard.capacity;
+        let old_hash = shard.slots[at].hash;
+        shard.unindex(old_hash, at);
+        let old = mem::replace(&mut shard.slots[at], new);
+        shard.push_index(hash, at);
+        Some(old)
+    }
+
+    /// Drops the result for one subject (a literal pattern changed).
+    pub fn forget(&self, key: &str) -> Option<CachedResult<V>> {
+        if self.entries.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let hash = self.hash(key);
+        let mut shard = self.shard(hash);
+        let at = shard.find(hash, key)?;
+        shard.unindex(hash, at);
+        let old = shard.slots.swap_remove(at);
+        if at < shard.slots.len() {
+            let moved = shard.slots[at].hash;
+            let from = shard.slots.len();
+            shard.reindex(moved, from, at);
+        }
+        if shard.hand >= shard.slots.len() {
+            shard.hand = 0;
+        }
+        self.entries.fetch_sub(1, Ordering::Relaxed);
+        Some(old)
+    }
+
+    /// Drops every result (a wildcard pattern changed); returns them for the caller to drop.
+    pub fn clear(&self) -> Vec<CachedResult<V>> {
+        let mut retired = Vec::new();
+        if self.entries.load(Ordering::Relaxed) == 0 {
+            return retired;
+        }
+        for shard in self.shards.iter() {
+            let mut shard = locked(shard);
+            shard.index.clear();
+            shard.hand = 0;
+            self.entries.fetch_sub(shard.slots.len(), Ordering::Relaxed);
+            retired.append(&mut shard.slots);
+        }
+        retired
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        let mut stats = CacheStats::default();
+        let mut fanout = 0usize;
+        for shard in self.shards.iter() {
+            let shard = locked(shard);
+            stats.hits += shard.hits;
+            stats.misses += shard.misses;
+            stats.entries += shard.slots.len();
+            for s in &shard.slots {
+                let n = s.result.len();
+                fanout += n;
+                stats.max_fanout = stats.max_fanout.max(n);
+            }
+        }
+        if stats.entries > 0 {
+            stats.avg_fanout = fanout as f64 / stats.entries as f64;
+        }
+        stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(v: u32) -> Arc<Matched<u32>> {
+        Arc::new(Matched {
+            plain: vec![v],
+            queues: Vec::new(),
+        })
+    }
+
+    fn hit(c: &MatchCache<u32>, key: &str) -> Option<u32> {
+        c.peek(c.hash(key), key).map(|r| r.plain[0])
+    }
+
+    #[test]
+    fn zero_capacity_means_no_cache() {
+        assert!(MatchCache::<u32>::new(0).is_none());
+    }
+
+    #[test]
+    fn admits_on_second_miss() {
+        let c = MatchCache::new(128).unwrap();
+        let h = c.hash("a.b");
+        assert!(matches!(c.lookup(h, "a.b"), Lookup::Miss { admit: false }));
+        assert!(matches!(c.lookup(h, "a.b"), Lookup::Miss { admit: true }));
+        c.store(h, "a.b", result(1));
+        assert!(matches!(c.lookup(h, "a.b"), Lookup::Hit(_)));
+        let s = c.stats();
+        assert_eq!((s.hits, s.misses, s.entries), (1, 2, 1));
+    }
+
+    #[test]
+    fn stays_bounded_and_evicts_oldest_first() {
+        let c = MatchCache::new(64).unwrap();
+        assert_eq!(c.capacity(), 64);
+        for i in 0..1000u32 {
+            let key = format!("k.{i}");
+            c.store(c.hash(&key), &key, result(i));
+        }
+        assert_eq!(c.stats().entries, 64);
+        assert_eq!(hit(&c, "k.999"), Some(999));
+        assert_eq!(hit(&c, "k.0"), None);
+    }
+
+    #[test]
+    fn forget_and_clear() {
+        // Few keys for the capacity, so no shard overflows and evicts.
+        let c = MatchCache::new(1024).unwrap();
+        for i in 0..100u32 {
+            let key = format!("k.{i}");
+            c.store(c.hash(&key), &key, result(i));
+        }
+        assert!(c.forget("k.7").is_some());
+        assert!(c.forget("k.7").is_none());
+        assert_eq!(hit(&c, "k.7"), None);
+        for i in (0..100u32).filter(|&i| i != 7) {
+            assert_eq!(
+                hit(&c, &format!("k.{i}")),
+                Some(i),
+                "k.{i} survives a forget"
+            );
+        }
+        assert_eq!(c.clear().len(), 99);
+        assert_eq!(c.stats().entries, 0);
+        assert_eq!(hit(&c, "k.8"), None);
+    }
+
+    #[test]
+    fn unique_flood_is_mostly_refused() {
+        let c = MatchCache::<u32>::new(1024).unwrap();
+        let admitted = (0..100_000)
+            .filter(|i| {
+                let key = format!("u.{i}");
+                matches!(c.lookup(c.hash(&key), &key), Lookup::Miss { admit: true })
+            })
+            .count();
+        assert!(
+            admitted < 5_000,
+            "admitted {admitted} of 100000 unique subjects"
+        );
+    }
+}

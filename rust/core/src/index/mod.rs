@@ -1,0 +1,403 @@
+//! The subject index: nats-server's sublist for Rust values.
+//!
+//! A [`Trie`] behind a read-write lock (matches run in parallel), a [`MatchCache`] in
+//! front of it, and queue groups. Values are opaque: whatever `V` the caller stores comes
+//! back (cloned) in match results.
+
+mod cache;
+mod matched;
+mod trie;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+pub use cache::CacheStats;
+use cache::{Lookup, MatchCache};
+pub use matched::Matched;
+pub use trie::Handle;
+use trie::Trie;
+
+use crate::subject::{check, SubjectError, SubjectKind, MAX_SUBJECT_LENGTH};
+
+/// Why an insert was refused; the index is unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertError {
+    Subject(SubjectError),
+    Queue(QueueNameError),
+}
+
+/// A queue group name must be a non-empty string without whitespace or NUL, within the
+/// subject length bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueNameError {
+    Empty,
+    TooLong,
+    Whitespace,
+    Nul,
+}
+
+impl fmt::Display for QueueNameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str("empty queue group name"),
+            Self::TooLong => write!(f, "queue group name longer than {MAX_SUBJECT_LENGTH} bytes"),
+            Self::Whitespace => f.write_str("queue group name contains whitespace"),
+            Self::Nul => f.write_str("queue group name contains NUL"),
+        }
+    }
+}
+
+/// Checks a queue group name.
+pub fn check_queue_name(name: &str) -> Result<(), QueueNameError> {
+    if name.is_empty() {
+        return Err(QueueNameError::Empty);
+    }
+    if name.len() > MAX_SUBJECT_LENGTH {
+        return Err(QueueNameError::TooLong);
+    }
+    match check(name, SubjectKind::Subject) {
+        Err(SubjectError::Whitespace) => Err(QueueNameError::Whitespace),
+        Err(SubjectError::Nul) => Err(QueueNameError::Nul),
+        _ => Ok(()),
+    }
+}
+
+/// Counters and gauges of an index, as `stats()` reports them.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IndexStats {
+    pub subscriptions: usize,
+    pub nodes: usize,
+    pub matches: u64,
+    pub inserts: u64,
+    pub removes: u64,
+    pub cache_size: usize,
+    pub cache: CacheStats,
+}
+
+/// A thread-safe map from subject patterns to values, matched by subject.
+pub struct SubjectIndex<V> {
+    trie: RwLock<Trie<V>>,
+    cache: Option<MatchCache<V>>,
+    /// Matches made while the cache is off (with it on, hits + misses count them).
+    uncached_matches: AtomicU64,
+    empty: Arc<Matched<V>>,
+}
+
+impl<V: Clone> fmt::Debug for SubjectIndex<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubjectIndex")
+            .field("len", &self.len())
+            .field("cache_size", &self.cache_size())
+            .finish()
+    }
+}
+
+impl<V: Clone> SubjectIndex<V> {
+    /// An empty index whose cache holds up to `cache_size` results (0: no cache).
+    pub fn new(cache_size: usize) -> Self {
+        Self {
+            trie: RwLock::default(),
+            cache: MatchCache::new(cache_size),
+            uncached_matches: AtomicU64::new(0),
+            empty: Arc::default(),
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Trie<V>> {
+        self.trie.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Trie<V>> {
+        self.trie.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The cache's capacity in results (0 when off).
+    pub fn cache_size(&self) -> usize {
+        self.cache.as_ref().map_or(0, MatchCache::capacity)
+    }
+
+    /// Entries stored.
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Stores `value` under `pattern`, in queue group `queue` if given. A refused insert
+    /// leaves the index as it was.
+    pub fn insert(
+        &self,
+        pattern: &str,
+        queue: Option<&str>,
+        value: V,
+    ) -> Result<Handle, InsertError> {
+        check(pattern, SubjectKind::Pattern).map_err(InsertError::Subject)?;
+        if let Some(name) = queue {
+            check_queue_name(name).map_err(InsertError::Queue)?;
+        }
+        let literal = check(pattern, SubjectKind::Literal).is_ok();
+        let mut trie = self.write();
+        let handle = trie.insert_checked(pattern, queue, value);
+        let retired = self.invalidate(pattern, literal);
+        drop(trie);
+        drop(retired);
+        Ok(handle)
+    }
+
+    /// Removes the entry `handle` names and returns its value; `None` if there is none.
+    ///
+    /// The value is handed back rather than dropped here, so its destructor runs after
+    /// the lock is released.
+    pub fn remove(&self, handle: Handle) -> Option<V> {
+        let mut trie = self.write();
+        let pattern = match &self.cache {
+            Some(_) => Some(trie.pattern_of(handle)?),
+            None => None,
+        };
+        let value = trie.remove(handle)?;
+        let retired = pattern.map(|(pattern, literal)| self.invalidate(&pattern, literal));
+        drop(trie);
+        drop(retired);
+        Some(value)
+    }
+
+    /// Drops every cached result a change to `pattern` may have made stale. A literal
+    /// pattern matches one subject only; a wildcard may match any, so it clears the cache.
+    /// Called with the write lock held; the caller drops what comes back after releasing it.
+    fn invalidate(&self, pattern: &str, literal: bool) -> Vec<cache::CachedResult<V>> {
+        let Some(cache) = &self.cache else {
+            return Vec::new();
+        };
+        if literal {
+            cache.forget(pattern).into_iter().collect()
+        } else {
+            cache.clear()
+        }
+    }
+
+    /// The values of every entry matching `subject`, its tokens taken literally. A
+    /// subject that is not well-formed matches nothing.
+    pub fn matches(&self, subject: &str) -> Arc<Matched<V>> {
+        let Some(cache) = &self.cache else {
+            self.uncached_matches.fetch_add(1, Ordering::Relaxed);
+            if check(subject, SubjectKind::Subject).is_err() {
+                return self.empty.clone();
+            }
+            return self.shared(self.read().collect(subject));
+        };
+        let hash = cache.hash(subject);
+        let admit = match cache.lookup(hash, subject) {
+            Lookup::Hit(result) => return result,
+            Lookup::Miss { admit } => admit,
+        };
+        if check(subject, SubjectKind::Subject).is_err() {
+            return self.empty.clone();
+        }
+        let trie = self.read();
+        let result = self.shared(trie.collect(subject));
+        // Stored under the read lock: no change can slip in between computing and storing.
+        let retired = admit.then(|| cache.store(hash, subject, result.clone()));
+        drop(trie);
+        drop(retired);
+        result
+    }
+
+    /// `matches` for many subjects, taking the read lock at most once.
+    pub fn matches_many<'a>(
+        &self,
+        subjects: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<Arc<Matched<V>>> {
+        let subjects = subjects.into_iter();
+        let mut out = Vec::with_capacity(subjects.size_hint().0);
+        let mut trie = None;
+        let mut retired = Vec::new();
+        for subject in subjects {
+            let (hash, admit) = match &self.cache {
+                None => {
+                    self.uncached_matches.fetch_add(1, Ordering::Relaxed);
+                    (0, false)
+                }
+                Some(cache) => {
+                    let hash = cache.hash(subject);
+                    match cache.lookup(hash, subject) {
+                        Lookup::Hit(result) => {
+                            out.push(result);
+                            continue;
+                        }
+                        Lookup::Miss { admit } => (hash, admit),
+                    }
+                }
+            };
+            if check(subject, SubjectKind::Subject).is_err() {
+                out.push(self.empty.clone());
+                continue;
+            }
+            let guard = trie.get_or_insert_with(|| self.read());
+            let result = self.shared(guard.collect(subject));
+            if let (true, Some(cache)) = (admit, &self.cache) {
+                retired.extend(cache.store(hash, subject, result.clone()));
+            }
+            out.push(result);
+        }
+        drop(trie);
+        drop(retired);
+        out
+    }
+
+    fn shared(&self, matched: Matched<V>) -> Arc<Matched<V>> {
+        if matched.is_empty() {
+            self.empty.clone()
+        } else {
+            Arc::new(matched)
+        }
+    }
+
+    /// Whether any entry matches `subject`.
+    pub fn has_interest(&self, subject: &str) -> bool {
+        if let Some(found) = self.peek(subject) {
+            return !found.is_empty();
+        }
+        check(subject, SubjectKind::Subject).is_ok() && self.read().has_interest(subject)
+    }
+
+    /// How many entries match `subject`, counting every overlapping pattern.
+    pub fn count(&self, subject: &str) -> usize {
+        if let Some(found) = self.peek(subject) {
+            return found.len();
+        }
+        if check(subject, SubjectKind::Subject).is_err() {
+            return 0;
+        }
+        self.read().count(subject)
+    }
+
+    fn peek(&self, subject: &str) -> Option<Arc<Matched<V>>> {
+        let cache = self.cache.as_ref()?;
+        cache.peek(cache.hash(subject), subject)
+    }
+
+    pub fn stats(&self) -> IndexStats {
+        let (subscriptions, nodes, inserts, removes) = {
+            let trie = self.read();
+            (trie.len(), trie.node_count(), trie.inserts, trie.removes)
+        };
+        let cache = self
+            .cache
+            .as_ref()
+            .map(MatchCache::stats)
+            .unwrap_or_default();
+        IndexStats {
+            subscriptions,
+            nodes,
+            matches: cache.hits + cache.misses + self.uncached_matches.load(Ordering::Relaxed),
+            inserts,
+            removes,
+            cache_size: self.cache_size(),
+            cache,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(m: &Matched<u32>) -> Vec<u32> {
+        let mut v = m.plain.clone();
+        for (_, members) in &m.queues {
+            v.extend(members);
+        }
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn refused_insert_changes_nothing() {
+        let idx = SubjectIndex::new(16);
+        idx.insert("a.b", None, 1).unwrap();
+        assert_eq!(
+            idx.insert("a.>.b", None, 2),
+            Err(InsertError::Subject(SubjectError::FullWildcardNotLast))
+        );
+        assert_eq!(
+            idx.insert("a.c", Some(" "), 2),
+            Err(InsertError::Queue(QueueNameError::Whitespace))
+        );
+        assert_eq!(idx.len(), 1);
+        assert_eq!(idx.stats().nodes, 3);
+    }
+
+    #[test]
+    fn cache_follows_every_change() {
+        for cache_size in [0, 1, 64, 1024] {
+            let idx = SubjectIndex::new(cache_size);
+            let seen = |s: &str| {
+                // Twice, so the doorkeeper admits it and the second read may be a hit.
+                let first = values(&idx.matches(s));
+                assert_eq!(first, values(&idx.matches(s)));
+                first
+            };
+            assert_eq!(seen("a.b"), Vec::<u32>::new());
+            let lit = idx.insert("a.b", None, 1).unwrap();
+            assert_eq!(seen("a.b"), vec![1]);
+            let wild = idx.insert("a.*", None, 2).unwrap();
+            assert_eq!(seen("a.b"), vec![1, 2]);
+            let q = idx.insert("a.>", Some("g"), 3).unwrap();
+            assert_eq!(seen("a.b"), vec![1, 2, 3]);
+            assert_eq!(idx.count("a.b"), 3);
+            idx.remove(wild);
+            assert_eq!(seen("a.b"), vec![1, 3]);
+            idx.remove(lit);
+            assert_eq!(seen("a.b"), vec![3]);
+            idx.remove(q);
+            assert_eq!(seen("a.b"), Vec::<u32>::new());
+            assert!(!idx.has_interest("a.b"));
+        }
+    }
+
+    #[test]
+    fn many_equals_one_by_one() {
+        let idx = SubjectIndex::new(64);
+        idx.insert("x.*", None, 1).unwrap();
+        idx.insert("x.y", Some("q"), 2).unwrap();
+        let subjects = ["x.y", "x.z", "x..y", "x.y", "nothing", "x.y"];
+        let many: Vec<_> = idx
+            .matches_many(subjects)
+            .iter()
+            .map(|m| values(m))
+            .collect();
+        let one: Vec<_> = subjects.iter().map(|s| values(&idx.matches(s))).collect();
+        assert_eq!(many, one);
+        assert_eq!(idx.stats().matches, 12);
+    }
+
+    #[test]
+    fn parallel_readers_and_writers() {
+        let idx = Arc::new(SubjectIndex::new(128));
+        let stable = idx.insert("stable.>", None, u32::MAX).unwrap();
+        let threads: Vec<_> = (0..4u32)
+            .map(|t| {
+                let idx = idx.clone();
+                std::thread::spawn(move || {
+                    for i in 0..2_000u32 {
+                        let subject = format!("stable.{t}.{}", i % 7);
+                        let h = idx.insert(&subject, None, t * 10_000 + i).unwrap();
+                        let got = values(&idx.matches(&subject));
+                        assert!(got.contains(&(t * 10_000 + i)) && got.contains(&u32::MAX));
+                        assert_eq!(idx.remove(h), Some(t * 10_000 + i));
+                        assert!(!values(&idx.matches(&subject)).contains(&(t * 10_000 + i)));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(idx.len(), 1);
+        idx.remove(stable);
+        assert_eq!(idx.stats().nodes, 1);
+    }
+}

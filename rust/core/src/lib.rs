@@ -1,0 +1,14 @@
+//! turnout's pure Rust core: NATS subject rules and the subject index.
+//!
+//! Nothing here knows about Python; the bindings crate wraps it.
+
+pub mod index;
+pub mod subject;
+
+pub use index::{
+    check_queue_name, Handle, IndexStats, InsertError, Matched, QueueNameError, SubjectIndex,
+};
+pub use subject::{
+    check, is_subset, is_valid_literal, is_valid_subject, subject_matches, subjects_collide,
+    tokens, SubjectError, SubjectKind, MAX_SUBJECT_LENGTH, MAX_TOKENS,
+};
