@@ -1,0 +1,199 @@
+//! `SubjectIndex` and `MatchResult`: the core index holding Python objects as values.
+
+use std::sync::Arc;
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedStr;
+use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString};
+use turnout_core::{self as core, InsertError, Matched};
+
+use crate::args::{invalid_subject, not_a_str, subject_error, text, NOT_UTF8};
+
+/// A stored value. The `Arc` lets results be cloned and shared without the GIL (a match
+/// under `py.detach` cannot touch reference counts); the last drop of a `Py` without the
+/// GIL is deferred by PyO3 to the next time it is held.
+type Value = Arc<Py<PyAny>>;
+
+/// The entries one subject matched. Immutable and shared with the cache, so lists are
+/// built on access and callers can never corrupt a cached result.
+#[pyclass(frozen, module = "turnout", name = "MatchResult")]
+pub struct MatchResult {
+    inner: Arc<Matched<Value>>,
+}
+
+#[pymethods]
+impl MatchResult {
+    /// Values of the matched entries that are in no queue group.
+    #[getter]
+    fn plain<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(py, self.inner.plain.iter().map(|v| v.bind(py)))
+    }
+
+    /// Each matched queue group and the values of all its matched members.
+    #[getter]
+    fn queues<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        for (name, members) in &self.inner.queues {
+            dict.set_item(
+                PyString::new(py, name),
+                PyList::new(py, members.iter().map(|v| v.bind(py)))?,
+            )?;
+        }
+        Ok(dict)
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "MatchResult(plain={}, queues={})",
+            self.plain(py)?.repr()?,
+            self.queues(py)?.repr()?
+        ))
+    }
+}
+
+impl From<Arc<Matched<Value>>> for MatchResult {
+    fn from(inner: Arc<Matched<Value>>) -> Self {
+        Self { inner }
+    }
+}
+
+/// A trie of subject patterns with a match cache and queue groups (SPEC section 2).
+#[pyclass(frozen, module = "turnout", name = "SubjectIndex")]
+pub struct SubjectIndex {
+    inner: core::SubjectIndex<Value>,
+}
+
+#[pymethods]
+impl SubjectIndex {
+    #[new]
+    #[pyo3(signature = (cache_size = 1024))]
+    fn new(cache_size: usize) -> Self {
+        Self {
+            inner: core::SubjectIndex::new(cache_size),
+        }
+    }
+
+    /// Results the match cache holds at most (0: no cache).
+    #[getter]
+    fn cache_size(&self) -> usize {
+        self.inner.cache_size()
+    }
+
+    /// Stores `value` under `pattern` (in queue group `queue` if given); returns a handle.
+    #[pyo3(signature = (pattern, value, queue = None))]
+    fn insert(
+        &self,
+        pattern: &Bound<'_, PyAny>,
+        value: Py<PyAny>,
+        queue: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<u64> {
+        let py = pattern.py();
+        let Some(p) = text(pattern, "pattern")? else {
+            return Err(invalid_subject(py, pattern, NOT_UTF8));
+        };
+        let queue = match queue {
+            None => None,
+            Some(q) => Some(
+                text(q, "queue")?
+                    .ok_or_else(|| PyValueError::new_err("queue group name is not valid UTF-8"))?,
+            ),
+        };
+        self.inner
+            .insert(p, queue, Arc::new(value))
+            .map_err(|err| match err {
+                InsertError::Subject(err) => subject_error(py, pattern, err),
+                InsertError::Queue(err) => PyValueError::new_err(err.to_string()),
+            })
+    }
+
+    /// Removes the entry `handle` names; False if there is none.
+    fn remove(&self, handle: &Bound<'_, PyAny>) -> PyResult<bool> {
+        if handle.is_instance_of::<PyBool>() || !handle.is_instance_of::<PyInt>() {
+            return Err(PyTypeError::new_err("handle must be an int from insert()"));
+        }
+        // Negative or huge ints name no entry.
+        let Ok(handle) = handle.extract::<u64>() else {
+            return Ok(false);
+        };
+        // The value is dropped here, after the index's lock is released.
+        Ok(self.inner.remove(handle).is_some())
+    }
+
+    /// Every entry matching `subject` (its tokens taken literally).
+    #[pyo3(name = "match")]
+    fn match_subject(&self, subject: &Bound<'_, PyAny>) -> PyResult<MatchResult> {
+        Ok(match text(subject, "subject")? {
+            Some(s) => self.inner.matches(s).into(),
+            None => self.inner.matches("").into(),
+        })
+    }
+
+    /// `match` for each subject; the trie is walked with the GIL released.
+    fn match_many(&self, py: Python<'_>, subjects: &Bound<'_, PyAny>) -> PyResult<Vec<MatchResult>> {
+        let mut owned: Vec<Option<PyBackedStr>> = Vec::new();
+        for item in subjects.try_iter()? {
+            let item = item?;
+            let Ok(s) = item.cast::<PyString>() else {
+                return Err(not_a_str(&item, "subject"));
+            };
+            owned.push(PyBackedStr::try_from(s.clone()).ok());
+        }
+        let results = py.detach(|| {
+            self.inner
+                .matches_many(owned.iter().map(|s| s.as_deref().unwrap_or("")))
+        });
+        Ok(results.into_iter().map(MatchResult::from).collect())
+    }
+
+    /// Whether any entry matches `subject`.
+    fn has_interest(&self, subject: &Bound<'_, PyAny>) -> PyResult<bool> {
+        Ok(text(subject, "subject")?.is_some_and(|s| self.inner.has_interest(s)))
+    }
+
+    /// How many entries match `subject`.
+    fn count(&self, subject: &Bound<'_, PyAny>) -> PyResult<usize> {
+        Ok(text(subject, "subject")?.map_or(0, |s| self.inner.count(s)))
+    }
+
+    /// Counters: subscriptions, matches, cache hits/misses/entries, inserts, removes, and
+    /// the fan-out of the cached results.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.inner.stats();
+        let d = PyDict::new(py);
+        d.set_item("subscriptions", s.subscriptions)?;
+        d.set_item("matches", s.matches)?;
+        d.set_item("cache_hits", s.cache.hits)?;
+        d.set_item("cache_misses", s.cache.misses)?;
+        d.set_item("cache_entries", s.cache.entries)?;
+        d.set_item("cache_size", s.cache_size)?;
+        d.set_item("inserts", s.inserts)?;
+        d.set_item("removes", s.removes)?;
+        d.set_item("max_fanout", s.cache.max_fanout)?;
+        d.set_item("avg_fanout", s.cache.avg_fanout)?;
+        d.set_item("nodes", s.nodes)?;
+        Ok(d)
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "SubjectIndex(entries={}, cache_size={})",
+            self.inner.len(),
+            self.inner.cache_size()
+        )
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<SubjectIndex>()?;
+    m.add_class::<MatchResult>()?;
+    Ok(())
+}
