@@ -1,1 +1,139 @@
-fn main() {}
+//! The core on SPEC 9's W1 and W4, with no Python in the loop, comparable with
+//! nats-server's Go sublist benchmarks. Run: `cargo bench -p turnout-core`
+//! (`TURNOUT_BENCH_QUICK=1` for a smoke run).
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use turnout_core::SubjectIndex;
+
+const W1_TOKENS: [&str; 8] = [
+    "synadia",
+    "nats",
+    "jetstream",
+    "nkeys",
+    "jwt",
+    "deny",
+    "auth",
+    "drain",
+];
+
+fn quick() -> bool {
+    std::env::var_os("TURNOUT_BENCH_QUICK").is_some()
+}
+
+/// nats-server's sublist benchmark set: every combination of the 8 tokens at depths 1..5.
+fn w1_patterns() -> Vec<String> {
+    let mut level = vec![String::new()];
+    let mut all = Vec::new();
+    for _ in 0..5 {
+        level = level
+            .iter()
+            .flat_map(|prefix| {
+                W1_TOKENS.iter().map(move |t| {
+                    if prefix.is_empty() {
+                        t.to_string()
+                    } else {
+                        format!("{prefix}.{t}")
+                    }
+                })
+            })
+            .collect();
+        all.extend(level.iter().cloned());
+    }
+    all.extend(["cloud.>", "cloud.nats.component.>", "cloud.*.*.nkeys.*"].map(String::from));
+    all
+}
+
+/// Runs `op` over `inputs` `rounds` times and reports the best round's ns per op.
+fn time_per_op<T>(name: &str, inputs: &[T], rounds: usize, mut op: impl FnMut(&T)) -> f64 {
+    let mut best = f64::INFINITY;
+    for _ in 0..rounds {
+        let start = Instant::now();
+        for input in inputs {
+            op(input);
+        }
+        best = best.min(start.elapsed().as_nanos() as f64 / inputs.len() as f64);
+    }
+    println!("{name:<44} {best:>9.1} ns/op");
+    best
+}
+
+fn w1() {
+    let patterns = w1_patterns();
+    let n = if quick() { 10_000 } else { 1_000_000 };
+    let rounds = if quick() { 1 } else { 5 };
+    for cache_size in [1024, 0] {
+        let idx = SubjectIndex::new(cache_size);
+        time_per_op(
+            &format!("W1 insert 37,448 (cache {cache_size})"),
+            &patterns,
+            1,
+            |p| {
+                idx.insert(p, None, 0u32).unwrap();
+            },
+        );
+        for depth in 1..=4 {
+            let subject = W1_TOKENS[..depth].join(".");
+            let repeated = vec![subject; n];
+            time_per_op(
+                &format!("W1 {depth}-token repeated (cache {cache_size})"),
+                &repeated,
+                rounds,
+                |s| {
+                    black_box(idx.matches(s));
+                },
+            );
+        }
+        let unique: Vec<String> = (0..n).map(|i| format!("synadia.nats.u{i}.nkeys")).collect();
+        time_per_op(
+            &format!("W1 4-token unique (cache {cache_size})"),
+            &unique,
+            1,
+            |s| {
+                black_box(idx.matches(s));
+            },
+        );
+    }
+}
+
+fn w4() {
+    let n = if quick() { 20_000 } else { 1_000_000 };
+    let subjects: Vec<String> = (0..n)
+        .map(|i| format!("w4.{}.{}.{i}", i % 100, (i / 100) % 100))
+        .collect();
+    let idx = SubjectIndex::new(0);
+    let start = Instant::now();
+    for s in &subjects {
+        idx.insert(s, None, 0u32).unwrap();
+    }
+    let build = start.elapsed();
+    println!(
+        "{:<44} {:>9.1} ns/op ({:.2} s total)",
+        format!("W4 insert {n}"),
+        build.as_nanos() as f64 / n as f64,
+        build.as_secs_f64()
+    );
+    let probe: Vec<&String> = subjects.iter().step_by(7).collect();
+    time_per_op(&format!("W4 match at {n} (cache off)"), &probe, 3, |s| {
+        black_box(idx.matches(s));
+    });
+    let small = SubjectIndex::new(0);
+    for s in subjects.iter().take(1_000) {
+        small.insert(s, None, 0u32).unwrap();
+    }
+    let probe_small: Vec<&String> = subjects
+        .iter()
+        .take(1_000)
+        .cycle()
+        .take(probe.len())
+        .collect();
+    time_per_op("W4 match at 1000 (cache off)", &probe_small, 3, |s| {
+        black_box(small.matches(s));
+    });
+}
+
+fn main() {
+    w1();
+    w4();
+}

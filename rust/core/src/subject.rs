@@ -66,16 +66,9 @@ impl fmt::Display for SubjectError {
 
 impl std::error::Error for SubjectError {}
 
-/// Bytes never allowed in a subject: the whitespace nats-server rejects, and NUL.
-fn forbidden(byte: u8) -> Option<SubjectError> {
-    match byte {
-        b' ' | b'\t' | b'\n' | b'\r' | 0x0c => Some(SubjectError::Whitespace),
-        0 => Some(SubjectError::Nul),
-        _ => None,
-    }
-}
-
 /// Checks `s` against the rules of `kind`, reporting the first rule broken.
+///
+/// One pass over the bytes: this runs on every uncached match.
 pub fn check(s: &str, kind: SubjectKind) -> Result<(), SubjectError> {
     if s.is_empty() {
         return Err(SubjectError::Empty);
@@ -84,28 +77,35 @@ pub fn check(s: &str, kind: SubjectKind) -> Result<(), SubjectError> {
         return Err(SubjectError::TooLong);
     }
     let bytes = s.as_bytes();
-    if let Some(err) = bytes.iter().find_map(|&b| forbidden(b)) {
-        return Err(err);
-    }
-    let dots = bytes.iter().filter(|&&b| b == b'.').count();
-    if dots >= MAX_TOKENS {
-        return Err(SubjectError::TooManyTokens);
-    }
-    // Empty tokens outrank wildcard placement, so gather all three facts in one pass.
+    // A forbidden byte outranks every token rule wherever it is, so token findings are
+    // only noted until the end of the scan.
+    let (mut dots, mut start) = (0usize, 0usize);
     let (mut empty, mut full_not_last, mut wildcard) = (false, false, false);
-    let mut rest = s.split('.').peekable();
-    while let Some(token) = rest.next() {
-        match token {
-            "" => empty = true,
-            FULL_WILDCARD => {
-                wildcard = true;
-                full_not_last |= rest.peek().is_some();
+    for (at, &byte) in bytes.iter().enumerate() {
+        match byte {
+            b'.' => {
+                match &bytes[start..at] {
+                    b"" => empty = true,
+                    b">" => (wildcard, full_not_last) = (true, true),
+                    b"*" => wildcard = true,
+                    _ => {}
+                }
+                dots += 1;
+                start = at + 1;
             }
-            SINGLE_WILDCARD => wildcard = true,
+            b' ' | b'\t' | b'\n' | b'\r' | 0x0c => return Err(SubjectError::Whitespace),
+            0 => return Err(SubjectError::Nul),
             _ => {}
         }
     }
-    if empty {
+    match &bytes[start..] {
+        b"" => empty = true,
+        b">" | b"*" => wildcard = true,
+        _ => {}
+    }
+    if dots >= MAX_TOKENS {
+        Err(SubjectError::TooManyTokens)
+    } else if empty {
         Err(SubjectError::EmptyToken)
     } else if kind != SubjectKind::Subject && full_not_last {
         Err(SubjectError::FullWildcardNotLast)

@@ -28,7 +28,10 @@ pub fn not_a_str(ob: &Bound<'_, PyAny>, what: &str) -> PyErr {
 pub fn invalid_subject(py: Python<'_>, subject: &Bound<'_, PyAny>, reason: &str) -> PyErr {
     static CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
     match CLASS.import(py, "turnout._errors", "InvalidSubjectError") {
-        Ok(class) => PyErr::from_type(class.clone(), (subject.clone().unbind(), reason.to_string())),
+        Ok(class) => PyErr::from_type(
+            class.clone(),
+            (subject.clone().unbind(), reason.to_string()),
+        ),
         Err(err) => err,
     }
 }

@@ -17,7 +17,7 @@ type Value = Arc<Py<PyAny>>;
 
 /// The entries one subject matched. Immutable and shared with the cache, so lists are
 /// built on access and callers can never corrupt a cached result.
-#[pyclass(frozen, module = "turnout", name = "MatchResult")]
+#[pyclass(frozen, freelist = 256, module = "turnout", name = "MatchResult")]
 pub struct MatchResult {
     inner: Arc<Matched<Value>>,
 }
@@ -56,9 +56,52 @@ impl MatchResult {
     }
 }
 
-impl From<Arc<Matched<Value>>> for MatchResult {
-    fn from(inner: Arc<Matched<Value>>) -> Self {
-        Self { inner }
+impl MatchResult {
+    /// Wraps a core result as a Python object.
+    fn wrap(py: Python<'_>, inner: Arc<Matched<Value>>) -> PyResult<Bound<'_, Self>> {
+        let result = Bound::new(py, Self { inner })?;
+        // PyO3 makes every class a GC type, but this one's traversal visits nothing of its
+        // own, so tracking it only makes each collection walk more objects: with a batch
+        // of results alive, the collector dominated `match_many`.
+        // SAFETY: `result` is a live GC object we own a reference to; untracking an object
+        // is always allowed, and its deallocator tolerates an untracked object.
+        unsafe { pyo3::ffi::PyObject_GC_UnTrack(result.as_ptr().cast()) };
+        Ok(result)
+    }
+}
+
+/// Remembers the Python objects made for recent results of one batch, so a subject that
+/// repeats (and every empty result, which share one core value) yields one shared
+/// object instead of a new one per item.
+struct RecentResults<'py> {
+    slots: [Option<(*const Matched<Value>, Bound<'py, MatchResult>)>; RECENT_SLOTS],
+}
+
+const RECENT_SLOTS: usize = 64;
+
+impl<'py> RecentResults<'py> {
+    fn new() -> Self {
+        Self {
+            slots: std::array::from_fn(|_| None),
+        }
+    }
+
+    fn get(
+        &mut self,
+        py: Python<'py>,
+        inner: Arc<Matched<Value>>,
+    ) -> PyResult<Bound<'py, MatchResult>> {
+        let key = Arc::as_ptr(&inner);
+        // Results are heap blocks at least 16-byte aligned: drop the always-zero bits.
+        let slot = &mut self.slots[(key as usize >> 4) % RECENT_SLOTS];
+        if let Some((seen, object)) = slot {
+            if *seen == key {
+                return Ok(object.clone());
+            }
+        }
+        let object = MatchResult::wrap(py, inner)?;
+        *slot = Some((key, object.clone()));
+        Ok(object)
     }
 }
 
@@ -126,15 +169,17 @@ impl SubjectIndex {
 
     /// Every entry matching `subject` (its tokens taken literally).
     #[pyo3(name = "match")]
-    fn match_subject(&self, subject: &Bound<'_, PyAny>) -> PyResult<MatchResult> {
-        Ok(match text(subject, "subject")? {
-            Some(s) => self.inner.matches(s).into(),
-            None => self.inner.matches("").into(),
-        })
+    fn match_subject<'py>(&self, subject: &Bound<'py, PyAny>) -> PyResult<Bound<'py, MatchResult>> {
+        let found = self.inner.matches(text(subject, "subject")?.unwrap_or(""));
+        Bound::new(subject.py(), MatchResult { inner: found })
     }
 
     /// `match` for each subject; the trie is walked with the GIL released.
-    fn match_many(&self, py: Python<'_>, subjects: &Bound<'_, PyAny>) -> PyResult<Vec<MatchResult>> {
+    fn match_many<'py>(
+        &self,
+        py: Python<'py>,
+        subjects: &Bound<'py, PyAny>,
+    ) -> PyResult<Vec<Bound<'py, MatchResult>>> {
         let mut owned: Vec<Option<PyBackedStr>> = Vec::new();
         for item in subjects.try_iter()? {
             let item = item?;
@@ -147,7 +192,8 @@ impl SubjectIndex {
             self.inner
                 .matches_many(owned.iter().map(|s| s.as_deref().unwrap_or("")))
         });
-        Ok(results.into_iter().map(MatchResult::from).collect())
+        let mut recent = RecentResults::new();
+        results.into_iter().map(|r| recent.get(py, r)).collect()
     }
 
     /// Whether any entry matches `subject`.

@@ -5,12 +5,15 @@
 //! unique subjects the sweep dominates (nats-server issues 4341, 8070). Here a subject is
 //! admitted only on its second miss within a window (a two-bit Bloom filter per shard,
 //! reset when an eighth full), eviction is FIFO in O(1), and nothing ever scans the cache
-//! on the match path.
+//! on the match path. When every lookup misses for a long stretch the cache is thrashing,
+//! and only a sample of matches consults it until one hits again: a flood of unique
+//! subjects then costs about what it costs with no cache at all.
 //!
 //! Correctness: results are computed and stored while the trie's read lock is held, and
 //! every trie change invalidates under the write lock, so a stored result is never older
 //! than the last change.
 
+use std::cell::Cell;
 use std::hash::BuildHasher;
 use std::mem;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,6 +27,10 @@ use super::matched::Matched;
 /// Shards split lock traffic between threads; each keeps at least this many entries.
 const MIN_SHARD_CAPACITY: usize = 64;
 const MAX_SHARDS: usize = 16;
+/// Misses in a row, per cached entry, after which the cache counts as thrashing.
+const THRASH_MISSES_PER_ENTRY: usize = 4;
+/// While thrashing, one match in this many still consults the cache.
+const THRASH_SAMPLE: usize = 32;
 
 /// A cached result, or one evicted from the cache, to be dropped by the caller once it
 /// holds no lock (dropping a value may run arbitrary code, e.g. a Python finaliser).
@@ -141,6 +148,22 @@ pub struct MatchCache<V> {
     hasher: RandomState,
     /// Entries over all shards: lets a change skip invalidation when the cache is empty.
     entries: AtomicUsize,
+    /// Lookups that missed in a row, over all threads, saturating at `thrash_after`.
+    /// Written only while it changes, so a steady stream of hits never bounces its line.
+    miss_streak: AtomicUsize,
+    thrash_after: usize,
+}
+
+/// A per-thread tick for sampling, so sampling shares no cache line between threads.
+fn thread_tick() -> usize {
+    thread_local! {
+        static TICK: Cell<usize> = const { Cell::new(0) };
+    }
+    TICK.with(|t| {
+        let n = t.get().wrapping_add(1);
+        t.set(n);
+        n
+    })
 }
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -181,7 +204,15 @@ impl<V> MatchCache<V> {
             capacity: per_shard * shard_count,
             hasher: RandomState::default(),
             entries: AtomicUsize::new(0),
+            miss_streak: AtomicUsize::new(0),
+            thrash_after: (per_shard * shard_count * THRASH_MISSES_PER_ENTRY).max(1024),
         })
+    }
+
+    /// Whether this match should consult the cache: always, unless it is thrashing.
+    pub fn worth_a_lookup(&self) -> bool {
+        self.miss_streak.load(Ordering::Relaxed) < self.thrash_after
+            || thread_tick() % THRASH_SAMPLE == 0
     }
 
     /// Results it can hold.
@@ -202,9 +233,17 @@ impl<V> MatchCache<V> {
         let mut shard = self.shard(hash);
         if let Some(at) = shard.find(hash, key) {
             shard.hits += 1;
+            if self.miss_streak.load(Ordering::Relaxed) != 0 {
+                self.miss_streak.store(0, Ordering::Relaxed);
+            }
             return Lookup::Hit(shard.slots[at].result.clone());
         }
         shard.misses += 1;
+        let streak = self.miss_streak.load(Ordering::Relaxed);
+        if streak < self.thrash_after {
+            // A racy increment is fine: this is a heuristic, never a correctness matter.
+            self.miss_streak.store(streak + 1, Ordering::Relaxed);
+        }
         Lookup::Miss {
             admit: shard.door.admit(hash),
         }
@@ -316,7 +355,7 @@ mod tests {
 
     fn result(v: u32) -> Arc<Matched<u32>> {
         Arc::new(Matched {
-            plain: vec![v],
+            plain: smallvec::smallvec![v],
             queues: Vec::new(),
         })
     }
@@ -390,6 +429,23 @@ mod tests {
         assert!(
             admitted < 5_000,
             "admitted {admitted} of 100000 unique subjects"
+        );
+    }
+
+    #[test]
+    fn thrashing_samples_lookups_until_a_hit() {
+        let c = MatchCache::<u32>::new(64).unwrap();
+        c.store(c.hash("hot"), "hot", result(1));
+        for i in 0..2_000 {
+            let key = format!("u.{i}");
+            c.lookup(c.hash(&key), &key);
+        }
+        let consulted = (0..3_200).filter(|_| c.worth_a_lookup()).count();
+        assert_eq!(consulted, 100, "one in {THRASH_SAMPLE} while thrashing");
+        assert!(matches!(c.lookup(c.hash("hot"), "hot"), Lookup::Hit(_)));
+        assert!(
+            (0..10).all(|_| c.worth_a_lookup()),
+            "a hit ends the thrashing"
         );
     }
 }

@@ -2,13 +2,19 @@
 
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
+/// Plain values kept inline in a result before it spills to the heap; most subjects
+/// match few entries.
+pub const INLINE_VALUES: usize = 2;
+
 /// The values of every entry whose pattern matched one subject.
 ///
 /// Immutable once built, and shared (`Arc`) between the cache and every caller.
 #[derive(Debug, Clone)]
 pub struct Matched<V> {
     /// Values of entries without a queue group, in trie order.
-    pub plain: Vec<V>,
+    pub plain: SmallVec<[V; INLINE_VALUES]>,
     /// One item per queue group that matched: its name and every member's value.
     pub queues: Vec<(Arc<str>, Vec<V>)>,
 }
@@ -16,7 +22,7 @@ pub struct Matched<V> {
 impl<V> Default for Matched<V> {
     fn default() -> Self {
         Self {
-            plain: Vec::new(),
+            plain: SmallVec::new(),
             queues: Vec::new(),
         }
     }

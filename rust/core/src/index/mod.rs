@@ -5,15 +5,16 @@
 //! back (cloned) in match results.
 
 mod cache;
+mod counter;
 mod matched;
 mod trie;
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use cache::CacheStats;
 use cache::{Lookup, MatchCache};
+use counter::StripedCounter;
 pub use matched::Matched;
 pub use trie::Handle;
 use trie::Trie;
@@ -79,8 +80,9 @@ pub struct IndexStats {
 pub struct SubjectIndex<V> {
     trie: RwLock<Trie<V>>,
     cache: Option<MatchCache<V>>,
-    /// Matches made while the cache is off (with it on, hits + misses count them).
-    uncached_matches: AtomicU64,
+    /// Matches that did not consult the cache (it is off, or thrashing); the cache counts
+    /// the others as hits and misses.
+    uncached_matches: StripedCounter,
     empty: Arc<Matched<V>>,
 }
 
@@ -99,7 +101,7 @@ impl<V: Clone> SubjectIndex<V> {
         Self {
             trie: RwLock::default(),
             cache: MatchCache::new(cache_size),
-            uncached_matches: AtomicU64::new(0),
+            uncached_matches: StripedCounter::default(),
             empty: Arc::default(),
         }
     }
@@ -181,8 +183,8 @@ impl<V: Clone> SubjectIndex<V> {
     /// The values of every entry matching `subject`, its tokens taken literally. A
     /// subject that is not well-formed matches nothing.
     pub fn matches(&self, subject: &str) -> Arc<Matched<V>> {
-        let Some(cache) = &self.cache else {
-            self.uncached_matches.fetch_add(1, Ordering::Relaxed);
+        let Some(cache) = self.cache.as_ref().filter(|c| c.worth_a_lookup()) else {
+            self.uncached_matches.add(1);
             if check(subject, SubjectKind::Subject).is_err() {
                 return self.empty.clone();
             }
@@ -215,9 +217,9 @@ impl<V: Clone> SubjectIndex<V> {
         let mut trie = None;
         let mut retired = Vec::new();
         for subject in subjects {
-            let (hash, admit) = match &self.cache {
+            let (hash, admit) = match self.cache.as_ref().filter(|c| c.worth_a_lookup()) {
                 None => {
-                    self.uncached_matches.fetch_add(1, Ordering::Relaxed);
+                    self.uncached_matches.add(1);
                     (0, false)
                 }
                 Some(cache) => {
@@ -292,7 +294,7 @@ impl<V: Clone> SubjectIndex<V> {
         IndexStats {
             subscriptions,
             nodes,
-            matches: cache.hits + cache.misses + self.uncached_matches.load(Ordering::Relaxed),
+            matches: cache.hits + cache.misses + self.uncached_matches.get(),
             inserts,
             removes,
             cache_size: self.cache_size(),
@@ -306,7 +308,7 @@ mod tests {
     use super::*;
 
     fn values(m: &Matched<u32>) -> Vec<u32> {
-        let mut v = m.plain.clone();
+        let mut v = m.plain.to_vec();
         for (_, members) in &m.queues {
             v.extend(members);
         }
