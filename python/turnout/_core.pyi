@@ -3,6 +3,21 @@
 from collections.abc import Iterable
 from typing import Any, final
 
+__all__ = [
+    "MAX_SUBJECT_LENGTH",
+    "MAX_TOKENS",
+    "MatchResult",
+    "SubjectIndex",
+    "__version__",
+    "is_subset",
+    "is_valid_literal",
+    "is_valid_subject",
+    "subject_matches",
+    "subjects_collide",
+    "tokens",
+    "validate_subject",
+]
+
 __version__: str
 MAX_SUBJECT_LENGTH: int
 MAX_TOKENS: int
@@ -24,7 +39,7 @@ class MatchResult:
 
 @final
 class SubjectIndex:
-    def __init__(self, cache_size: int = 1024) -> None: ...
+    def __new__(cls, cache_size: int = 1024) -> SubjectIndex: ...
     @property
     def cache_size(self) -> int: ...
     def insert(self, pattern: str, value: Any, queue: str | None = None) -> int: ...

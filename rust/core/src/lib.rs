@@ -7,6 +7,7 @@ pub mod subject;
 
 pub use index::{
     check_queue_name, Handle, IndexStats, InsertError, Matched, QueueNameError, SubjectIndex,
+    MAX_CACHE_SIZE,
 };
 pub use subject::{
     check, is_subset, is_valid_literal, is_valid_subject, subject_matches, subjects_collide,

@@ -115,9 +115,15 @@ pub struct SubjectIndex {
 impl SubjectIndex {
     #[new]
     #[pyo3(signature = (cache_size = 1024))]
-    fn new(cache_size: usize) -> Self {
-        Self {
-            inner: core::SubjectIndex::new(cache_size),
+    fn new(cache_size: i64) -> PyResult<Self> {
+        match usize::try_from(cache_size) {
+            Ok(size) if size <= core::MAX_CACHE_SIZE => Ok(Self {
+                inner: core::SubjectIndex::new(size),
+            }),
+            _ => Err(PyValueError::new_err(format!(
+                "cache_size must be between 0 and {}, not {cache_size}",
+                core::MAX_CACHE_SIZE
+            ))),
         }
     }
 

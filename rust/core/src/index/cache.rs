@@ -27,6 +27,7 @@ use super::matched::Matched;
 /// Shards split lock traffic between threads; each keeps at least this many entries.
 const MIN_SHARD_CAPACITY: usize = 64;
 const MAX_SHARDS: usize = 16;
+const PREALLOCATED_PER_SHARD: usize = 1024;
 /// Misses in a row, per cached entry, after which the cache counts as thrashing.
 const THRASH_MISSES_PER_ENTRY: usize = 4;
 /// While thrashing, one match in this many still consults the cache.
@@ -188,8 +189,9 @@ impl<V> MatchCache<V> {
         let shards: Box<[_]> = (0..shard_count)
             .map(|_| {
                 Mutex::new(Shard {
-                    index: HashTable::with_capacity(per_shard),
-                    slots: Vec::with_capacity(per_shard),
+                    // Large caches grow as they fill rather than reserving it all up front.
+                    index: HashTable::with_capacity(per_shard.min(PREALLOCATED_PER_SHARD)),
+                    slots: Vec::with_capacity(per_shard.min(PREALLOCATED_PER_SHARD)),
                     hand: 0,
                     capacity: per_shard,
                     door: Doorkeeper::new(per_shard),

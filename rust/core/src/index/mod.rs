@@ -21,6 +21,9 @@ use trie::Trie;
 
 use crate::subject::{check, SubjectError, SubjectKind, MAX_SUBJECT_LENGTH};
 
+/// The largest match cache an index accepts, in results.
+pub const MAX_CACHE_SIZE: usize = 1 << 24;
+
 /// Why an insert was refused; the index is unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InsertError {
@@ -96,8 +99,10 @@ impl<V: Clone> fmt::Debug for SubjectIndex<V> {
 }
 
 impl<V: Clone> SubjectIndex<V> {
-    /// An empty index whose cache holds up to `cache_size` results (0: no cache).
+    /// An empty index whose cache holds up to `cache_size` results (0: no cache; at most
+    /// [`MAX_CACHE_SIZE`], larger sizes are clamped).
     pub fn new(cache_size: usize) -> Self {
+        let cache_size = cache_size.min(MAX_CACHE_SIZE);
         Self {
             trie: RwLock::default(),
             cache: MatchCache::new(cache_size),
