@@ -1,0 +1,140 @@
+"""Go-compatible wire values: RFC 3339 timestamps with nanoseconds, and durations.
+
+Go's ``time.Time`` marshals as RFC 3339 with 0 to 9 fractional digits (trailing zeros
+trimmed) and ``Z`` or a ``+hh:mm`` offset; the zero time (year 1) stands for "unset".
+Python's ``datetime`` stops at microseconds, so a timestamp read with more digits comes
+back as :class:`PreciseDatetime`, a ``datetime`` that remembers the extra nanoseconds and
+writes them again when echoed. A ``time.Duration`` is an integer count of nanoseconds.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+__all__ = [
+    "ZERO_TIME",
+    "PreciseDatetime",
+    "duration_from_ns",
+    "duration_to_ns",
+    "format_time",
+    "is_zero_time",
+    "parse_time",
+]
+
+#: Go's zero ``time.Time``: what a missing timestamp means.
+ZERO_TIME = datetime(1, 1, 1, tzinfo=timezone.utc)
+
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))\Z"
+)
+
+
+class PreciseDatetime(datetime):
+    """A ``datetime`` carrying the nanoseconds below its microsecond (0-999)."""
+
+    nanosecond: int
+
+    def __new__(cls, *args: Any, nanosecond: int = 0, **kwargs: Any) -> PreciseDatetime:
+        if not 0 <= nanosecond <= 999:
+            raise ValueError(f"nanosecond must be in 0..999, not {nanosecond}")
+        self = super().__new__(cls, *args, **kwargs)
+        self.nanosecond = nanosecond
+        return self
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # datetime pickles through __reduce_ex__, which would drop the nanoseconds.
+        base = self.replace(tzinfo=None)
+        return (
+            _rebuild_precise,
+            (datetime(*base.timetuple()[:6], base.microsecond), self.tzinfo, self.nanosecond),
+        )
+
+    def __repr__(self) -> str:
+        return f"{super().__repr__()[:-1]}, nanosecond={self.nanosecond})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, datetime):
+            return super().__eq__(other) and self.nanosecond == getattr(other, "nanosecond", 0)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((super().__hash__(), self.nanosecond))
+
+
+def _rebuild_precise(base: datetime, tz: Any, nanosecond: int) -> PreciseDatetime:
+    return PreciseDatetime(
+        base.year,
+        base.month,
+        base.day,
+        base.hour,
+        base.minute,
+        base.second,
+        base.microsecond,
+        tz,
+        nanosecond=nanosecond,
+    )
+
+
+def parse_time(text: str) -> datetime:
+    """Parses an RFC 3339 timestamp as Go writes it (0-9 fractional digits, ``Z`` or an
+    offset) into an aware ``datetime``; digits past the microsecond are kept in a
+    :class:`PreciseDatetime`. Raises ``ValueError`` on anything else."""
+    if not isinstance(text, str):
+        raise TypeError(f"timestamp must be str, not {type(text).__name__}")
+    m = _RFC3339.match(text)
+    if m is None:
+        raise ValueError(f"not an RFC 3339 timestamp: {text[:64]!r}")
+    year, month, day, hour, minute, second, frac, zulu, sign, oh, om = m.groups()
+    if zulu:
+        tz = timezone.utc
+    else:
+        offset = timedelta(hours=int(oh), minutes=int(om))
+        tz = timezone(-offset if sign == "-" else offset)
+    digits = (frac or "").ljust(9, "0")
+    micro, nano = int(digits[:6]), int(digits[6:])
+    fields = (int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tz)
+    if nano:
+        return PreciseDatetime(*fields, nanosecond=nano)
+    return datetime(*fields)
+
+
+def format_time(value: datetime) -> str:
+    """Writes ``value`` the way Go's ``time.Time`` marshals to JSON (RFC 3339 with
+    nanoseconds, trailing zeros trimmed, ``Z`` for UTC). A naive ``datetime`` is taken as
+    UTC."""
+    if not isinstance(value, datetime):
+        raise TypeError(f"timestamp must be a datetime, not {type(value).__name__}")
+    nanos = value.microsecond * 1000 + getattr(value, "nanosecond", 0)
+    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    if value.year < 1000:  # strftime does not pad years below 1000 everywhere
+        text = f"{value.year:04d}{text[text.index('-') :]}"
+    if nanos:
+        text += "." + f"{nanos:09d}".rstrip("0")
+    offset = value.utcoffset()
+    if offset is None or offset == timedelta(0):
+        return text + "Z"
+    sign = "-" if offset < timedelta(0) else "+"
+    minutes = abs(int(offset.total_seconds())) // 60
+    return f"{text}{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def is_zero_time(value: datetime | None) -> bool:
+    """Whether ``value`` is unset: None or Go's zero time."""
+    return value is None or value == ZERO_TIME
+
+
+def duration_to_ns(value: timedelta) -> int:
+    """A ``timedelta`` as Go's ``time.Duration``: integer nanoseconds."""
+    return (value.days * 86_400 + value.seconds) * 1_000_000_000 + value.microseconds * 1000
+
+
+def duration_from_ns(nanos: int) -> timedelta:
+    """Go's ``time.Duration`` (integer nanoseconds) as a ``timedelta`` (to the microsecond,
+    truncated toward zero as Go's ``Duration.Microseconds`` does)."""
+    if isinstance(nanos, bool) or not isinstance(nanos, int):
+        raise TypeError(f"duration must be integer nanoseconds, not {type(nanos).__name__}")
+    micros = abs(nanos) // 1000
+    return timedelta(microseconds=micros if nanos >= 0 else -micros)
