@@ -5,7 +5,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use turnout_core::SubjectIndex;
+use turnout_core::{KeyRouter, SubjectIndex};
 
 const W1_TOKENS: [&str; 8] = [
     "synadia",
@@ -133,7 +133,27 @@ fn w4() {
     });
 }
 
+/// W6's routing step alone: build updates as JSON, routed by `workspace_name`.
+fn w6() {
+    let n = if quick() { 10_000 } else { 1_000_000 };
+    let names: Vec<String> = (0..10_000).map(|i| format!("ws-{i}")).collect();
+    let router = KeyRouter::new(names.iter().map(String::as_str), "workspace_name");
+    let messages: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"workspace_id":"6f1b8a8e-0000-4000-8000-{i:012}","workspace_name":"ws-{}","build_id":"7a1b8a8e-0000-4000-8000-{i:012}","transition":"start","job_status":"running","build_number":{i}}}"#,
+                i % 10_000
+            )
+            .into_bytes()
+        })
+        .collect();
+    time_per_op("W6 route one build update", &messages, 3, |m| {
+        black_box(router.route(m));
+    });
+}
+
 fn main() {
     w1();
     w4();
+    w6();
 }

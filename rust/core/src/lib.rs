@@ -1,10 +1,12 @@
-//! turnout's pure Rust core: NATS subject rules and the subject index.
+//! turnout's pure Rust core: NATS subject rules, the subject index, keyed dispatch.
 //!
 //! Nothing here knows about Python; the bindings crate wraps it.
 
+pub mod dispatch;
 pub mod index;
 pub mod subject;
 
+pub use dispatch::{key_of, KeyRouter, Route};
 pub use index::{
     check_queue_name, Handle, IndexStats, InsertError, Matched, QueueNameError, SubjectIndex,
     MAX_CACHE_SIZE,

@@ -4,6 +4,7 @@
 //! Rust errors become Python exceptions. Behaviour is decided in the core, not here.
 
 mod args;
+mod dispatch;
 mod index;
 mod subjects;
 
@@ -16,5 +17,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_TOKENS", turnout_core::MAX_TOKENS)?;
     subjects::register(m)?;
     index::register(m)?;
+    dispatch::register(m)?;
     Ok(())
 }

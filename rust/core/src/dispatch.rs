@@ -1,0 +1,460 @@
+//! Keyed fan-out: route raw JSON messages by one top-level string field, without building
+//! a value tree (coder's per-workspace dispatcher, keyed by `workspace_name`).
+//!
+//! The whole message is still validated as JSON, so a message routed here is one the
+//! consumer can decode; only the keyed field is materialised (borrowed when unescaped).
+//! The scanner is held to `serde_json` by a differential test.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use foldhash::fast::RandomState;
+
+/// Where one message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// To the key at this position in the router's key list.
+    Key(usize),
+    /// Well-formed, but its key is not one of the router's.
+    Unknown,
+    /// Not a JSON object, or the field is missing or not a string.
+    Malformed,
+}
+
+/// Routes messages to the position of their key in a fixed key list.
+#[derive(Debug, Clone)]
+pub struct KeyRouter {
+    positions: HashMap<Box<str>, usize, RandomState>,
+    field: Box<str>,
+}
+
+impl KeyRouter {
+    /// A router over `keys` (a repeated key keeps its first position) by `field`.
+    pub fn new<'k>(keys: impl IntoIterator<Item = &'k str>, field: &str) -> Self {
+        let mut positions = HashMap::with_hasher(RandomState::default());
+        for (at, key) in keys.into_iter().enumerate() {
+            positions.entry(key.into()).or_insert(at);
+        }
+        Self {
+            positions,
+            field: field.into(),
+        }
+    }
+
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    /// Keys routed to (distinct).
+    pub fn len(&self) -> usize {
+        self.positions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.positions.is_empty()
+    }
+
+    pub fn route(&self, message: &[u8]) -> Route {
+        match key_of(message, &self.field) {
+            Some(key) => self
+                .positions
+                .get(key.as_ref())
+                .map_or(Route::Unknown, |&at| Route::Key(at)),
+            None => Route::Malformed,
+        }
+    }
+}
+
+/// The string value of top-level `field` in the JSON object `message`; `None` if the
+/// message is not a valid JSON object (RFC 8259, UTF-8) or the field is missing or not a
+/// string. A repeated field counts by its last occurrence, as Go's and orjson's decoders do.
+pub fn key_of<'m>(message: &'m [u8], field: &str) -> Option<Cow<'m, str>> {
+    let mut scan = Scanner {
+        bytes: message,
+        at: 0,
+    };
+    scan.space();
+    scan.eat(b'{')?;
+    scan.space();
+    let mut found = None;
+    if !scan.eat_if(b'}') {
+        loop {
+            let is_field = scan.key_is(field)?;
+            scan.space();
+            scan.eat(b':')?;
+            scan.space();
+            if is_field {
+                found = if scan.peek() == Some(b'"') {
+                    Some(scan.string()?)
+                } else {
+                    scan.value(1)?;
+                    None
+                };
+            } else {
+                scan.value(1)?;
+            }
+            scan.space();
+            if scan.eat_if(b'}') {
+                break;
+            }
+            scan.eat(b',')?;
+            scan.space();
+        }
+    }
+    scan.space();
+    (scan.at == message.len()).then_some(found?)
+}
+
+/// Nesting deeper than this is refused rather than recursed into.
+const MAX_DEPTH: usize = 128;
+
+/// A strict JSON scanner: it validates and skips values, and materialises only the
+/// strings asked for. Outside strings every valid byte is ASCII, so UTF-8 is checked
+/// only inside strings that hold non-ASCII bytes.
+struct Scanner<'m> {
+    bytes: &'m [u8],
+    at: usize,
+}
+
+/// Whether any byte of `word` is `"`, `\`, a control character, or non-ASCII: the
+/// bytes a string scan must stop at (classic SWAR zero-byte tests).
+fn needs_a_look(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let quote = has_zero(word ^ (ONES * u64::from(b'"')));
+    let backslash = has_zero(word ^ (ONES * u64::from(b'\\')));
+    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+    (quote | backslash | control | (word & HIGHS)) != 0
+}
+
+impl<'m> Scanner<'m> {
+    fn bytes(&self) -> &'m [u8] {
+        self.bytes
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn space(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    fn eat_if(&mut self, byte: u8) -> bool {
+        let hit = self.peek() == Some(byte);
+        self.at += usize::from(hit);
+        hit
+    }
+
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        self.eat_if(byte).then_some(())
+    }
+
+    fn value(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.string_span().map(drop),
+            b'{' | b'[' if depth >= MAX_DEPTH => None,
+            b'{' => {
+                self.at += 1;
+                self.space();
+                if self.eat_if(b'}') {
+                    return Some(());
+                }
+                loop {
+                    self.string_span()?;
+                    self.space();
+                    self.eat(b':')?;
+                    self.space();
+                    self.value(depth + 1)?;
+                    self.space();
+                    if self.eat_if(b'}') {
+                        return Some(());
+                    }
+                    self.eat(b',')?;
+                    self.space();
+                }
+            }
+            b'[' => {
+                self.at += 1;
+                self.space();
+                if self.eat_if(b']') {
+                    return Some(());
+                }
+                loop {
+                    self.value(depth + 1)?;
+                    self.space();
+                    if self.eat_if(b']') {
+                        return Some(());
+                    }
+                    self.eat(b',')?;
+                    self.space();
+                }
+            }
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            _ => self.number(),
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.at + word.len();
+        (self.bytes().get(self.at..end)? == word).then(|| self.at = end)
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.at;
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.at += 1;
+        }
+        self.at - start
+    }
+
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+    fn number(&mut self) -> Option<()> {
+        self.eat_if(b'-');
+        match self.peek()? {
+            b'0' => self.at += 1,
+            b'1'..=b'9' => {
+                self.digits();
+            }
+            _ => return None,
+        }
+        if self.eat_if(b'.') && self.digits() == 0 {
+            return None;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.at += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.at += 1;
+            }
+            if self.digits() == 0 {
+                return None;
+            }
+        }
+        Some(())
+    }
+
+    /// A string's raw body and whether it holds escapes; the body is valid UTF-8 and
+    /// its escapes valid, but they are not decoded.
+    fn string_span(&mut self) -> Option<(&'m str, bool)> {
+        self.eat(b'"')?;
+        let start = self.at;
+        let bytes = self.bytes;
+        let (mut escaped, mut ascii) = (false, true);
+        loop {
+            // Eight plain bytes at a time; most of a message is plain string content.
+            while let Some(chunk) = bytes.get(self.at..self.at + 8) {
+                let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+                if needs_a_look(word) {
+                    break;
+                }
+                self.at += 8;
+            }
+            match *bytes.get(self.at)? {
+                b'"' => break,
+                b'\\' => {
+                    escaped = true;
+                    self.at += 2;
+                }
+                0..=0x1f => return None,
+                0x80.. => {
+                    ascii = false;
+                    self.at += 1;
+                }
+                _ => self.at += 1,
+            }
+        }
+        let raw = bytes.get(start..self.at)?;
+        self.at += 1;
+        let raw = if ascii {
+            // SAFETY: the scan above saw every byte of `raw` and none was >= 0x80, and
+            // ASCII is valid UTF-8. Skipping the check halves the cost of a message.
+            unsafe { std::str::from_utf8_unchecked(raw) }
+        } else {
+            std::str::from_utf8(raw).ok()?
+        };
+        if escaped {
+            unescape(raw)?;
+        }
+        Some((raw, escaped))
+    }
+
+    /// A string, borrowed from the message unless it has escapes to decode.
+    fn string(&mut self) -> Option<Cow<'m, str>> {
+        let (raw, escaped) = self.string_span()?;
+        Some(if escaped {
+            Cow::Owned(unescape(raw)?)
+        } else {
+            Cow::Borrowed(raw)
+        })
+    }
+
+    /// Whether the next string (a key) equals `field`, without decoding plain keys.
+    fn key_is(&mut self, field: &str) -> Option<bool> {
+        let (raw, escaped) = self.string_span()?;
+        Some(if escaped {
+            unescape(raw)? == field
+        } else {
+            raw == field
+        })
+    }
+}
+
+/// Decodes the escapes of a JSON string body; `None` for an invalid escape or a lone
+/// surrogate.
+fn unescape(raw: &str) -> Option<String> {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        let decoded = match chars.next()? {
+            '"' => '"',
+            '\\' => '\\',
+            '/' => '/',
+            'b' => '\u{8}',
+            'f' => '\u{c}',
+            'n' => '\n',
+            'r' => '\r',
+            't' => '\t',
+            'u' => {
+                let first = hex4(&mut chars)?;
+                if (0xD800..0xDC00).contains(&first) {
+                    // A high surrogate must be followed by an escaped low one.
+                    if chars.next()? != '\\' || chars.next()? != 'u' {
+                        return None;
+                    }
+                    let second = hex4(&mut chars)?;
+                    if !(0xDC00..0xE000).contains(&second) {
+                        return None;
+                    }
+                    char::from_u32(0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00))?
+                } else {
+                    char::from_u32(first)?
+                }
+            }
+            _ => return None,
+        };
+        out.push(decoded);
+    }
+    Some(out)
+}
+
+fn hex4(chars: &mut std::str::Chars<'_>) -> Option<u32> {
+    (0..4).try_fold(0, |acc, _| Some(acc * 16 + chars.next()?.to_digit(16)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_field_at_top_level_only() {
+        let msg = br#"{"nested":{"workspace_name":"no"},"workspace_name":"ws-1","n":[1,{"a":2}]}"#;
+        assert_eq!(key_of(msg, "workspace_name").as_deref(), Some("ws-1"));
+        assert_eq!(
+            key_of(br#"{"nested":{"workspace_name":"no"}}"#, "workspace_name"),
+            None
+        );
+    }
+
+    #[test]
+    fn escapes_are_decoded_in_keys_and_values() {
+        let msg = br#"{"\u0077orkspace_name":"caf\u00e9 \"1\""}"#;
+        assert_eq!(key_of(msg, "workspace_name").as_deref(), Some("café \"1\""));
+    }
+
+    #[test]
+    fn the_last_repeat_wins() {
+        assert_eq!(key_of(br#"{"k":"a","k":"b"}"#, "k").as_deref(), Some("b"));
+        assert_eq!(key_of(br#"{"k":"a","k":1}"#, "k"), None);
+    }
+
+    #[test]
+    fn malformed_messages() {
+        for bad in [
+            &b""[..],
+            b"[]",
+            b"\"k\"",
+            b"{\"k\":\"a\"",
+            b"{\"k\":\"a\"} x",
+            b"{\"k\":\"a\",}",
+            b"{\"k\":1}",
+            b"{\"k\":null}",
+            b"{\"k\":\"\xff\"}",
+            b"{\"other\":tru}",
+        ] {
+            assert_eq!(key_of(bad, "k"), None, "{}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(key_of(b" {\"k\" : \"a\" } \n", "k").as_deref(), Some("a"));
+        let deep = format!(
+            "{{\"k\":\"a\",\"d\":{}{}}}",
+            "[".repeat(500),
+            "]".repeat(500)
+        );
+        assert_eq!(key_of(deep.as_bytes(), "k"), None, "nesting is bounded");
+    }
+
+    /// What serde_json makes of a message: the same question answered by a full parser.
+    fn oracle(message: &[u8], field: &str) -> Option<String> {
+        let value: serde_json::Value = serde_json::from_slice(message).ok()?;
+        value.as_object()?.get(field)?.as_str().map(str::to_owned)
+    }
+
+    #[test]
+    fn agrees_with_serde_json_on_mutated_messages() {
+        let seeds: [&[u8]; 4] = [
+            br#"{"k":"v","n":-12.5e+3,"a":[true,false,null,{"x":"\u00e9\n"}],"o":{}}"#,
+            br#"{"a":0,"k":"caf\u00e9 \ud83d\ude00","b":[1,2.0,3e4]}"#,
+            br#" { "k" : "x" , "k" : "y" } "#,
+            br#"{"s":"\"\\\/\b\f\r\t","k":"\u0041"}"#,
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let alphabet = b"{}[]\":,.-+eE0123456789tfnrlu\\ak \x7f";
+        for seed in seeds {
+            assert_eq!(key_of(seed, "k").map(Cow::into_owned), oracle(seed, "k"));
+            for _ in 0..20_000 {
+                let mut m = seed.to_vec();
+                for _ in 0..=(next() % 3) {
+                    let at = (next() as usize) % (m.len() + 1);
+                    let byte = alphabet[(next() as usize) % alphabet.len()];
+                    match next() % 3 {
+                        0 if at < m.len() => m[at] = byte,
+                        1 if at < m.len() => {
+                            m.remove(at);
+                        }
+                        _ => m.insert(at, byte),
+                    }
+                }
+                assert_eq!(
+                    key_of(&m, "k").map(Cow::into_owned),
+                    oracle(&m, "k"),
+                    "{}",
+                    String::from_utf8_lossy(&m)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn routes_by_position() {
+        let router = KeyRouter::new(["a", "b", "a"], "k");
+        assert_eq!(router.len(), 2);
+        assert_eq!(router.route(br#"{"k":"b"}"#), Route::Key(1));
+        assert_eq!(router.route(br#"{"k":"a"}"#), Route::Key(0));
+        assert_eq!(router.route(br#"{"k":"z"}"#), Route::Unknown);
+        assert_eq!(router.route(b"nope"), Route::Malformed);
+    }
+}
