@@ -1,9 +1,11 @@
-//! turnout's pure Rust core: NATS subject rules, the subject index, keyed dispatch.
+//! turnout's pure Rust core: NATS subject rules, the subject index, keyed dispatch, and
+//! workflow phases.
 //!
 //! Nothing here knows about Python; the bindings crate wraps it.
 
 pub mod dispatch;
 pub mod index;
+pub mod phase;
 pub mod subject;
 
 pub use dispatch::{key_of, KeyRouter, Route};
@@ -11,6 +13,7 @@ pub use index::{
     check_queue_name, Handle, IndexStats, InsertError, Matched, QueueNameError, SubjectIndex,
     MAX_CACHE_SIZE,
 };
+pub use phase::{Change, Phase, PhaseError, PhaseState, PhaseTable};
 pub use subject::{
     check, is_subset, is_valid_literal, is_valid_subject, subject_matches, subjects_collide,
     tokens, SubjectError, SubjectKind, MAX_SUBJECT_LENGTH, MAX_TOKENS,
