@@ -1,20 +1,24 @@
-//! turnout's pure Rust core: NATS subject rules, the subject index, keyed dispatch, and
-//! workflow phases.
+//! turnout's pure Rust core: NATS subject rules, the subject index, keyed dispatch,
+//! workflow phases, and batched log frames.
 //!
 //! Nothing here knows about Python; the bindings crate wraps it.
 
 pub mod dispatch;
 pub mod index;
+pub mod logbatch;
 pub mod phase;
 pub mod subject;
+pub mod wire;
 
 pub use dispatch::{key_of, KeyRouter, Route};
 pub use index::{
     check_queue_name, Handle, IndexStats, InsertError, Matched, QueueNameError, SubjectIndex,
     MAX_CACHE_SIZE,
 };
+pub use logbatch::{write_batch_frame, LogBuffer, LogEntry, LogLevel, LogOverflow, Offered};
 pub use phase::{Change, Phase, PhaseError, PhaseState, PhaseTable};
 pub use subject::{
     check, is_subset, is_valid_literal, is_valid_subject, subject_matches, subjects_collide,
     tokens, SubjectError, SubjectKind, MAX_SUBJECT_LENGTH, MAX_TOKENS,
 };
+pub use wire::{write_json_str, WireTime};
