@@ -1,4 +1,5 @@
-"""Exceptions shared by the Rust core and the pure-Python reference."""
+"""Exceptions raised by the Rust core, defined here so that pure-Python code (the
+reference index, the phase helpers) raises the very same classes."""
 
 from __future__ import annotations
 
@@ -22,3 +23,16 @@ class InvalidSubjectError(ValueError):
 
     def __reduce__(self) -> tuple[type[InvalidSubjectError], tuple[str, str]]:
         return (type(self), (self.subject, self.reason))
+
+
+class PhaseError(ValueError):
+    """A workflow phase operation was refused (the message is the Go coordinator's text)."""
+
+
+class WorkflowNotFoundError(PhaseError):
+    """The workflow is not tracked: ``workflow not found: <id>``."""
+
+
+class InvalidTransitionError(PhaseError):
+    """The phase table does not allow the move:
+    ``invalid transition from <from> to <to> for workflow <id>``."""

@@ -6,6 +6,7 @@
 mod args;
 mod dispatch;
 mod index;
+mod phases;
 mod subjects;
 
 use pyo3::prelude::*;
@@ -18,5 +19,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     subjects::register(m)?;
     index::register(m)?;
     dispatch::register(m)?;
+    phases::register(m)?;
     Ok(())
 }
