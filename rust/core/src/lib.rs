@@ -15,7 +15,9 @@ pub use index::{
     check_queue_name, Handle, IndexStats, InsertError, Matched, QueueNameError, SubjectIndex,
     MAX_CACHE_SIZE,
 };
-pub use logbatch::{write_batch_frame, LogBuffer, LogEntry, LogLevel, LogOverflow, Offered};
+pub use logbatch::{
+    write_batch_frame, write_log_frame, LogBuffer, LogEntry, LogLevel, LogOverflow, Offered,
+};
 pub use phase::{Change, Phase, PhaseError, PhaseState, PhaseTable};
 pub use subject::{
     check, is_subset, is_valid_literal, is_valid_subject, subject_matches, subjects_collide,

@@ -127,6 +127,17 @@ pub fn write_batch_frame(out: &mut String, id: &str, timestamp: WireTime, entrie
     out.push_str("]}}");
 }
 
+/// Writes a single-entry `log` message, whose payload is the entry's fields flat.
+pub fn write_log_frame(out: &mut String, id: &str, timestamp: WireTime, entry: &LogEntry) {
+    out.push_str("{\"id\":");
+    write_json_str(out, id);
+    out.push_str(",\"type\":\"log\",\"timestamp\":");
+    timestamp.write_json(out);
+    out.push_str(",\"payload\":");
+    entry.write_payload_json(out);
+    out.push('}');
+}
+
 /// What happens to a new entry when the buffer is at capacity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogOverflow {
@@ -268,6 +279,16 @@ mod tests {
             r#"{"id":"msg-abc-1","type":"log_batch","timestamp":"1970-01-01T00:00:00Z","payload":{"logs":[{"level":"info","message":"a""#
         ));
         assert!(out.ends_with(r#""timestamp":"2023-11-14T22:13:20.000000001Z"}]}}"#));
+    }
+
+    #[test]
+    fn single_log_frame() {
+        let mut out = String::new();
+        write_log_frame(&mut out, "msg-x-2", WireTime::default(), &entry("one"));
+        assert_eq!(
+            out,
+            r#"{"id":"msg-x-2","type":"log","timestamp":"1970-01-01T00:00:00Z","payload":{"level":"info","message":"one","timestamp":"2023-11-14T22:13:20.000000001Z"}}"#
+        );
     }
 
     #[test]

@@ -24,7 +24,39 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
+/// A proleptic Gregorian date to days since 1970-01-01.
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = year - i64::from(month <= 2);
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let mp = i64::from((month + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 impl WireTime {
+    /// The time a wall clock in the zone `offset_seconds` east of UTC shows.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_civil(
+        year: i64,
+        month: u32,
+        day: u32,
+        hour: u32,
+        minute: u32,
+        second: u32,
+        nanosecond: u32,
+        offset_seconds: i32,
+    ) -> Self {
+        let days = days_from_civil(year, month, day);
+        let secs = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second)
+            - i64::from(offset_seconds);
+        Self {
+            unix_nanos: i128::from(secs) * 1_000_000_000 + i128::from(nanosecond),
+            offset_seconds,
+        }
+    }
+
     /// Appends the time as Go's `time.Time.MarshalJSON` would, quotes included:
     /// RFC 3339, fractional seconds with trailing zeros trimmed, `Z` for UTC.
     pub fn write_json(&self, out: &mut String) {
@@ -127,6 +159,19 @@ mod tests {
             "\"0001-01-01T00:00:00Z\""
         );
         assert_eq!(time(951_782_400_000_000_000, 0), "\"2000-02-29T00:00:00Z\"");
+    }
+
+    #[test]
+    fn civil_round_trip() {
+        let t = WireTime::from_civil(2023, 11, 15, 0, 13, 20, 5, 7200);
+        assert_eq!(t.unix_nanos, 1_700_000_000_000_000_005);
+        let mut out = String::new();
+        t.write_json(&mut out);
+        assert_eq!(out, "\"2023-11-15T00:13:20.000000005+02:00\"");
+        for days in [-719_162i64, -1, 0, 59, 11_016, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod args;
 mod dispatch;
 mod index;
+mod logs;
 mod phases;
 mod subjects;
 
@@ -20,5 +21,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     index::register(m)?;
     dispatch::register(m)?;
     phases::register(m)?;
+    logs::register(m)?;
     Ok(())
 }
