@@ -1,0 +1,251 @@
+"""W6 of SPEC section 9: the workspace dispatcher routing build updates from one source to
+10,000 workspaces, 1,000,000 updates, given as JSON bytes.
+
+Four ways of doing the same routing are measured, each from the same messages:
+
+- ``raw``: ``WorkspaceDispatcher.put_raw`` on batches of bytes (the Rust ``KeyRouter`` reads
+  ``workspace_name``; each channel takes its share of a batch in one operation);
+- ``objects``: ``WorkspaceDispatcher.run`` on an async iterable of ``WorkspaceBuildUpdate``
+  objects decoded beforehand (what a service that already holds objects pays);
+- ``decode+objects``: the same, decoding each message with ``WorkspaceBuildUpdate.from_json``
+  inside the timing (what the object path costs when the updates arrive as bytes);
+- ``baseline``: plain Python, no dispatcher: ``orjson.loads`` and a dict lookup per
+  message, appending to a list per workspace.
+
+Channels are sized to hold every update of their workspace, so the figures are the cost of
+routing, not of waiting for consumers (a ``block`` channel that fills stalls the dispatcher
+until its consumer reads; ``drop_oldest`` drops instead). Each pass is prepared untimed (a
+fresh dispatcher, an event loop, the batches cut) and its ``run()`` is what is timed.
+
+Run standalone for a quick table: ``python -m turnout._bench.w6_dispatcher [quick|full]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from turnout._bench.timing import gc_paused
+from turnout.workspace import (
+    ProvisionerJobStatus,
+    WorkspaceBuildUpdate,
+    WorkspaceDispatcher,
+    WorkspaceTransition,
+)
+
+__all__ = [
+    "FULL",
+    "QUICK",
+    "PreparedPass",
+    "W6Data",
+    "W6Pass",
+    "W6Scale",
+    "prepare_baseline",
+    "prepare_decoded_objects",
+    "prepare_objects",
+    "prepare_raw",
+    "timed",
+    "w6_data",
+]
+
+
+@dataclass(frozen=True)
+class W6Scale:
+    name: str
+    workspaces: int
+    updates: int
+    batch: int
+    """Messages per ``put_raw`` batch."""
+
+
+FULL = W6Scale(name="full", workspaces=10_000, updates=1_000_000, batch=65_536)
+QUICK = W6Scale(name="quick", workspaces=500, updates=20_000, batch=4_096)
+
+# A build goes pending -> running -> succeeded; the stream cycles through those.
+_STATUSES = (
+    ProvisionerJobStatus.PENDING,
+    ProvisionerJobStatus.RUNNING,
+    ProvisionerJobStatus.SUCCEEDED,
+)
+
+
+@dataclass(frozen=True)
+class W6Data:
+    names: list[str]
+    updates: list[WorkspaceBuildUpdate]
+    messages: list[bytes]
+    """``updates[i].to_json()``."""
+
+    @property
+    def most_per_workspace(self) -> int:
+        """The most updates any one workspace gets: the channel size that never fills."""
+        return max(Counter(update.workspace_name for update in self.updates).values())
+
+
+def w6_data(workspaces: int, updates: int, seed: int = 6) -> W6Data:
+    """``updates`` build updates spread at random (deterministically) over ``workspaces``
+    workspaces named ``ws-00000``..., with their JSON."""
+    rng = random.Random(seed)
+    names = [f"ws-{i:05d}" for i in range(workspaces)]
+    workspace_ids = [UUID(int=rng.getrandbits(128), version=4) for _ in names]
+    build_ids = [UUID(int=rng.getrandbits(128), version=4) for _ in names]
+    sent = [0] * workspaces
+    built: list[WorkspaceBuildUpdate] = []
+    for _ in range(updates):
+        at = rng.randrange(workspaces)
+        count = sent[at]
+        sent[at] = count + 1
+        built.append(
+            WorkspaceBuildUpdate(
+                workspace_id=workspace_ids[at],
+                workspace_name=names[at],
+                build_id=build_ids[at],
+                transition=WorkspaceTransition.START,
+                job_status=_STATUSES[count % 3],
+                build_number=count // 3 + 1,
+            )
+        )
+    return W6Data(names=names, updates=built, messages=[u.to_json() for u in built])
+
+
+class PreparedPass:
+    """One routing of all the messages, set up (dispatcher, event loop) and ready to run.
+
+    ``run()`` is the part to time (the garbage collector is paused meanwhile, as ``timeit``
+    does: a collection set off by the million objects built beforehand must not land on
+    one measurement); ``routed()`` then says how many updates reached a workspace.
+    """
+
+    def __init__(
+        self,
+        feed: Callable[[], Coroutine[Any, Any, None]] | Callable[[], None],
+        routed: Callable[[], int],
+    ) -> None:
+        self._feed = feed
+        self._routed = routed
+        self._loop = asyncio.new_event_loop()
+
+    def run(self) -> None:
+        try:
+            with gc_paused():
+                outcome = self._feed()
+                if outcome is not None:
+                    self._loop.run_until_complete(outcome)
+        finally:
+            self._loop.close()
+
+    def routed(self) -> int:
+        return self._routed()
+
+
+@dataclass(frozen=True)
+class W6Pass:
+    """One timed routing of all the messages."""
+
+    elapsed_ns: int
+    routed: int
+    """Updates that reached a workspace's channel (or list, for the baseline)."""
+
+    @property
+    def updates_per_s(self) -> float:
+        return self.routed * 1e9 / max(self.elapsed_ns, 1)
+
+
+def timed(prepared: PreparedPass) -> W6Pass:
+    """Runs a prepared pass once, timing it."""
+    start = time.perf_counter_ns()
+    prepared.run()
+    elapsed = time.perf_counter_ns() - start
+    return W6Pass(elapsed_ns=elapsed, routed=prepared.routed())
+
+
+def prepare_raw(data: W6Data, batch: int) -> PreparedPass:
+    """The raw path: ``put_raw`` on consecutive batches of ``batch`` messages."""
+    messages = data.messages
+    batches = [messages[at : at + batch] for at in range(0, len(messages), batch)]
+    dispatcher = _dispatcher_for(data)
+
+    async def feed() -> None:
+        for chunk in batches:
+            await dispatcher.put_raw(chunk)
+        dispatcher.close()
+
+    return PreparedPass(feed, lambda: dispatcher.stats()["routed"])
+
+
+def prepare_objects(data: W6Data) -> PreparedPass:
+    """The object path: ``run`` on an async iterable of ready ``WorkspaceBuildUpdate``s."""
+    dispatcher = _dispatcher_for(data)
+
+    async def feed() -> None:
+        await dispatcher.run(_each(data.updates))
+
+    return PreparedPass(feed, lambda: dispatcher.stats()["routed"])
+
+
+def prepare_decoded_objects(data: W6Data) -> PreparedPass:
+    """The object path from bytes: each message decoded (and validated) in the source."""
+    dispatcher = _dispatcher_for(data)
+
+    async def decoded() -> AsyncIterator[WorkspaceBuildUpdate]:
+        decode = WorkspaceBuildUpdate.from_json
+        for message in data.messages:
+            yield decode(message)
+
+    async def feed() -> None:
+        await dispatcher.run(decoded())
+
+    return PreparedPass(feed, lambda: dispatcher.stats()["routed"])
+
+
+def prepare_baseline(data: W6Data) -> PreparedPass:
+    """Plain Python: ``orjson.loads`` and a dict lookup per message, a list per workspace."""
+    lists: dict[str, list[bytes]] = {name: [] for name in data.names}
+
+    def feed() -> None:
+        loads = orjson.loads
+        for message in data.messages:
+            target = lists.get(loads(message).get("workspace_name"))
+            if target is not None:
+                target.append(message)
+
+    return PreparedPass(feed, lambda: sum(map(len, lists.values())))
+
+
+def _dispatcher_for(data: W6Data) -> WorkspaceDispatcher:
+    # Channels that hold all of their workspace's updates: no consumer is needed.
+    return WorkspaceDispatcher(data.names, buffer=data.most_per_workspace)
+
+
+async def _each(items: Sequence[WorkspaceBuildUpdate]) -> AsyncIterator[WorkspaceBuildUpdate]:
+    for item in items:
+        yield item
+
+
+def main(argv: list[str]) -> int:
+    scale = FULL if argv[:1] == ["full"] else QUICK
+    data = w6_data(scale.workspaces, scale.updates)
+    passes: dict[str, Callable[[], PreparedPass]] = {
+        "baseline": lambda: prepare_baseline(data),
+        f"raw (batches of {scale.batch})": lambda: prepare_raw(data, scale.batch),
+        "objects": lambda: prepare_objects(data),
+        "decode+objects": lambda: prepare_decoded_objects(data),
+    }
+    print(f"W6 {scale.name}: {scale.updates:,} updates to {scale.workspaces:,} workspaces")
+    for name, prepare in passes.items():
+        best = max((timed(prepare()) for _ in range(3)), key=lambda p: p.updates_per_s)
+        print(f"{name:28} {best.updates_per_s:>12,.0f} updates/s  ({best.routed:,} routed)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,190 @@
+"""The bounded buffer between the bus's dispatcher and one asyncio consumer.
+
+Every stream and every subscription with an ``async def`` handler owns one. The bus puts
+items from whichever thread is dispatching (one at a time: it holds its dispatch lock), and
+one consumer takes them on its event loop. When full, the overflow policy decides:
+
+- ``"drop_newest"``: the new item is dropped; ``"drop_oldest"``: the oldest buffered one
+  is. Either way ``dropped`` counts it.
+- ``"block"``: the putting thread waits for the consumer to make room. A thread that is
+  running an event loop is never made to wait (the consumer may be a task on that very
+  loop, which could then never run): the item is buffered beyond ``maxsize`` instead and
+  ``overfilled`` counts it. Async producers get real backpressure through
+  :meth:`Mailbox.wait_for_space` (``Bus.aemit``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections import deque
+from typing import Generic, Literal, TypeVar
+
+__all__ = ["OVERFLOW_POLICIES", "Mailbox", "MailboxClosed", "Overflow"]
+
+Overflow = Literal["block", "drop_oldest", "drop_newest"]
+OVERFLOW_POLICIES: tuple[Overflow, ...] = ("block", "drop_oldest", "drop_newest")
+
+T = TypeVar("T")
+
+# A blocked producer rechecks this often whether the consumer's loop has gone away.
+_LOOP_CHECK_SECONDS = 0.25
+
+
+class MailboxClosed(Exception):
+    """Raised by :meth:`Mailbox.get` once the mailbox is closed and empty."""
+
+
+class Mailbox(Generic[T]):
+    """A bounded single-producer, single-consumer buffer (see the module docstring)."""
+
+    def __init__(
+        self,
+        maxsize: int,
+        overflow: Overflow,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        if maxsize < 1:
+            raise ValueError(f"maxsize must be at least 1, not {maxsize}")
+        if overflow not in OVERFLOW_POLICIES:
+            raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}, not {overflow!r}")
+        self.maxsize = maxsize
+        self.overflow: Overflow = overflow
+        self.dropped = 0
+        self.overfilled = 0
+        self._items: deque[T] = deque()
+        self._loop = loop  # the consumer's; known once it first waits if not given
+        self._getter: asyncio.Future[None] | None = None
+        self._space = threading.Condition(threading.Lock())
+        self._blocked_threads = 0
+        self._space_waiters: list[asyncio.Future[None]] = []
+        self._unblocked = False  # set when closing: no producer may wait any more
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def full(self) -> bool:
+        return len(self._items) >= self.maxsize and not self._unblocked
+
+    def put(self, item: T) -> None:
+        """Buffers ``item``, applying the overflow policy when full."""
+        items = self._items
+        if len(items) >= self.maxsize and not self._make_room():
+            return
+        items.append(item)
+        getter = self._getter
+        if getter is not None:
+            self._getter = None
+            _resolve_from_any_thread(getter)
+
+    def _make_room(self) -> bool:
+        """Applies the overflow policy to a full buffer; False if ``item`` is dropped."""
+        if self.overflow == "drop_newest":
+            self.dropped += 1
+            return False
+        if self.overflow == "drop_oldest":
+            try:
+                self._items.popleft()
+            except IndexError:  # the consumer emptied it meanwhile: nothing to drop
+                return True
+            self.dropped += 1
+            return True
+        if self._unblocked or asyncio._get_running_loop() is not None:
+            self.overfilled += 1
+            return True
+        with self._space:
+            self._blocked_threads += 1
+            try:
+                while len(self._items) >= self.maxsize and not self._unblocked:
+                    if self._loop is not None and self._loop.is_closed():
+                        self._unblocked = True  # no consumer can ever come back
+                        break
+                    self._space.wait(_LOOP_CHECK_SECONDS)
+            finally:
+                self._blocked_threads -= 1
+        if len(self._items) >= self.maxsize:
+            self.overfilled += 1
+        return True
+
+    async def get(self) -> T:
+        """The next item; raises :class:`MailboxClosed` once closed and drained."""
+        items = self._items
+        while not items:
+            if self._closed:
+                raise MailboxClosed
+            loop = asyncio.get_running_loop()
+            self._loop = loop
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._getter = waiter
+            if items or self._closed:  # a put raced with publishing the waiter
+                self._getter = None
+                continue
+            try:
+                await waiter
+            finally:
+                self._getter = None
+        item = items.popleft()
+        if self._blocked_threads or self._space_waiters:
+            self._signal_space()
+        return item
+
+    def get_nowait(self) -> T:
+        """The next buffered item; raises ``IndexError`` when there is none."""
+        item = self._items.popleft()
+        if self._blocked_threads or self._space_waiters:
+            self._signal_space()
+        return item
+
+    async def wait_for_space(self) -> None:
+        """Returns once the mailbox has room (or can no longer make anyone wait)."""
+        while self.full and not self._closed:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            with self._space:
+                self._space_waiters.append(waiter)
+            if not self.full:
+                break
+            await waiter
+
+    def unblock(self) -> None:
+        """From now on a full ``"block"`` mailbox overfills instead of making a producer
+        wait: the bus is closing and must be able to finish its last deliveries."""
+        self._unblocked = True
+        self._signal_space()
+
+    def close(self) -> None:
+        """No more items will come; the consumer drains what is buffered, then
+        :meth:`get` raises :class:`MailboxClosed`."""
+        self._closed = True
+        self.unblock()
+        getter = self._getter
+        if getter is not None:
+            self._getter = None
+            _resolve_from_any_thread(getter)
+
+    def _signal_space(self) -> None:
+        with self._space:
+            self._space.notify_all()
+            waiters, self._space_waiters = self._space_waiters, []
+        for waiter in waiters:
+            _resolve_from_any_thread(waiter)
+
+
+def _resolve_from_any_thread(waiter: asyncio.Future[None]) -> None:
+    loop = waiter.get_loop()
+    if asyncio._get_running_loop() is loop:
+        _resolve(waiter)
+        return
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+        loop.call_soon_threadsafe(_resolve, waiter)
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

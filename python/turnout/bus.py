@@ -1,0 +1,1021 @@
+"""The event bus: jb-mesh's ``Bus`` in process, routed by one Rust ``SubjectIndex``.
+
+An event's way: ``emit`` stamps a copy of the event (timestamp now, node filled), takes its
+subject ``"events." + type`` (validated once per type), and publishes it. Publishing
+appends it to the history store and hands it to the transport (if anything leaves this
+bus), then matches the subject once in the index, whose values are this bus's
+subscriptions: sync handlers are called right there; async handlers and streams get it
+through their bounded mailbox (``turnout._mailbox``); each queue group gets it once, its
+members taking turns. JSON is written at most once per event, and only when something
+needs bytes: a history file, a raw subscriber, a transport that sends bytes.
+
+Ordering and threads. Publishing is serialised by one dispatch lock, which defines the
+publish order: every subscription, and the history, see events in that order. A thread
+that finds the lock taken waits for it, except when waiting could deadlock; then it leaves
+its event in the queue that the thread holding the lock drains before letting go:
+
+- a publish from inside a handler on the dispatching thread is delivered right after the
+  event being delivered (never nested inside it, which would reorder events);
+- a thread running an event loop never waits (the event loop may be what the dispatching
+  thread is waiting for, to make room in a stream).
+
+Backpressure. ``emit``/``publish`` on a thread without an event loop wait for room in a
+full ``"block"`` mailbox. On an event-loop thread they cannot wait (the consumer may be a
+task of that loop): the mailbox takes the event beyond its ``maxsize`` and counts it as
+``overfilled`` (in ``stats()`` and on the stream or subscription). ``await aemit(...)``
+gives real backpressure there: it waits until every matched ``"block"`` mailbox has room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import partial
+from types import TracebackType
+from typing import Any, Generic, Literal, TypeVar, cast, overload
+
+from turnout._core import MatchResult, SubjectIndex, is_valid_literal, validate_subject
+from turnout._mailbox import Mailbox, MailboxClosed, Overflow
+from turnout.events import SUBJECT_PREFIX, Event, EventDecodeError, EventEncodeError
+from turnout.history import History, MemoryHistory
+from turnout.transport import Transport
+from turnout.transport.local import LocalTransport
+
+__all__ = ["Bus", "BusClosedError", "Message", "Stream", "Subscription"]
+
+logger = logging.getLogger("turnout.bus")
+
+T = TypeVar("T")
+
+DEFAULT_MAXSIZE = 1024
+_now = partial(datetime.now, timezone.utc)
+_running_loop = asyncio._get_running_loop
+# Caches of validated subjects; cleared when full so hostile inputs cannot grow them.
+_SUBJECT_CACHE_LIMIT = 4096
+# How often close() rechecks that a worker's event loop is still running.
+_WORKER_CHECK_SECONDS = 0.05
+
+# Where a message being dispatched comes from.
+_EMITTED = 0  # emit/aemit on this bus: an event, recorded in the history
+_PUBLISHED = 1  # publish on this bus: raw bytes, recorded if its subject is an event's
+_RECEIVED = 2  # arrived through the transport from another process
+
+
+class BusClosedError(RuntimeError):
+    """The bus was closed: it accepts no more events or subscriptions."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """What a raw subscriber receives: the subject and the payload bytes as published."""
+
+    subject: str
+    data: bytes
+
+
+class Subscription(Generic[T]):
+    """A handler's subscription; ``T`` is :class:`Event`, or :class:`Message` when raw.
+
+    A sync handler is called on the publishing thread. An ``async def`` handler runs on the
+    event loop it was subscribed from, one event at a time, fed through a bounded mailbox
+    whose overflow policy and counters (``dropped``, ``overfilled``) are shown here.
+    ``unsubscribe()`` is idempotent; events already in the mailbox are still handled. Also
+    a context manager that unsubscribes on exit.
+    """
+
+    __slots__ = (
+        "_active",
+        "_bus",
+        "_call",
+        "_done",
+        "_handle",
+        "_loop",
+        "_mailbox",
+        "_worker",
+        "errors",
+        "handler",
+        "pattern",
+        "queue",
+        "raw",
+    )
+
+    def __init__(
+        self,
+        bus: Bus,
+        pattern: str,
+        queue: str | None,
+        raw: bool,
+        handler: Callable[[T], object] | None,
+        mailbox: Mailbox[T] | None,
+        loop: asyncio.AbstractEventLoop | None,
+    ) -> None:
+        self.pattern = pattern
+        self.queue = queue
+        self.raw = raw
+        self.handler = handler
+        #: How many times the handler raised.
+        self.errors = 0
+        self._bus = bus
+        self._mailbox = mailbox
+        self._loop = loop
+        # What the dispatcher calls with each event: the sync handler itself, or the
+        # mailbox feeding an async handler or a stream.
+        call = mailbox.put if mailbox is not None else handler
+        assert call is not None
+        self._call: Callable[[T], object] = call
+        self._handle = -1
+        self._active = True
+        self._worker: object = None  # keeps the worker task alive (loops hold weak refs)
+        # Set when nothing of this subscription runs any more: at once unless a worker
+        # task feeds an async handler from the mailbox.
+        self._done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        if mailbox is None or handler is None:
+            self._done.set_result(None)
+
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    @property
+    def dropped(self) -> int:
+        """Events dropped by a full mailbox's overflow policy."""
+        return 0 if self._mailbox is None else self._mailbox.dropped
+
+    @property
+    def overfilled(self) -> int:
+        """Events a full ``"block"`` mailbox took beyond its size (see the module doc)."""
+        return 0 if self._mailbox is None else self._mailbox.overfilled
+
+    @property
+    def pending(self) -> int:
+        """Events waiting in the mailbox."""
+        return 0 if self._mailbox is None else len(self._mailbox)
+
+    def unsubscribe(self) -> None:
+        self._bus._unsubscribe(self)
+
+    def __enter__(self) -> Subscription[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.unsubscribe()
+
+    def __repr__(self) -> str:
+        queue = f" queue={self.queue!r}" if self.queue else ""
+        return f"<Subscription {self.pattern!r}{queue} handler={self.handler!r}>"
+
+
+class Stream(Generic[T]):
+    """A bounded stream of the events (or raw messages) matching a pattern.
+
+    Iterate it with ``async for``; it ends once it is closed and drained (``close()``, the
+    ``async with`` block ending, or the bus closing). Events published after the stream
+    was created are buffered until read; when the buffer is full the overflow policy
+    applies, and ``dropped``/``overfilled`` count what it did.
+    """
+
+    def __init__(self, subscription: Subscription[T], mailbox: Mailbox[T]) -> None:
+        self._subscription = subscription
+        self._mailbox = mailbox
+
+    @property
+    def pattern(self) -> str:
+        return self._subscription.pattern
+
+    @property
+    def queue(self) -> str | None:
+        return self._subscription.queue
+
+    @property
+    def maxsize(self) -> int:
+        return self._mailbox.maxsize
+
+    @property
+    def overflow(self) -> Overflow:
+        return self._mailbox.overflow
+
+    @property
+    def dropped(self) -> int:
+        return self._mailbox.dropped
+
+    @property
+    def overfilled(self) -> int:
+        return self._mailbox.overfilled
+
+    @property
+    def pending(self) -> int:
+        return len(self._mailbox)
+
+    @property
+    def closed(self) -> bool:
+        return self._mailbox.closed
+
+    def close(self) -> None:
+        """Stops receiving; what is buffered can still be read, then iteration ends."""
+        self._subscription.unsubscribe()
+
+    def __aiter__(self) -> Stream[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        try:
+            return self._mailbox.get_nowait()  # with a backlog, no second coroutine
+        except IndexError:
+            pass
+        try:
+            return await self._mailbox.get()
+        except MailboxClosed:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> Stream[T]:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Stream {self.pattern!r} pending={self.pending} dropped={self.dropped}>"
+
+
+class _Payload:
+    """One dispatched message's other form, made on first need: the event decoded from
+    the bytes, or the bytes (and :class:`Message`) encoded from the event."""
+
+    __slots__ = ("_bus", "_decoded", "_encoded", "data", "event", "message", "subject")
+
+    def __init__(self, bus: Bus, subject: str, event: Event | None, data: bytes | None):
+        self._bus = bus
+        self.subject = subject
+        self.event = event
+        self.data = data
+        self.message: Message | None = None
+        self._decoded = event is not None
+        self._encoded = data is not None
+
+    def as_event(self) -> Event | None:
+        """The event, or None (counted once) if the bytes are not one."""
+        if not self._decoded:
+            self._decoded = True
+            assert self.data is not None
+            try:
+                self.event = Event.from_json(self.data)
+            except EventDecodeError as exc:
+                self._bus._undecodable += 1
+                logger.debug("undecodable message on %s: %s", self.subject, exc)
+        return self.event
+
+    def as_message(self) -> Message | None:
+        """The raw message, or None (counted once) if the event cannot be encoded."""
+        if self.message is None:
+            if not self._encoded:
+                self._encoded = True
+                assert self.event is not None
+                try:
+                    self.data = self.event.to_json()
+                except EventEncodeError as exc:
+                    self._bus._encode_errors += 1
+                    logger.error(
+                        "cannot encode event on %s for raw subscribers: %s", self.subject, exc
+                    )
+            if self.data is None:
+                return None
+            self.message = Message(self.subject, self.data)
+        return self.message
+
+
+class Bus:
+    """An event bus (SPEC section 3): ``emit``/``publish``, ``subscribe``/``stream``,
+    history queries, ``stats()``, ``close()``/``aclose()``. See the module docstring for
+    ordering, threads and backpressure.
+
+    ``history`` (default: a new :class:`turnout.MemoryHistory`) and ``transport`` (default:
+    an isolated :class:`turnout.transport.local.LocalTransport`) become the bus's own and
+    are closed with it. ``loop`` is where ``async def`` handlers subscribed from outside
+    any event loop run.
+    """
+
+    def __init__(
+        self,
+        node: str = "",
+        *,
+        history: History | None = None,
+        transport: Transport | None = None,
+        cache_size: int = 1024,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.node = node
+        self._index = SubjectIndex(cache_size)
+        self._history: History = MemoryHistory() if history is None else history
+        self._append_history = self._history.append
+        self._transport: Transport = LocalTransport() if transport is None else transport
+        self._loop = loop
+        # Whether every emitted event needs its JSON at once (so encoding errors reach
+        # the emitter rather than being found later by a dispatcher).
+        self._needs_bytes = self._history.wants_bytes or (
+            self._transport.remote and self._transport.wants_bytes
+        )
+        self._remote = self._transport.remote
+        self._local_queues = not self._transport.owns_queue_groups
+        self._event_subjects: dict[str, str] = {}
+        self._literals: set[str] = set()
+
+        # The dispatch lock (see the module docstring). Re-entrant so that a thread can
+        # tell its own dispatch (``_dispatching`` set while it holds it) from another's.
+        self._lock = threading.RLock()
+        self._dispatching = False
+        self._pending: deque[tuple[Any, ...]] = deque()
+        self._turns: dict[str, int] = {}  # queue group -> next member's turn
+
+        self._registry = threading.Lock()  # guards the fields below
+        self._subscriptions: dict[int, Subscription[Any]] = {}
+        self._draining: set[Subscription[Any]] = set()  # unsubscribed, worker still busy
+        self._queue_members = 0  # subscriptions in queue groups: none, no group to serve
+        self._raw_members = 0  # raw subscriptions: none, every entry takes the event
+        self._closed = False
+        # Counters of subscriptions that are gone, so stats() stays cumulative.
+        self._retired = {"handler_errors": 0, "dropped": 0, "overfilled": 0}
+
+        self._published = 0
+        self._received = 0
+        self._delivered = 0
+        self._handler_errors = 0
+        self._undecodable = 0
+        self._encode_errors = 0
+        self._history_errors = 0
+        self._transport_errors = 0
+        self._transport.attach(self._receive)
+
+    # -- publishing ---------------------------------------------------------------
+
+    def emit(self, event: Event) -> str:
+        """Publishes ``event`` on ``"events." + event.type`` and returns that subject.
+
+        The bus publishes a copy with the timestamp set to now (UTC) and an empty node
+        filled with the bus's; the caller's event is left as it was. A type that does not
+        make a valid literal subject raises :class:`turnout.InvalidSubjectError`."""
+        subject = self._event_subjects.get(event.type)
+        if subject is None:
+            subject = self._event_subject(event.type)
+        stamped = Event(event.type, event.node or self.node, _now(), event.data)
+        data = stamped.to_json() if self._needs_bytes else None
+        # The uncontended case of _publish, inlined: this is the per-event hot path.
+        lock = self._lock
+        if not self._closed and not self._pending and lock.acquire(False):
+            if not self._dispatching:
+                self._dispatching = True
+                try:
+                    self._dispatch_event(subject, stamped, data, None)
+                finally:
+                    self._dispatching = False
+                    lock.release()
+                if self._pending and lock.acquire(False):  # handed off meanwhile
+                    self._drain_locked()
+                return subject
+            lock.release()
+        self._publish(subject, stamped, data)
+        return subject
+
+    async def aemit(self, event: Event) -> str:
+        """:meth:`emit` that first waits until every ``"block"`` stream or async handler
+        the event goes to has room (backpressure that does not stall the event loop)."""
+        subject = self._event_subjects.get(event.type)
+        if subject is None:
+            subject = self._event_subject(event.type)
+        matched = self._index.match(subject)
+        await self._wait_for_room(matched)
+        stamped = Event(event.type, event.node or self.node, _now(), event.data)
+        self._publish(subject, stamped, stamped.to_json() if self._needs_bytes else None, matched)
+        return subject
+
+    def publish(self, subject: str, data: bytes | bytearray | memoryview) -> None:
+        """Publishes raw bytes on a literal ``subject``. Raw subscribers get them as a
+        :class:`Message`; the others get the :class:`Event` they decode to (messages that
+        are not events are skipped for them and counted as ``undecodable``)."""
+        self._publish(*self._raw_message(subject, data), None, _PUBLISHED)
+
+    async def apublish(self, subject: str, data: bytes | bytearray | memoryview) -> None:
+        """:meth:`publish` with the backpressure of :meth:`aemit`."""
+        subject, _, payload = self._raw_message(subject, data)
+        matched = self._index.match(subject)
+        await self._wait_for_room(matched)
+        self._publish(subject, None, payload, matched, _PUBLISHED)
+
+    def _event_subject(self, event_type: str) -> str:
+        if not isinstance(event_type, str):
+            raise TypeError(f"event type must be str, not {type(event_type).__name__}")
+        subject = SUBJECT_PREFIX + event_type
+        validate_subject(subject, literal=True)
+        if len(self._event_subjects) >= _SUBJECT_CACHE_LIMIT:
+            self._event_subjects.clear()
+        self._event_subjects[event_type] = subject
+        return subject
+
+    def _raw_message(
+        self, subject: str, data: bytes | bytearray | memoryview
+    ) -> tuple[str, None, bytes]:
+        if subject not in self._literals:
+            if not isinstance(subject, str) or not is_valid_literal(subject):
+                validate_subject(subject, literal=True)  # raises, naming the broken rule
+            if len(self._literals) >= _SUBJECT_CACHE_LIMIT:
+                self._literals.clear()
+            self._literals.add(subject)
+        if not isinstance(data, bytes):
+            if not isinstance(data, (bytearray, memoryview)):
+                raise TypeError(f"data must be bytes, not {type(data).__name__}")
+            data = bytes(data)
+        return subject, None, data
+
+    async def _wait_for_room(self, matched: MatchResult) -> None:
+        mailboxes = [
+            sub._mailbox
+            for sub in _all_entries(matched)
+            if sub._mailbox is not None and sub._mailbox.overflow == "block"
+        ]
+        while True:
+            full = next((mailbox for mailbox in mailboxes if mailbox.full), None)
+            if full is None:
+                return
+            await full.wait_for_space()
+
+    def _publish(
+        self,
+        subject: str,
+        event: Event | None,
+        data: bytes | None,
+        matched: MatchResult | None = None,
+        source: int = _EMITTED,
+    ) -> None:
+        if self._closed:
+            raise BusClosedError("the bus is closed")
+        lock = self._lock
+        pending = self._pending
+        if lock.acquire(False):
+            if self._dispatching or pending:
+                # Published by a handler on the dispatching thread (the lock is
+                # re-entrant), or behind earlier hand-offs: queue it after them.
+                pending.append((subject, event, data, matched, source, None))
+                if self._dispatching:
+                    lock.release()  # the dispatch loop below us delivers it next
+                else:
+                    self._drain_locked()
+                return
+            self._dispatching = True
+            try:
+                self._dispatch(subject, event, data, matched, source, None)
+            finally:
+                self._dispatching = False
+                lock.release()
+            if pending and lock.acquire(False):  # handed off while we dispatched
+                self._drain_locked()
+            return
+        self._hand_off((subject, event, data, matched, source, None), may_wait=True)
+
+    def _receive(
+        self, subject: str, event: Event | None, data: bytes | None, queue: str | None = None
+    ) -> None:
+        """The transport's entry point (see :mod:`turnout.transport`); never waits."""
+        if self._closed:
+            return
+        if event is None and data is None:
+            raise ValueError("a received message needs an event or its bytes")
+        self._hand_off((subject, event, data, None, _RECEIVED, queue), may_wait=False)
+
+    def _hand_off(self, item: tuple[Any, ...], may_wait: bool) -> None:
+        """Queues ``item`` for dispatch; waits for the dispatch lock only where waiting
+        cannot deadlock (see the module docstring)."""
+        self._pending.append(item)
+        lock = self._lock
+        if lock.acquire(False):
+            if self._dispatching:  # this thread is dispatching: it delivers it next
+                lock.release()
+            else:
+                self._drain_locked()
+        elif may_wait and _running_loop() is None:
+            lock.acquire()  # held by another thread, which may be waiting for room
+            self._drain_locked()
+        # Otherwise the thread holding the lock delivers it before letting go: it
+        # rechecks the queue after releasing (_drain_locked), so nothing is stranded.
+
+    def _drain_locked(self) -> None:
+        """Dispatches queued items in order; called holding the lock, releases it."""
+        lock = self._lock
+        pending = self._pending
+        while True:
+            self._dispatching = True
+            try:
+                while pending:
+                    self._dispatch(*pending.popleft())
+            finally:
+                self._dispatching = False
+                lock.release()
+            if not pending or not lock.acquire(False):
+                return
+
+    def _dispatch(
+        self,
+        subject: str,
+        event: Event | None,
+        data: bytes | None,
+        matched: MatchResult | None,
+        source: int,
+        queue: str | None,
+    ) -> None:
+        """Delivers one message of any source; runs under the dispatch lock."""
+        if source == _EMITTED:
+            assert event is not None
+            self._dispatch_event(subject, event, data, matched)
+            return
+        payload = _Payload(self, subject, event, data)
+        if source == _PUBLISHED:
+            self._published += 1
+            if subject.startswith(SUBJECT_PREFIX):
+                decoded = payload.as_event()
+                if decoded is not None:
+                    self._record(subject, decoded, data)
+            if self._remote:
+                self._send(subject, event, data)
+        else:
+            self._received += 1
+        if matched is None:
+            matched = self._index.match(subject)
+        plain = matched.plain
+        if plain and queue is None:
+            self._deliver_payload(plain, payload)
+        if (
+            self._queue_members
+            and len(matched) != len(plain)
+            and (self._local_queues or queue is not None)
+        ):
+            self._deliver_to_groups(matched.queues, queue, payload)
+
+    def _dispatch_event(
+        self, subject: str, event: Event, data: bytes | None, matched: MatchResult | None
+    ) -> None:
+        """Delivers one emitted event; runs under the dispatch lock. The hot path: what
+        :meth:`_dispatch` does for any message, without the branches an event never
+        takes."""
+        self._published += 1
+        try:
+            self._append_history(subject, event, data)
+        except Exception as exc:
+            self._history_failed(subject, exc)
+        if self._remote:
+            self._send(subject, event, data)
+        if matched is None:
+            matched = self._index.match(subject)
+        plain = matched.plain
+        if plain:
+            if self._raw_members:
+                self._deliver_payload(plain, _Payload(self, subject, event, data))
+            else:
+                for sub in plain:
+                    try:
+                        sub._call(event)
+                    except Exception as exc:
+                        self._handler_failed(sub, exc)
+                self._delivered += len(plain)
+        if self._queue_members and self._local_queues and len(matched) != len(plain):
+            self._deliver_to_groups(matched.queues, None, _Payload(self, subject, event, data))
+
+    def _record(self, subject: str, event: Event, data: bytes | None) -> None:
+        try:
+            self._append_history(subject, event, data)
+        except Exception as exc:
+            self._history_failed(subject, exc)
+
+    def _history_failed(self, subject: str, exc: Exception) -> None:
+        self._history_errors += 1
+        logger.error("history failed to append an event on %s", subject, exc_info=exc)
+
+    def _send(self, subject: str, event: Event | None, data: bytes | None) -> None:
+        try:
+            self._transport.publish(subject, event, data)
+        except Exception as exc:
+            self._transport_errors += 1
+            logger.error("transport failed to publish on %s", subject, exc_info=exc)
+
+    def _deliver_payload(self, plain: list[Any], payload: _Payload) -> None:
+        """Plain delivery when some entries want raw bytes or the event is still bytes."""
+        delivered = 0
+        for sub in plain:
+            argument = payload.as_message() if sub.raw else payload.as_event()
+            if argument is None:
+                continue
+            delivered += 1
+            try:
+                sub._call(argument)
+            except Exception as exc:
+                self._handler_failed(sub, exc)
+        self._delivered += delivered
+
+    def _deliver_to_groups(
+        self, groups: dict[str, list[Any]], only: str | None, payload: _Payload
+    ) -> None:
+        """One member of each queue group (or of group ``only``) takes the message."""
+        turns = self._turns
+        for group, members in groups.items():
+            if only is not None and group != only:
+                continue
+            turn = turns.get(group, 0)
+            turns[group] = turn + 1
+            sub: Subscription[Any] = members[turn % len(members)]
+            argument = payload.as_message() if sub.raw else payload.as_event()
+            if argument is None:
+                continue
+            try:
+                sub._call(argument)
+            except Exception as exc:
+                self._handler_failed(sub, exc)
+            self._delivered += 1
+
+    def _handler_failed(self, sub: Subscription[Any], exc: Exception) -> None:
+        sub.errors += 1
+        logger.error("handler %r for %r raised", sub.handler, sub.pattern, exc_info=exc)
+
+    # -- subscribing --------------------------------------------------------------
+
+    @overload
+    def subscribe(
+        self,
+        pattern: str,
+        handler: Callable[[Event], object],
+        queue: str | None = None,
+        *,
+        raw: Literal[False] = False,
+        maxsize: int = DEFAULT_MAXSIZE,
+        overflow: Overflow = "block",
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> Subscription[Event]: ...
+
+    @overload
+    def subscribe(
+        self,
+        pattern: str,
+        handler: Callable[[Message], object],
+        queue: str | None = None,
+        *,
+        raw: Literal[True],
+        maxsize: int = DEFAULT_MAXSIZE,
+        overflow: Overflow = "block",
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> Subscription[Message]: ...
+
+    def subscribe(
+        self,
+        pattern: str,
+        handler: Callable[[Any], object],
+        queue: str | None = None,
+        *,
+        raw: bool = False,
+        maxsize: int = DEFAULT_MAXSIZE,
+        overflow: Overflow = "block",
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> Subscription[Any]:
+        """Calls ``handler`` with every event published on a subject matching
+        ``pattern`` (a :class:`Message` instead when ``raw``). In queue group ``queue``,
+        each event goes to one member of the group.
+
+        An ``async def`` handler runs on ``loop``, else the running loop, else the bus's
+        ``loop``; ``maxsize`` and ``overflow`` bound its mailbox. A sync handler runs on
+        the publishing thread and must not block for long: it holds up the publisher."""
+        if not callable(handler):
+            raise TypeError(f"handler must be callable, not {type(handler).__name__}")
+        mailbox: Mailbox[Any] | None = None
+        target: asyncio.AbstractEventLoop | None = None
+        if _is_async(handler):
+            target = loop or _running_loop() or self._loop
+            if target is None:
+                raise RuntimeError(
+                    "an async handler needs an event loop: subscribe from a running loop "
+                    "or pass loop= (here or to Bus)"
+                )
+            mailbox = Mailbox(maxsize, overflow, target)
+        sub = Subscription(self, pattern, queue, raw, handler, mailbox, target)
+        self._register(sub)
+        if mailbox is not None and target is not None:
+            self._start_worker(sub, target)
+        return sub
+
+    @overload
+    def subscribe_type(
+        self,
+        event_type: str,
+        handler: Callable[[Event], object],
+        queue: str | None = None,
+        *,
+        raw: Literal[False] = False,
+        maxsize: int = DEFAULT_MAXSIZE,
+        overflow: Overflow = "block",
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> Subscription[Event]: ...
+
+    @overload
+    def subscribe_type(
+        self,
+        event_type: str,
+        handler: Callable[[Message], object],
+        queue: str | None = None,
+        *,
+        raw: Literal[True],
+        maxsize: int = DEFAULT_MAXSIZE,
+        overflow: Overflow = "block",
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> Subscription[Message]: ...
+
+    def subscribe_type(
+        self,
+        event_type: str,
+        handler: Callable[[Any], object],
+        queue: str | None = None,
+        *,
+        raw: bool = False,
+        maxsize: int = DEFAULT_MAXSIZE,
+        overflow: Overflow = "block",
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> Subscription[Any]:
+        """:meth:`subscribe` to the pattern ``"events." + event_type``."""
+        return self.subscribe(  # type: ignore[call-overload, no-any-return]
+            SUBJECT_PREFIX + event_type,
+            handler,
+            queue,
+            raw=raw,
+            maxsize=maxsize,
+            overflow=overflow,
+            loop=loop,
+        )
+
+    @overload
+    def stream(
+        self,
+        pattern: str,
+        maxsize: int = DEFAULT_MAXSIZE,
+        overflow: Overflow = "block",
+        queue: str | None = None,
+        *,
+        raw: Literal[False] = False,
+    ) -> Stream[Event]: ...
+
+    @overload
+    def stream(
+        self,
+        pattern: str,
+        maxsize: int = DEFAULT_MAXSIZE,
+        overflow: Overflow = "block",
+        queue: str | None = None,
+        *,
+        raw: Literal[True],
+    ) -> Stream[Message]: ...
+
+    def stream(
+        self,
+        pattern: str,
+        maxsize: int = DEFAULT_MAXSIZE,
+        overflow: Overflow = "block",
+        queue: str | None = None,
+        *,
+        raw: bool = False,
+    ) -> Stream[Any]:
+        """A :class:`Stream` of what is published on subjects matching ``pattern`` from
+        now on, bounded by ``maxsize`` with the given overflow policy."""
+        mailbox: Mailbox[Any] = Mailbox(maxsize, overflow, _running_loop())
+        sub = Subscription(self, pattern, queue, raw, None, mailbox, None)
+        self._register(sub)
+        return Stream(sub, mailbox)
+
+    def _register(self, sub: Subscription[Any]) -> None:
+        if sub.queue is not None and (not isinstance(sub.queue, str) or not sub.queue):
+            raise ValueError(f"queue group must be a non-empty str, not {sub.queue!r}")
+        with self._registry:
+            if self._closed:
+                raise BusClosedError("the bus is closed")
+            sub._handle = self._index.insert(sub.pattern, sub, sub.queue)
+            self._subscriptions[sub._handle] = sub
+            if sub.queue is not None:
+                self._queue_members += 1
+            if sub.raw:
+                self._raw_members += 1
+        self._transport.add_interest(sub.pattern, sub.queue)
+
+    def _unsubscribe(self, sub: Subscription[Any]) -> None:
+        with self._registry:
+            if not sub._active:
+                return
+            sub._active = False
+            self._index.remove(sub._handle)
+            del self._subscriptions[sub._handle]
+            if sub.queue is not None:
+                self._queue_members -= 1
+            if sub.raw:
+                self._raw_members -= 1
+            if sub._done.done():
+                self._retire(sub)
+            else:  # its worker still handles what is buffered: count it until it ends
+                self._draining.add(sub)
+        self._transport.remove_interest(sub.pattern, sub.queue)
+        if sub._mailbox is not None:
+            sub._mailbox.close()
+
+    def _retire(self, sub: Subscription[Any]) -> None:
+        """Keeps a finished subscription's counters in stats(); holding the registry."""
+        self._retired["handler_errors"] += sub.errors
+        self._retired["dropped"] += sub.dropped
+        self._retired["overfilled"] += sub.overfilled
+
+    def _worker_finished(self, sub: Subscription[Any]) -> None:
+        with self._registry:
+            sub._done.set_result(None)
+            if sub in self._draining:
+                self._draining.discard(sub)
+                self._retire(sub)
+
+    def _start_worker(self, sub: Subscription[Any], loop: asyncio.AbstractEventLoop) -> None:
+        worker = self._consume(sub)
+        if _running_loop() is loop:
+            sub._worker = loop.create_task(worker)
+        else:
+            sub._worker = asyncio.run_coroutine_threadsafe(worker, loop)
+
+    async def _consume(self, sub: Subscription[Any]) -> None:
+        """An async handler's worker: its events, one at a time, in order."""
+        mailbox = sub._mailbox
+        handler = cast(Callable[[Any], Awaitable[object]], sub.handler)
+        assert mailbox is not None
+        try:
+            while True:
+                try:
+                    item = await mailbox.get()
+                except MailboxClosed:
+                    return
+                try:
+                    await handler(item)
+                except Exception as exc:
+                    self._handler_failed(sub, exc)
+        finally:
+            self._worker_finished(sub)
+
+    # -- history ------------------------------------------------------------------
+
+    @property
+    def history_store(self) -> History:
+        return self._history
+
+    def history(self, filter: str, limit: int = 50, *, newest: bool = False) -> list[Event]:
+        """Retained events on subjects matching ``filter``, oldest first: the first
+        ``limit`` from the oldest, or with ``newest=True`` the last ``limit``."""
+        return self._history.history(filter, limit, newest=newest)
+
+    def history_since(
+        self, filter: str, since: datetime, limit: int = 50, *, newest: bool = False
+    ) -> list[Event]:
+        """Like :meth:`history`, keeping events whose timestamp is at or after ``since``."""
+        return self._history.history_since(filter, since, limit, newest=newest)
+
+    # -- observing ----------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: ``published`` (on this bus), ``received`` (through the transport),
+        ``delivered`` (to handlers, mailboxes and streams), ``handler_errors``,
+        ``dropped`` and ``overfilled`` (by mailboxes' overflow policies),
+        ``undecodable``, ``encode_errors``, ``history_errors``, ``transport_errors``,
+        ``subscriptions``, ``streams``, ``pending``, and the ``index`` and ``history``
+        stores' own stats."""
+        with self._registry:
+            active = len(self._subscriptions)
+            subs = [*self._subscriptions.values(), *self._draining]
+            retired = dict(self._retired)
+        return {
+            "published": self._published,
+            "received": self._received,
+            "delivered": self._delivered,
+            "handler_errors": retired["handler_errors"] + sum(sub.errors for sub in subs),
+            "dropped": retired["dropped"] + sum(sub.dropped for sub in subs),
+            "overfilled": retired["overfilled"] + sum(sub.overfilled for sub in subs),
+            "undecodable": self._undecodable,
+            "encode_errors": self._encode_errors,
+            "history_errors": self._history_errors,
+            "transport_errors": self._transport_errors,
+            "subscriptions": active,
+            "streams": sum(1 for sub in subs if sub._active and sub.handler is None),
+            "pending": len(self._pending),
+            "index": self._index.stats(),
+            "history": self._history.stats(),
+        }
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- closing ------------------------------------------------------------------
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stops accepting events, delivers everything accepted before (to handlers and
+        streams, whose iteration then ends), and closes the transport and the history
+        store. Idempotent.
+
+        Async handlers finish their mailboxes on their own loops; ``close`` waits for
+        them (up to ``timeout`` seconds) unless called on such a loop, where it cannot:
+        use ``await aclose()`` there."""
+        subs = self._shut()
+        if subs is None:
+            return
+        self._transport.close()
+        self._history.close()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        current = _running_loop()
+        for sub in subs:
+            loop = sub._loop
+            while loop is not None and loop is not current and not sub._done.done():
+                if not loop.is_running():
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+                try:
+                    sub._done.result(_WORKER_CHECK_SECONDS)
+                except concurrent.futures.TimeoutError:
+                    continue
+
+    async def aclose(self) -> None:
+        """:meth:`close`, then waits for the transport and for async handlers to finish
+        what they were given."""
+        subs = self._shut()
+        if subs is None:
+            return
+        await self._transport.aclose()
+        self._history.close()
+        current = asyncio.get_running_loop()
+        for sub in subs:
+            loop = sub._loop
+            if loop is not None and (loop is current or loop.is_running()):
+                await asyncio.wrap_future(sub._done)
+
+    def _shut(self) -> list[Subscription[Any]] | None:
+        """Closes the bus for new work and flushes it; None if it was already closed."""
+        if self._lock.acquire(False):
+            dispatching = self._dispatching
+            self._lock.release()
+            if dispatching:
+                raise RuntimeError("a bus cannot be closed from a handler it is calling")
+        with self._registry:
+            if self._closed:
+                return None
+            self._closed = True
+            subs = list(self._subscriptions.values())
+        for sub in subs:
+            if sub._mailbox is not None:
+                sub._mailbox.unblock()  # the last deliveries must not wait for room
+        self._lock.acquire()  # the dispatcher in flight finishes; then the hand-offs
+        self._drain_locked()
+        for sub in subs:
+            self._unsubscribe(sub)
+        return subs
+
+    def __enter__(self) -> Bus:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Bus:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self._subscriptions)} subscriptions"
+        return f"<Bus node={self.node!r} {state}>"
+
+
+def _all_entries(matched: MatchResult) -> list[Subscription[Any]]:
+    entries: list[Subscription[Any]] = list(matched.plain)
+    if len(matched) != len(entries):
+        for members in matched.queues.values():
+            entries.extend(members)
+    return entries
+
+
+def _is_async(handler: Callable[..., object]) -> bool:
+    """Whether calling ``handler`` makes a coroutine: an ``async def`` function, a partial
+    of one, or an object whose ``__call__`` is one."""
+    if inspect.iscoroutinefunction(handler):
+        return True
+    call = getattr(handler, "__call__", None)  # noqa: B004 - we want the method itself
+    return call is not None and inspect.iscoroutinefunction(call)

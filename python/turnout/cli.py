@@ -1,0 +1,144 @@
+"""The ``turnout`` command line (``turnout`` or ``python -m turnout``).
+
+Commands:
+
+- ``turnout bench``: runs the standard routing workloads (SPEC section 9) on the Rust core and
+  the pure-Python reference, showing progress on stderr and printing a comparison table on
+  stdout; ``--json`` and ``--svg`` also write the results and a chart of the speedups.
+
+Each command is one ``_add_<command>`` function registering its parser and its handler, a
+function of the parsed arguments returning the exit status. Heavy imports happen inside the
+handlers, so one command does not pay for another's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from turnout import __version__
+
+Handler = Callable[[argparse.Namespace], int]
+
+# The keys of turnout._bench.workloads.WORKLOADS, repeated so that building the parser
+# (and so `turnout --help`) loads no benchmark code; tests/test_cli.py checks they agree.
+_WORKLOAD_KEYS = ("W1", "W2", "W3", "W4")
+_EXIT_FAILED = 1
+_EXIT_USAGE = 2
+_EXIT_INTERRUPTED = 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    return handler(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="turnout",
+        description="High-throughput event routing: NATS subject matching in Rust.",
+    )
+    parser.add_argument("--version", action="version", version=f"turnout {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_bench(commands)
+    return parser
+
+
+# --- turnout bench ----------------------------------------------------------------------
+
+
+def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bench = commands.add_parser(
+        "bench",
+        help="run the standard routing workloads and compare with the pure-Python reference",
+        description=(
+            "Runs the subject-index workloads W1-W4 (nats-server's sublist set, fan-out, "
+            "churn, scale) on the Rust core and on the pure-Python reference, and prints "
+            "ops/s, ns/op and P50/P95/P99 side by side with the speedup. Progress goes to "
+            "stderr, the table to stdout."
+        ),
+    )
+    bench.add_argument(
+        "--quick",
+        action="store_true",
+        help="small scales and few repeats: checks everything runs, in seconds",
+    )
+    bench.add_argument(
+        "--json", type=Path, metavar="FILE", help="also write the results as JSON to FILE"
+    )
+    bench.add_argument(
+        "--svg", type=Path, metavar="FILE", help="also write a bar chart of the speedups to FILE"
+    )
+    bench.add_argument(
+        "--workload",
+        dest="workloads",
+        type=_workload_key,
+        nargs="+",
+        action="extend",
+        metavar="W",
+        help=f"run only these workloads ({', '.join(_WORKLOAD_KEYS)}; default: all)",
+    )
+    bench.add_argument(
+        "--no-reference",
+        action="store_true",
+        help="measure the Rust core only (the reference is slow at full scale)",
+    )
+    bench.set_defaults(handler=_run_bench)
+
+
+def _workload_key(text: str) -> str:
+    key = text.strip().upper()
+    if key not in _WORKLOAD_KEYS:
+        raise argparse.ArgumentTypeError(
+            f"unknown workload {text!r} (choose from {', '.join(_WORKLOAD_KEYS)})"
+        )
+    return key
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from turnout._bench.chart import render_speedup_svg
+    from turnout._bench.implementations import REFERENCE, RUST
+    from turnout._bench.progress import ProgressLine
+    from turnout._bench.report import render_table
+    from turnout._bench.runner import run_benchmarks
+    from turnout._bench.workloads import FULL, QUICK, WORKLOADS, WorkloadError
+
+    chosen = set(args.workloads or _WORKLOAD_KEYS)
+    workloads = [w for key, w in WORKLOADS.items() if key in chosen]
+    implementations = [RUST] if args.no_reference else [RUST, REFERENCE]
+    if not args.no_reference and not REFERENCE.is_available():
+        print(
+            f"turnout bench: the pure-Python reference ({REFERENCE.module}) cannot be "
+            "imported; pass --no-reference to measure the Rust core alone",
+            file=sys.stderr,
+        )
+        return _EXIT_USAGE
+
+    progress = ProgressLine(sys.stderr)
+    try:
+        report = run_benchmarks(
+            workloads, implementations, QUICK if args.quick else FULL, progress.update
+        )
+    except KeyboardInterrupt:
+        progress.abandon()
+        print("turnout bench: interrupted", file=sys.stderr)
+        return _EXIT_INTERRUPTED
+    except WorkloadError as error:
+        progress.abandon()
+        print(f"turnout bench: {error}", file=sys.stderr)
+        return _EXIT_FAILED
+    progress.finish(f"turnout bench: done in {report.duration_s:.1f} s")
+
+    sys.stdout.write(render_table(report))
+    sys.stdout.flush()
+    if args.json is not None:
+        report.write_json(args.json)
+        print(f"turnout bench: results written to {args.json}", file=sys.stderr)
+    if args.svg is not None:
+        args.svg.write_text(render_speedup_svg(report), encoding="utf-8")
+        print(f"turnout bench: chart written to {args.svg}", file=sys.stderr)
+    return 0

@@ -1,0 +1,333 @@
+"""The mesh event envelope and its typed constructors (jb-mesh ``events``).
+
+An :class:`Event` is what travels on the bus under the subject ``"events." + type``. Its JSON
+is byte-for-byte what Go's ``encoding/json`` writes for jb-mesh's struct::
+
+    {"type":"tool.installed","node":"n1","timestamp":"2024-05-01T12:00:00.5Z","data":{...}}
+
+Go's rules followed here: the four keys always present in declaration order (the struct has
+no ``omitempty``), an unset timestamp written as the zero time ``0001-01-01T00:00:00Z``, a nil
+map written as ``null``, map keys sorted, ``<``, ``>``, ``&``, U+2028 and U+2029 escaped as
+``\\u003c``-style sequences, and floats in Go's shortest form (``1`` for ``1.0``, ``1e-7``,
+``1e+21``). Reading accepts what Go's decoder accepts for the known fields: keys matched
+case-insensitively, unknown keys ignored, ``null`` meaning "unset", timestamps with 0 to 9
+fractional digits and ``Z`` or an offset.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from turnout._wire import format_time, is_zero_time, parse_time
+
+__all__ = [
+    "NODE_HEALTH",
+    "NODE_JOINED",
+    "NODE_LEFT",
+    "SUBJECT_PREFIX",
+    "TOOL_CONFIGURED",
+    "TOOL_CRASHED",
+    "TOOL_INSTALLED",
+    "TOOL_REMOVED",
+    "TOOL_STARTED",
+    "TOOL_STOPPED",
+    "USER_PREFIX",
+    "Event",
+    "EventDecodeError",
+    "EventEncodeError",
+    "node_health",
+    "node_joined",
+    "node_left",
+    "tool_configured",
+    "tool_crashed",
+    "tool_installed",
+    "tool_removed",
+    "tool_started",
+    "tool_stopped",
+    "user_event",
+]
+
+#: Every event travels on ``SUBJECT_PREFIX + event.type``.
+SUBJECT_PREFIX = "events."
+
+TOOL_INSTALLED = "tool.installed"
+TOOL_CONFIGURED = "tool.configured"
+TOOL_STARTED = "tool.started"
+TOOL_STOPPED = "tool.stopped"
+TOOL_CRASHED = "tool.crashed"
+TOOL_REMOVED = "tool.removed"
+NODE_JOINED = "node.joined"
+NODE_LEFT = "node.left"
+NODE_HEALTH = "node.health"
+#: User events have the type ``USER_PREFIX + topic``.
+USER_PREFIX = "user."
+
+_ZERO_TIME_TEXT = "0001-01-01T00:00:00Z"
+
+# Go's encoder escapes these for safe embedding in HTML; orjson writes them raw. None of
+# them can occur in JSON outside a string, so replacing them in the output is exact.
+_GO_ESCAPES = (
+    (b"<", b"\\u003c"),
+    (b">", b"\\u003e"),
+    (b"&", b"\\u0026"),
+    ("\u2028".encode(), b"\\u2028"),
+    ("\u2029".encode(), b"\\u2029"),
+)
+_FIELDS = frozenset(("type", "node", "timestamp", "data"))
+
+
+class EventDecodeError(ValueError):
+    """Bytes that are not an event: malformed JSON, a field of the wrong type, or no type."""
+
+
+class EventEncodeError(ValueError):
+    """An event that Go could not marshal either (NaN, infinities, non-string map keys...)."""
+
+
+@dataclass(slots=True)
+class Event:
+    """The envelope of every mesh event.
+
+    ``timestamp`` None stands for Go's zero time (unset); ``data`` None is Go's nil map. A
+    timestamp read with more than microsecond precision is a
+    :class:`turnout._wire.PreciseDatetime` and is written back with all its digits.
+    """
+
+    type: str
+    node: str = ""
+    timestamp: datetime | None = None
+    data: dict[str, Any] | None = None
+
+    @property
+    def subject(self) -> str:
+        """The subject this event is published on."""
+        return SUBJECT_PREFIX + self.type
+
+    def to_json(self) -> bytes:
+        """The event as Go's ``json.Marshal`` writes it (see the module docstring)."""
+        if not isinstance(self.type, str) or not isinstance(self.node, str):
+            raise EventEncodeError("event type and node must be str")
+        if self.timestamp is None:
+            timestamp = _ZERO_TIME_TEXT
+        elif isinstance(self.timestamp, datetime):
+            timestamp = format_time(self.timestamp)
+        else:
+            raise EventEncodeError(
+                f"event timestamp must be a datetime, not {type(self.timestamp).__name__}"
+            )
+        if self.data is None:
+            data: orjson.Fragment | None = None
+        elif isinstance(self.data, dict):
+            data = orjson.Fragment(_dump_go_value(self.data))
+        else:
+            raise EventEncodeError(f"event data must be a dict, not {type(self.data).__name__}")
+        try:
+            out = orjson.dumps(
+                {"type": self.type, "node": self.node, "timestamp": timestamp, "data": data}
+            )
+        except TypeError as exc:
+            raise EventEncodeError(f"cannot encode event: {exc}") from exc
+        return _go_escape(out)
+
+    @classmethod
+    def from_json(cls, raw: bytes | bytearray | memoryview | str) -> Event:
+        """Decodes an event as Go's ``json.Unmarshal`` would; raises
+        :class:`EventDecodeError` on malformed JSON, wrong field types or a missing type."""
+        if not isinstance(raw, (bytes, bytearray, memoryview, str)):
+            raise TypeError(f"event JSON must be bytes or str, not {type(raw).__name__}")
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise EventDecodeError(f"malformed event JSON: {exc}") from exc
+        return _event_from_doc(doc)
+
+
+def _event_from_doc(doc: object) -> Event:
+    if not isinstance(doc, dict):
+        raise EventDecodeError(f"event JSON must be an object, not {_json_kind(doc)}")
+    fields = _known_fields(doc)
+    kind = fields.get("type")
+    if kind is None or kind == "":
+        raise EventDecodeError("event has no type")
+    if not isinstance(kind, str):
+        raise EventDecodeError(f"event type must be a string, not {_json_kind(kind)}")
+    node = fields.get("node")
+    if node is None:
+        node = ""
+    elif not isinstance(node, str):
+        raise EventDecodeError(f"event node must be a string, not {_json_kind(node)}")
+    stamp = fields.get("timestamp")
+    timestamp: datetime | None = None
+    if stamp is not None:
+        if not isinstance(stamp, str):
+            raise EventDecodeError(f"event timestamp must be a string, not {_json_kind(stamp)}")
+        try:
+            timestamp = parse_time(stamp)
+        except ValueError as exc:
+            raise EventDecodeError(f"bad event timestamp: {exc}") from exc
+        if is_zero_time(timestamp):
+            timestamp = None
+    data = fields.get("data")
+    if data is not None and not isinstance(data, dict):
+        raise EventDecodeError(f"event data must be an object, not {_json_kind(data)}")
+    return Event(kind, node, timestamp, data)
+
+
+def _known_fields(doc: dict[str, Any]) -> dict[str, Any]:
+    """The envelope fields of a decoded object, keys matched as Go matches struct fields:
+    exactly or case-insensitively, the last occurrence winning."""
+    if doc.keys() <= _FIELDS:
+        return doc  # the common case: exactly what an encoder wrote
+    fields: dict[str, Any] = {}
+    for key, value in doc.items():
+        folded = key if key in _FIELDS else key.casefold()
+        if folded in _FIELDS:
+            fields[folded] = value
+    return fields
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _go_escape(out: bytes) -> bytes:
+    for raw, escaped in _GO_ESCAPES:
+        if raw in out:
+            out = out.replace(raw, escaped)
+    return out
+
+
+def _dump_go_value(value: dict[str, Any]) -> bytes:
+    """A ``map[string]interface{}`` as Go writes it: keys sorted, floats in Go's form,
+    datetimes as Go's ``time.Time``."""
+    try:
+        return orjson.dumps(
+            _with_go_floats(value),
+            default=_encode_other,
+            option=orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME,
+        )
+    except TypeError as exc:
+        raise EventEncodeError(f"cannot encode event data: {exc}") from exc
+
+
+def _encode_other(value: object) -> str:
+    if isinstance(value, datetime):
+        return format_time(value)
+    raise TypeError(f"type {type(value).__name__} is not JSON serializable")
+
+
+def _with_go_floats(value: Any) -> Any:
+    """``value`` with every float replaced by Go's spelling of it; the same object when it
+    holds no float, so the common case copies nothing."""
+    if isinstance(value, float):
+        return orjson.Fragment(_go_float(value).encode())
+    if isinstance(value, dict):
+        changed: dict[Any, Any] | None = None
+        for key, item in value.items():
+            converted = _with_go_floats(item)
+            if converted is not item:
+                if changed is None:
+                    changed = dict(value)
+                changed[key] = converted
+        return value if changed is None else changed
+    if isinstance(value, (list, tuple)):
+        items = [_with_go_floats(item) for item in value]
+        if any(new is not old for new, old in zip(items, value, strict=True)):
+            return items
+        return value
+    return value
+
+
+def _go_float(value: float) -> str:
+    """A float64 as Go's ``encoding/json`` writes it: the shortest digits that read back
+    exactly, positional between 1e-6 and 1e21, else exponent form with ``e-7``/``e+21``."""
+    if math.isnan(value) or math.isinf(value):
+        raise EventEncodeError(f"unsupported float value: {value}")
+    if value == 0:
+        return "-0" if math.copysign(1.0, value) < 0 else "0"
+    shortest = repr(value)  # Python's repr is also the shortest round-tripping form
+    magnitude = abs(value)
+    if magnitude < 1e-6 or magnitude >= 1e21:
+        mantissa, _, exponent_text = shortest.partition("e")
+        if mantissa.endswith(".0"):
+            mantissa = mantissa[:-2]
+        exponent = int(exponent_text)
+        if -10 < exponent < 0:  # Go trims "e-07" to "e-7" but keeps "e+21" as is
+            return f"{mantissa}e-{-exponent}"
+        sign = "-" if exponent < 0 else "+"
+        return f"{mantissa}e{sign}{abs(exponent):02d}"
+    if "e" in shortest:  # repr switches to exponents outside 1e-4..1e16; Go does not
+        return format(Decimal(shortest), "f")
+    return shortest[:-2] if shortest.endswith(".0") else shortest
+
+
+def tool_installed(node: str, tool: str, version: str) -> Event:
+    """A ``tool.installed`` event: data ``{tool, version}``."""
+    return Event(TOOL_INSTALLED, node, None, {"tool": tool, "version": version})
+
+
+def tool_configured(node: str, tool: str, config: dict[str, Any] | None) -> Event:
+    """A ``tool.configured`` event: data ``{tool, config}``."""
+    return Event(TOOL_CONFIGURED, node, None, {"tool": tool, "config": config})
+
+
+def tool_started(node: str, tool: str) -> Event:
+    """A ``tool.started`` event: data ``{tool}``."""
+    return Event(TOOL_STARTED, node, None, {"tool": tool})
+
+
+def tool_stopped(node: str, tool: str, reason: str) -> Event:
+    """A ``tool.stopped`` event: data ``{tool, reason}``."""
+    return Event(TOOL_STOPPED, node, None, {"tool": tool, "reason": reason})
+
+
+def tool_crashed(node: str, tool: str, err: BaseException | str, restart_count: int) -> Event:
+    """A ``tool.crashed`` event: data ``{tool, error, restart_count}``, error = ``str(err)``
+    (Go's ``err.Error()``)."""
+    return Event(
+        TOOL_CRASHED,
+        node,
+        None,
+        {"tool": tool, "error": str(err), "restart_count": restart_count},
+    )
+
+
+def tool_removed(node: str, tool: str) -> Event:
+    """A ``tool.removed`` event: data ``{tool}``."""
+    return Event(TOOL_REMOVED, node, None, {"tool": tool})
+
+
+def node_joined(node: str, capabilities: dict[str, Any] | None) -> Event:
+    """A ``node.joined`` event: data ``{capabilities}``."""
+    return Event(NODE_JOINED, node, None, {"capabilities": capabilities})
+
+
+def node_left(node: str, reason: str) -> Event:
+    """A ``node.left`` event: data ``{reason}``."""
+    return Event(NODE_LEFT, node, None, {"reason": reason})
+
+
+def node_health(node: str, status: str, resources: dict[str, Any] | None) -> Event:
+    """A ``node.health`` event: data ``{status, resources}``."""
+    return Event(NODE_HEALTH, node, None, {"status": status, "resources": resources})
+
+
+def user_event(node: str, topic: str, data: dict[str, Any] | None) -> Event:
+    """A user event of type ``user.<topic>`` carrying ``data`` as given."""
+    return Event(USER_PREFIX + topic, node, None, data)

@@ -1,0 +1,438 @@
+"""WorkspaceDispatcher and its channels (SPEC section 4, coder's autostart dispatcher), and the
+raw-bytes router against its pure-Python twin."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import AsyncIterator, Iterable, Sequence
+from uuid import UUID
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from turnout._core import KeyRouter as RustKeyRouter
+from turnout.workspace import (
+    ChannelClosedError,
+    MalformedMessageError,
+    PythonKeyRouter,
+    WorkspaceBuildUpdate,
+    WorkspaceDispatcher,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+WS = UUID("0b9e6a4c-6f6e-4d1e-9a57-3c2f0d1e2a3b")
+BUILD = UUID("9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a")
+
+
+def update(name: str, number: int = 1, status: str = "running") -> WorkspaceBuildUpdate:
+    return WorkspaceBuildUpdate(WS, name, BUILD, "start", status, number)
+
+
+async def source_of(items: Iterable[object]) -> AsyncIterator[WorkspaceBuildUpdate]:
+    for item in items:
+        yield item  # type: ignore[misc]
+
+
+async def batches_of(batches: Iterable[Sequence[bytes]]) -> AsyncIterator[Sequence[bytes]]:
+    for batch in batches:
+        yield batch
+
+
+async def drain(dispatcher: WorkspaceDispatcher) -> dict[str, list[WorkspaceBuildUpdate]]:
+    """Reads every channel to its end (hangs, up to the timeout, if one never closes)."""
+    got: dict[str, list[WorkspaceBuildUpdate]] = {}
+    for name, channel in dispatcher.channels.items():
+        got[name] = [item async for item in channel]
+    return got
+
+
+async def until(condition: object) -> None:
+    """Lets the loop run until ``condition()`` holds (bounded by the test timeout)."""
+    assert callable(condition)
+    while not condition():
+        await asyncio.sleep(0)
+
+
+# --- channels close when the source ends ---------------------------------------------------------
+
+
+async def test_source_end_closes_every_channel() -> None:
+    dispatcher = WorkspaceDispatcher(["a", "b", "c"])
+    task = await dispatcher.start(source_of([update("a", 1), update("a", 2), update("b", 1)]))
+    got = await drain(dispatcher)  # would hang if any channel stayed open
+    await task
+    assert got == {"a": [update("a", 1), update("a", 2)], "b": [update("b", 1)], "c": []}
+    assert all(channel.closed for channel in dispatcher.channels.values())
+    assert dispatcher.closed
+    assert dispatcher.task is task
+
+
+async def test_raw_source_end_closes_every_channel() -> None:
+    dispatcher = WorkspaceDispatcher(["a", "b"])
+    batches = [[update("a", 1).to_json()], [], [update("a", 2).to_json(), update("b").to_json()]]
+    task = await dispatcher.start_raw(batches_of(batches))
+    got = await drain(dispatcher)
+    await task
+    assert got == {"a": [update("a", 1), update("a", 2)], "b": [update("b")]}
+
+
+async def test_a_failing_source_still_closes_the_channels() -> None:
+    async def failing() -> AsyncIterator[WorkspaceBuildUpdate]:
+        yield update("a")
+        raise ConnectionError("source lost")
+
+    dispatcher = WorkspaceDispatcher(["a", "b"])
+    with pytest.raises(ConnectionError):
+        await dispatcher.run(failing())
+    assert await drain(dispatcher) == {"a": [update("a")], "b": []}
+
+
+async def test_cancelling_the_dispatcher_closes_the_channels() -> None:
+    never_ends = asyncio.Event()
+
+    async def endless() -> AsyncIterator[WorkspaceBuildUpdate]:
+        yield update("a")
+        await never_ends.wait()
+        yield update("a", 2)
+
+    dispatcher = WorkspaceDispatcher(["a"])
+    task = await dispatcher.start(endless())
+    await until(lambda: len(dispatcher.channels["a"]) == 1)
+    task.cancel()
+    assert await drain(dispatcher) == {"a": [update("a")]}
+
+
+async def test_one_source_at_a_time_and_no_feeding_after_close() -> None:
+    dispatcher = WorkspaceDispatcher(["a"])
+    gate = asyncio.Event()
+
+    async def waiting() -> AsyncIterator[WorkspaceBuildUpdate]:
+        await gate.wait()
+        yield update("a")
+
+    task = await dispatcher.start(waiting())
+    with pytest.raises(RuntimeError, match="already has a source"):
+        await dispatcher.start(source_of([]))
+    gate.set()
+    await task
+    for feed in (
+        dispatcher.put(update("a")),
+        dispatcher.put_raw([update("a").to_json()]),
+        dispatcher.run(source_of([])),
+    ):
+        with pytest.raises(RuntimeError, match="closed"):
+            await feed
+
+
+# --- unknown and malformed -------------------------------------------------------------------
+
+
+async def test_unknown_names_and_malformed_items_are_counted() -> None:
+    dispatcher = WorkspaceDispatcher(["a"])
+    items: list[object] = [update("a"), update("ghost"), update("ghost"), "not an update", None]
+    await dispatcher.run(source_of(items))
+    stats = dispatcher.stats()
+    assert (stats["routed"], stats["unknown"], stats["malformed"]) == (1, 2, 2)
+
+
+async def test_raw_unknown_and_malformed_are_counted() -> None:
+    dispatcher = WorkspaceDispatcher(["a"])
+    batch = [
+        update("a").to_json(),
+        update("ghost").to_json(),
+        b"{not json",
+        b"[1, 2]",
+        b'{"workspace_name": 7}',
+        b'{"name": "a"}',
+    ]
+    await dispatcher.put_raw(batch)
+    stats = dispatcher.stats()
+    assert (stats["routed"], stats["unknown"], stats["malformed"]) == (1, 1, 4)
+
+
+async def test_raw_batch_of_non_bytes_routes_nothing() -> None:
+    dispatcher = WorkspaceDispatcher(["a"])
+    with pytest.raises(TypeError):
+        await dispatcher.put_raw([update("a").to_json(), "a string"])  # type: ignore[list-item]
+    assert dispatcher.stats()["routed"] == 0
+
+
+async def test_undecodable_raw_update_is_skipped_and_counted_by_the_channel() -> None:
+    dispatcher = WorkspaceDispatcher(["a"])
+    # The router only reads workspace_name; the rest is checked when a consumer reads it.
+    bad = orjson.dumps({"workspace_name": "a", "job_status": "exploded"})
+    await dispatcher.put_raw([bad, update("a", 2).to_json()])
+    dispatcher.close()
+    assert [u async for u in dispatcher.channels["a"]] == [update("a", 2)]
+    assert dispatcher.channels["a"].undecodable == 1
+    assert dispatcher.stats()["undecodable"] == 1
+
+
+# --- overflow ----------------------------------------------------------------------------------
+
+
+async def test_block_one_full_channel_stalls_all() -> None:
+    dispatcher = WorkspaceDispatcher(["a", "b"], buffer=1)
+    task = await dispatcher.start(source_of([update("a", 1), update("a", 2), update("b", 1)]))
+    await until(lambda: dispatcher.stats()["stalls"] >= 1)
+    # "a" is full and unread: the dispatcher waits on it, so "b" gets nothing yet.
+    assert len(dispatcher.channels["a"]) == 1
+    assert len(dispatcher.channels["b"]) == 0
+    assert not task.done()
+    assert await dispatcher.channels["a"].get() == update("a", 1)
+    got = await drain(dispatcher)
+    await task
+    assert got == {"a": [update("a", 2)], "b": [update("b", 1)]}
+    assert dispatcher.stats()["dropped"] == 0
+
+
+async def test_raw_block_one_full_channel_stalls_all() -> None:
+    dispatcher = WorkspaceDispatcher(["a", "b"], buffer=1)
+    batch = [update("a", 1).to_json(), update("a", 2).to_json(), update("b", 1).to_json()]
+    feeding = asyncio.ensure_future(dispatcher.put_raw(batch))
+    await until(lambda: dispatcher.stats()["stalls"] >= 1)
+    assert len(dispatcher.channels["b"]) == 0
+    assert dispatcher.channels["a"].get_nowait() == update("a", 1)
+    await feeding
+    dispatcher.close()
+    assert await drain(dispatcher) == {"a": [update("a", 2)], "b": [update("b", 1)]}
+
+
+async def test_drop_oldest_channel_counts_drops_and_never_stalls() -> None:
+    dispatcher = WorkspaceDispatcher(["a", "b"], buffer=2, channel_overflow={"a": "drop_oldest"})
+    assert dispatcher.channels["a"].overflow == "drop_oldest"
+    assert dispatcher.channels["b"].overflow == "block"
+    await dispatcher.run(source_of([update("a", n) for n in range(1, 6)] + [update("b")]))
+    assert dispatcher.channels["a"].dropped == 3
+    stats = dispatcher.stats()
+    assert (stats["dropped"], stats["stalls"], stats["routed"]) == (3, 0, 6)
+    assert await drain(dispatcher) == {"a": [update("a", 4), update("a", 5)], "b": [update("b")]}
+
+
+async def test_raw_drop_oldest_in_one_batch_and_across_batches() -> None:
+    dispatcher = WorkspaceDispatcher(["a"], buffer=3, overflow="drop_oldest")
+    await dispatcher.put_raw([update("a", n).to_json() for n in range(1, 3)])  # 2 buffered
+    await dispatcher.put_raw([update("a", n).to_json() for n in range(3, 5)])  # 1 dropped
+    assert dispatcher.channels["a"].dropped == 1
+    await dispatcher.put_raw([update("a", n).to_json() for n in range(5, 10)])  # 5 > buffer
+    assert dispatcher.channels["a"].dropped == 1 + 3 + 2
+    dispatcher.close()
+    numbers = [u.build_number async for u in dispatcher.channels["a"]]
+    assert numbers == [7, 8, 9]
+
+
+# --- consuming ---------------------------------------------------------------------------------
+
+
+async def test_channel_reads() -> None:
+    dispatcher = WorkspaceDispatcher(["a"], buffer=8)
+    channel = dispatcher.channels["a"]
+    with pytest.raises(asyncio.QueueEmpty):
+        channel.get_nowait()
+    waiter = asyncio.ensure_future(channel.get_many())
+    await asyncio.sleep(0)
+    await dispatcher.put_raw([update("a", n).to_json() for n in range(1, 4)])
+    assert [u.build_number for u in await waiter] == [1, 2, 3]
+    await dispatcher.put(update("a", 4))
+    await dispatcher.put(update("a", 5))
+    assert [u.build_number for u in await channel.get_many(limit=1)] == [4]
+    dispatcher.close()
+    assert channel.closed
+    assert await channel.get() == update("a", 5)
+    assert await channel.get_many() == []
+    with pytest.raises(ChannelClosedError):
+        await channel.get()
+    with pytest.raises(ChannelClosedError):
+        channel.get_nowait()
+    with pytest.raises(ValueError):
+        await channel.get_many(limit=0)
+
+
+async def test_a_cancelled_reader_leaves_the_channel_usable() -> None:
+    dispatcher = WorkspaceDispatcher(["a"])
+    channel = dispatcher.channels["a"]
+    reader = asyncio.ensure_future(channel.get())
+    await asyncio.sleep(0)
+    reader.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    await dispatcher.put(update("a"))
+    assert await channel.get() == update("a")
+
+
+async def test_a_big_raw_batch_routes_every_message_in_order() -> None:
+    names = [f"ws-{i}" for i in range(50)]
+    # 50 known names, then 10 messages for an unknown one, over and over.
+    messages = [
+        update(names[i % 60] if i % 60 < 50 else "ghost", i).to_json() for i in range(5_000)
+    ]
+    dispatcher = WorkspaceDispatcher(names, buffer=len(messages))
+    await dispatcher.put_raw(messages)
+    dispatcher.close()
+    got = await drain(dispatcher)
+    expected: dict[str, list[int]] = {name: [] for name in names}
+    for i in range(len(messages)):
+        if i % 60 < 50:
+            expected[names[i % 60]].append(i)
+    assert {name: [u.build_number for u in us] for name, us in got.items()} == expected
+    assert dispatcher.stats()["unknown"] == sum(1 for i in range(len(messages)) if i % 60 >= 50)
+
+
+def test_constructor_checks() -> None:
+    dispatcher = WorkspaceDispatcher(["a", "a", "b"])
+    assert list(dispatcher.channels) == ["a", "b"]
+    assert dispatcher.channels["a"].capacity == 16
+    assert dispatcher.stats()["channels"] == 2
+    with pytest.raises(TypeError):
+        dispatcher.channels["c"] = dispatcher.channels["a"]  # type: ignore[index]
+    with pytest.raises(ValueError):
+        WorkspaceDispatcher(["a"], buffer=0)
+    with pytest.raises(ValueError):
+        WorkspaceDispatcher(["a"], overflow="drop_newest")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown workspace"):
+        WorkspaceDispatcher(["a"], channel_overflow={"b": "drop_oldest"})
+    with pytest.raises(TypeError):
+        WorkspaceDispatcher(["a", 1])  # type: ignore[list-item]
+
+
+# --- the raw path and the object path route identically --------------------------------------
+
+NAMES = ["alpha", "beta", "gamma", "δέλτα"]
+ROUTABLE = [*NAMES, "ghost", ""]
+
+valid_updates = st.builds(
+    WorkspaceBuildUpdate,
+    workspace_id=st.uuids(),
+    workspace_name=st.sampled_from(ROUTABLE),
+    build_id=st.uuids(),
+    transition=st.sampled_from(["start", "stop", "delete"]),
+    job_status=st.sampled_from(["pending", "running", "succeeded", "canceling", "canceled"]),
+    build_number=st.integers(-(2**31), 2**31 - 1),
+)
+malformed_messages = st.one_of(
+    st.binary(max_size=40),
+    st.sampled_from([b"", b"{", b"null", b"[]", b'"alpha"', b'{"workspace_name":null}']),
+    st.builds(
+        lambda v: orjson.dumps({"workspace_name": v}),
+        st.integers(-(2**63), 2**63) | st.lists(st.none()),
+    ),
+)
+message_items = st.lists(
+    st.one_of(valid_updates.map(lambda u: u.to_json()), malformed_messages), max_size=60
+)
+
+
+async def route_both_ways(
+    messages: list[bytes], cuts: list[int]
+) -> tuple[dict[str, list[WorkspaceBuildUpdate]], ...]:
+    # Raw path, the messages cut into batches.
+    raw = WorkspaceDispatcher(NAMES, buffer=max(1, len(messages)))
+    bounds = sorted({0, len(messages), *(c % (len(messages) + 1) for c in cuts)})
+    await raw.run_raw(batches_of(messages[a:b] for a, b in itertools.pairwise(bounds)))
+    # Object path: what decodes becomes an update, what does not is malformed.
+    objects = WorkspaceDispatcher(NAMES, buffer=max(1, len(messages)))
+    decoded: list[object] = []
+    for message in messages:
+        try:
+            decoded.append(WorkspaceBuildUpdate.from_json(message))
+        except MalformedMessageError:
+            decoded.append(message)
+    await objects.run(source_of(decoded))
+    raw_stats, object_stats = raw.stats(), objects.stats()
+    for key in ("routed", "unknown", "malformed"):
+        assert raw_stats[key] == object_stats[key], key
+    return await drain(raw), await drain(objects)
+
+
+@given(messages=message_items, cuts=st.lists(st.integers(0, 100), max_size=5))
+def test_raw_path_and_object_path_route_identically(messages: list[bytes], cuts: list[int]) -> None:
+    raw_routed, object_routed = asyncio.run(route_both_ways(messages, cuts))
+    assert raw_routed == object_routed
+
+
+# --- the Rust router against the pure-Python router ------------------------------------------
+
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**64 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=8),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+keys = st.sampled_from(["a", "b", "é", "\U0001f680", 'a"b', "a\\b", "", "line\nbreak"])
+documents = st.dictionaries(
+    st.sampled_from(["workspace_name", "other", "workspace_nam", "Workspace_name"]),
+    st.one_of(keys, json_values),
+    max_size=4,
+)
+
+
+def spellings(document: dict[str, object]) -> st.SearchStrategy[bytes]:
+    """The document as orjson writes it, as stdlib json writes it (\\u escapes, spaces),
+    or cut short."""
+    compact = orjson.dumps(document)
+    escaped = json.dumps(document, ensure_ascii=True, indent=1).encode()
+    return st.sampled_from([compact, escaped, compact[: len(compact) // 2], b" " + compact + b"\n"])
+
+
+router_messages = st.lists(
+    st.one_of(documents.flatmap(spellings), st.binary(max_size=24), json_values.map(orjson.dumps)),
+    max_size=30,
+)
+
+
+@given(messages=router_messages)
+def test_rust_router_matches_the_python_router(messages: list[bytes]) -> None:
+    known = ["a", "é", "\U0001f680", 'a"b', "line\nbreak"]
+    rust = RustKeyRouter(known).route_batch(messages)
+    python = PythonKeyRouter(known).route_batch(messages)
+    assert rust == python
+    grouped, unknown, malformed = rust
+    # Every message once, as the very object given, in batch order within its key.
+    assert sum(map(len, grouped.values())) + len(unknown) + len(malformed) == len(messages)
+    for group in grouped.values():
+        positions = [next(i for i, m in enumerate(messages) if m is x) for x in group]
+        assert positions == sorted(positions)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        b'{"workspace_name":"\\ud800"}',  # a lone surrogate is not a string
+        b'{"workspace_name":"a","workspace_name":"b"}',  # the last occurrence counts
+        b'{"workspace_name":"b","workspace_name":"a"}',
+        b'{"workspace_name":"\\u0061"}',
+        b'\xef\xbb\xbf{"workspace_name":"a"}',  # a byte order mark is not JSON
+        b'{"workspace_name":"a"} x',
+        b'{"workspace_name":"a"}{}',
+    ],
+)
+def test_routers_agree_on_json_corner_cases(message: bytes) -> None:
+    assert RustKeyRouter(["a"]).route_batch([message]) == PythonKeyRouter(["a"]).route_batch(
+        [message]
+    )
+
+
+def test_python_router_contract() -> None:
+    router = PythonKeyRouter(["a", "a", "b"], field="name")
+    assert router.field == "name"
+    assert len(router) == 2
+    message = b'{"name":"a"}'
+    grouped, unknown, malformed = router.route_batch(iter([message]))
+    assert grouped["a"][0] is message
+    assert (unknown, malformed) == ([], [])
+    with pytest.raises(TypeError):
+        router.route_batch([bytearray(b"{}")])  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        PythonKeyRouter([1])  # type: ignore[list-item]
