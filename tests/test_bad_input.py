@@ -12,6 +12,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+
 from turnout._errors import InvalidSubjectError
 
 pytestmark = pytest.mark.timeout(60)

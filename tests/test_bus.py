@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from turnout import InvalidSubjectError
 from turnout.bus import Bus, BusClosedError, Message, Stream
 from turnout.events import Event, tool_crashed, tool_installed, tool_started

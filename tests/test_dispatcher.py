@@ -13,6 +13,7 @@ import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from turnout._core import KeyRouter as RustKeyRouter
 from turnout.workspace import (
     ChannelClosedError,

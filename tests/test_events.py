@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from turnout import events
 from turnout._wire import PreciseDatetime
 from turnout.events import Event, EventDecodeError, EventEncodeError

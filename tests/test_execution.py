@@ -12,9 +12,10 @@ from datetime import datetime, timedelta, timezone
 
 import orjson
 import pytest
-import turnout
 from hypothesis import given
 from hypothesis import strategies as st
+
+import turnout
 from turnout._wire import ZERO_TIME, PreciseDatetime
 from turnout.bus import Bus, Message
 from turnout.execution import (

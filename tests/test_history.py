@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+
 from turnout import InvalidSubjectError, _journal
 from turnout._wire import PreciseDatetime
 from turnout.events import Event

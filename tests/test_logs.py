@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from turnout._core import LogBatcher
 from turnout._go_json import dumps_map, go_escape
 from turnout._wire import ZERO_TIME, parse_time

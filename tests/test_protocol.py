@@ -18,6 +18,7 @@ import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from turnout._go_json import go_float_text
 from turnout._wire import ZERO_TIME, parse_time
 from turnout.coordination import (

@@ -8,6 +8,7 @@ from uuid import UUID
 
 import orjson
 import pytest
+
 from turnout._duration_text import go_duration_text, round_duration_ns
 from turnout._wire import ZERO_TIME, PreciseDatetime
 from turnout.workspace import RunResult, RunResults

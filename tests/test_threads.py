@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+
 import turnout.reference
 
 pytestmark = pytest.mark.timeout(120)

@@ -7,6 +7,7 @@ from uuid import UUID
 
 import orjson
 import pytest
+
 import turnout
 from turnout.bus import Bus
 from turnout.workspace import (

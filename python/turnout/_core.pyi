@@ -8,10 +8,10 @@ from turnout._errors import PhaseError
 from turnout.phases import Phase
 
 __all__ = [
-    "KeyRouter",
-    "LogBatcher",
     "MAX_SUBJECT_LENGTH",
     "MAX_TOKENS",
+    "KeyRouter",
+    "LogBatcher",
     "MatchResult",
     "PhaseManager",
     "PhaseState",
