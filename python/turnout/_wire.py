@@ -60,6 +60,11 @@ class PreciseDatetime(datetime):
             return super().__eq__(other) and self.nanosecond == getattr(other, "nanosecond", 0)
         return NotImplemented
 
+    def __ne__(self, other: object) -> bool:
+        # datetime's C-level __ne__ would ignore the nanoseconds.
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
     def __hash__(self) -> int:
         return hash((super().__hash__(), self.nanosecond))
 
