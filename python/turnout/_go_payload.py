@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
+from turnout._json_object import type_name as json_type_name
 from turnout._wire import ZERO_TIME, format_time, parse_time
 
 __all__ = ["GoPayload", "Payload", "ProtocolError", "json_tag", "json_type_name"]
@@ -70,23 +71,6 @@ def json_tag(tag: str) -> dict[str, Any]:
     (use as ``field(default="", metadata=json_tag(...))``)."""
     key, _, options = tag.partition(",")
     return {_METADATA_KEY: _Tag(key, "omitempty" in options.split(","))}
-
-
-def json_type_name(value: object) -> str:
-    """The JSON type of a decoded value, for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
 
 
 Encode = Callable[[Any], Any]

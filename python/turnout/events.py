@@ -16,14 +16,13 @@ fractional digits and ``Z`` or an offset.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import orjson
 
+from turnout._go_json import dumps_map, go_escape
 from turnout._wire import format_time, is_zero_time, parse_time
 
 __all__ = [
@@ -70,15 +69,6 @@ USER_PREFIX = "user."
 
 _ZERO_TIME_TEXT = "0001-01-01T00:00:00Z"
 
-# Go's encoder escapes these for safe embedding in HTML; orjson writes them raw. None of
-# them can occur in JSON outside a string, so replacing them in the output is exact.
-_GO_ESCAPES = (
-    (b"<", b"\\u003c"),
-    (b">", b"\\u003e"),
-    (b"&", b"\\u0026"),
-    ("\u2028".encode(), b"\\u2028"),
-    ("\u2029".encode(), b"\\u2029"),
-)
 _FIELDS = frozenset(("type", "node", "timestamp", "data"))
 
 
@@ -133,7 +123,7 @@ class Event:
             )
         except TypeError as exc:
             raise EventEncodeError(f"cannot encode event: {exc}") from exc
-        return _go_escape(out)
+        return go_escape(out)
 
     @classmethod
     def from_json(cls, raw: bytes | bytearray | memoryview | str) -> Event:
@@ -206,75 +196,12 @@ def _json_kind(value: object) -> str:
     return "an object"
 
 
-def _go_escape(out: bytes) -> bytes:
-    for raw, escaped in _GO_ESCAPES:
-        if raw in out:
-            out = out.replace(raw, escaped)
-    return out
-
-
 def _dump_go_value(value: dict[str, Any]) -> bytes:
-    """A ``map[string]interface{}`` as Go writes it: keys sorted, floats in Go's form,
-    datetimes as Go's ``time.Time``."""
+    """A ``map[string]interface{}`` as Go writes it (see :func:`turnout._go_json.dumps_map`)."""
     try:
-        return orjson.dumps(
-            _with_go_floats(value),
-            default=_encode_other,
-            option=orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME,
-        )
-    except TypeError as exc:
+        return dumps_map(value)
+    except (TypeError, ValueError) as exc:
         raise EventEncodeError(f"cannot encode event data: {exc}") from exc
-
-
-def _encode_other(value: object) -> str:
-    if isinstance(value, datetime):
-        return format_time(value)
-    raise TypeError(f"type {type(value).__name__} is not JSON serializable")
-
-
-def _with_go_floats(value: Any) -> Any:
-    """``value`` with every float replaced by Go's spelling of it; the same object when it
-    holds no float, so the common case copies nothing."""
-    if isinstance(value, float):
-        return orjson.Fragment(_go_float(value).encode())
-    if isinstance(value, dict):
-        changed: dict[Any, Any] | None = None
-        for key, item in value.items():
-            converted = _with_go_floats(item)
-            if converted is not item:
-                if changed is None:
-                    changed = dict(value)
-                changed[key] = converted
-        return value if changed is None else changed
-    if isinstance(value, (list, tuple)):
-        items = [_with_go_floats(item) for item in value]
-        if any(new is not old for new, old in zip(items, value, strict=True)):
-            return items
-        return value
-    return value
-
-
-def _go_float(value: float) -> str:
-    """A float64 as Go's ``encoding/json`` writes it: the shortest digits that read back
-    exactly, positional between 1e-6 and 1e21, else exponent form with ``e-7``/``e+21``."""
-    if math.isnan(value) or math.isinf(value):
-        raise EventEncodeError(f"unsupported float value: {value}")
-    if value == 0:
-        return "-0" if math.copysign(1.0, value) < 0 else "0"
-    shortest = repr(value)  # Python's repr is also the shortest round-tripping form
-    magnitude = abs(value)
-    if magnitude < 1e-6 or magnitude >= 1e21:
-        mantissa, _, exponent_text = shortest.partition("e")
-        if mantissa.endswith(".0"):
-            mantissa = mantissa[:-2]
-        exponent = int(exponent_text)
-        if -10 < exponent < 0:  # Go trims "e-07" to "e-7" but keeps "e+21" as is
-            return f"{mantissa}e-{-exponent}"
-        sign = "-" if exponent < 0 else "+"
-        return f"{mantissa}e{sign}{abs(exponent):02d}"
-    if "e" in shortest:  # repr switches to exponents outside 1e-4..1e16; Go does not
-        return format(Decimal(shortest), "f")
-    return shortest[:-2] if shortest.endswith(".0") else shortest
 
 
 def tool_installed(node: str, tool: str, version: str) -> Event:
