@@ -114,7 +114,21 @@ def w6_data(workspaces: int, updates: int, seed: int = 6) -> W6Data:
                 build_number=count // 3 + 1,
             )
         )
-    return W6Data(names=names, updates=built, messages=[u.to_json() for u in built])
+    return W6Data(names=names, updates=built, messages=_as_received([u.to_json() for u in built]))
+
+
+def _as_received(encoded: list[bytes]) -> list[bytes]:
+    """The messages as a network reader hands them over: each copied out of one receive
+    buffer, so they lie one after another in memory. (The encoder's own output objects lie
+    a page apart each; routing those would mostly measure cache misses of that layout.)"""
+    buffer = b"".join(encoded)
+    messages = []
+    at = 0
+    for message in encoded:
+        end = at + len(message)
+        messages.append(buffer[at:end])
+        at = end
+    return messages
 
 
 class PreparedPass:

@@ -63,6 +63,94 @@ impl KeyRouter {
             None => Route::Malformed,
         }
     }
+
+    /// Routes a batch: the positions of its messages grouped by key, each group in batch
+    /// order and the groups in the order their keys first appear.
+    pub fn route_batch<'m>(&self, messages: impl IntoIterator<Item = &'m [u8]>) -> RoutedBatch {
+        const NO_GROUP: usize = usize::MAX;
+        let mut batch = RoutedBatch::default();
+        let mut group_of: HashMap<usize, usize, RandomState> =
+            HashMap::with_hasher(RandomState::default());
+        let mut counts: Vec<usize> = Vec::new();
+        let mut assigned: Vec<usize> = Vec::new();
+        // Consecutive messages often share a key: skip the lookup for a repeat.
+        let mut last = (NO_GROUP, NO_GROUP);
+        for (at, message) in messages.into_iter().enumerate() {
+            let group = match self.route(message) {
+                Route::Key(key) if key == last.0 => last.1,
+                Route::Key(key) => {
+                    let group = *group_of.entry(key).or_insert_with(|| {
+                        batch.groups.push(Group { key, end: 0 });
+                        counts.push(0);
+                        counts.len() - 1
+                    });
+                    last = (key, group);
+                    group
+                }
+                Route::Unknown => {
+                    batch.unknown.push(at);
+                    NO_GROUP
+                }
+                Route::Malformed => {
+                    batch.malformed.push(at);
+                    NO_GROUP
+                }
+            };
+            if group != NO_GROUP {
+                counts[group] += 1;
+            }
+            assigned.push(group);
+        }
+        // A counting sort: each group's messages become one run of `order`.
+        let mut next = Vec::with_capacity(counts.len());
+        let mut end = 0;
+        for (group, count) in batch.groups.iter_mut().zip(&counts) {
+            next.push(end);
+            end += count;
+            group.end = end;
+        }
+        batch.order = vec![0; end];
+        for (at, &group) in assigned.iter().enumerate() {
+            if group != NO_GROUP {
+                batch.order[next[group]] = at;
+                next[group] += 1;
+            }
+        }
+        batch
+    }
+}
+
+/// One key's share of a routed batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Group {
+    /// The key's position in the router's key list.
+    key: usize,
+    /// Where the group's run of [`RoutedBatch::order`] ends (the previous group's end is
+    /// where it starts).
+    end: usize,
+}
+
+/// What [`KeyRouter::route_batch`] makes of a batch: message positions, never copies.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RoutedBatch {
+    groups: Vec<Group>,
+    order: Vec<usize>,
+    /// Well-formed messages whose key is not the router's, in batch order.
+    pub unknown: Vec<usize>,
+    /// Messages that are not a JSON object with a string key field, in batch order.
+    pub malformed: Vec<usize>,
+}
+
+impl RoutedBatch {
+    /// Each key that received messages, with their positions in batch order.
+    pub fn groups(&self) -> impl ExactSizeIterator<Item = (usize, &[usize])> + '_ {
+        let mut start = 0;
+        self.groups.iter().map(move |group| {
+            let run = &self.order[start..group.end];
+            start = group.end;
+            (group.key, run)
+        })
+    }
 }
 
 /// The string value of top-level `field` in the JSON object `message`; `None` if the
@@ -116,16 +204,18 @@ struct Scanner<'m> {
     at: usize,
 }
 
-/// Whether any byte of `word` is `"`, `\`, a control character, or non-ASCII: the
-/// bytes a string scan must stop at (classic SWAR zero-byte tests).
-fn needs_a_look(word: u64) -> bool {
+/// The bytes of `word` (read little-endian) that a string scan must stop at: `"`, `\`, a
+/// control character, or non-ASCII, as the high bit of each such byte (classic SWAR
+/// zero-byte tests). A borrow can also flag a byte above a true hit, never below one, so
+/// the lowest flagged byte is always a true hit: the scan jumps straight to it.
+fn special_bytes(word: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
     let quote = has_zero(word ^ (ONES * u64::from(b'"')));
     let backslash = has_zero(word ^ (ONES * u64::from(b'\\')));
     let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
-    (quote | backslash | control | (word & HIGHS)) != 0
+    quote | backslash | control | (word & HIGHS)
 }
 
 impl<'m> Scanner<'m> {
@@ -246,10 +336,13 @@ impl<'m> Scanner<'m> {
         let bytes = self.bytes;
         let (mut escaped, mut ascii) = (false, true);
         loop {
-            // Eight plain bytes at a time; most of a message is plain string content.
+            // Eight bytes at a time up to the first one that needs a look; most of a
+            // message is plain string content.
             while let Some(chunk) = bytes.get(self.at..self.at + 8) {
                 let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-                if needs_a_look(word) {
+                let special = special_bytes(word);
+                if special != 0 {
+                    self.at += (special.trailing_zeros() / 8) as usize;
                     break;
                 }
                 self.at += 8;
@@ -446,6 +539,49 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_lowest_flagged_byte_is_the_first_special_one() {
+        let specials = [b'"', b'\\', 0x00, 0x1f, 0x80, 0xc3, 0xff];
+        let plain = [b'a', b' ', b'~', 0x7f, b'!', b'#', b'0', 0x21];
+        for first in 0..8 {
+            for &special in &specials {
+                for &next in specials.iter().chain(&plain) {
+                    let mut word = [b'a'; 8];
+                    word[first] = special;
+                    if first + 1 < 8 {
+                        word[first + 1] = next;
+                    }
+                    let flagged = special_bytes(u64::from_le_bytes(word));
+                    assert_eq!(flagged.trailing_zeros() / 8, first as u32, "{word:?}");
+                }
+            }
+        }
+        assert_eq!(special_bytes(u64::from_le_bytes(plain)), 0);
+    }
+
+    #[test]
+    fn batches_group_by_key_in_order_of_first_appearance() {
+        let router = KeyRouter::new(["a", "b", "c"], "k");
+        let batch: [&[u8]; 7] = [
+            br#"{"k":"b"}"#,
+            br#"{"k":"a"}"#,
+            b"nope",
+            br#"{"k":"b"}"#,
+            br#"{"k":"z"}"#,
+            br#"{"k":"b"}"#,
+            br#"{"k":"a"}"#,
+        ];
+        let routed = router.route_batch(batch);
+        let groups: Vec<(usize, Vec<usize>)> = routed
+            .groups()
+            .map(|(key, at)| (key, at.to_vec()))
+            .collect();
+        assert_eq!(groups, [(1, vec![0, 3, 5]), (0, vec![1, 6])]);
+        assert_eq!(routed.unknown, [4]);
+        assert_eq!(routed.malformed, [2]);
+        assert_eq!(router.route_batch([]).groups().len(), 0);
     }
 
     #[test]

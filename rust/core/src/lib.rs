@@ -10,7 +10,7 @@ pub mod phase;
 pub mod subject;
 pub mod wire;
 
-pub use dispatch::{key_of, KeyRouter, Route};
+pub use dispatch::{key_of, KeyRouter, Route, RoutedBatch};
 pub use index::{
     check_queue_name, Handle, IndexStats, InsertError, Matched, QueueNameError, SubjectIndex,
     MAX_CACHE_SIZE,
@@ -23,4 +23,4 @@ pub use subject::{
     check, is_subset, is_valid_literal, is_valid_subject, subject_matches, subjects_collide,
     tokens, SubjectError, SubjectKind, MAX_SUBJECT_LENGTH, MAX_TOKENS,
 };
-pub use wire::{write_json_str, WireTime};
+pub use wire::{write_json_str, CivilTime, WireTime};

@@ -2,9 +2,8 @@
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
-use turnout_core::{self as core, Route};
+use turnout_core as core;
 
 use crate::args::not_a_str;
 
@@ -53,59 +52,35 @@ impl KeyRouter {
 
     /// Routes `batch` (bytes objects): returns the messages per key, in order and as the
     /// same objects, for keys that received any; then those whose key is unknown; then the
-    /// malformed ones. Messages are parsed with the GIL released.
+    /// malformed ones. Messages are parsed and grouped with the GIL released.
     fn route_batch<'py>(
         &self,
         py: Python<'py>,
         batch: &Bound<'py, PyAny>,
     ) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyList>, Bound<'py, PyList>)> {
-        let mut messages: Vec<(Bound<'py, PyAny>, PyBackedBytes)> = Vec::new();
+        let mut messages: Vec<Bound<'py, PyBytes>> = Vec::new();
         for item in batch.try_iter()? {
             let item = item?;
-            let Ok(bytes) = item.cast::<PyBytes>() else {
-                let kind = item.get_type().name()?;
-                return Err(PyTypeError::new_err(format!(
-                    "messages must be bytes, not {kind}"
-                )));
-            };
-            let backed = PyBackedBytes::from(bytes.clone());
-            messages.push((item, backed));
-        }
-        let routes: Vec<Route> = {
-            let views: Vec<&[u8]> = messages.iter().map(|(_, b)| &**b).collect();
-            py.detach(|| views.iter().map(|m| self.inner.route(m)).collect())
-        };
-        let grouped = PyDict::new(py);
-        let unknown = PyList::empty(py);
-        let malformed = PyList::empty(py);
-        // Consecutive messages often share a key: reuse the last list looked up.
-        let mut last: Option<(usize, Bound<'py, PyList>)> = None;
-        for ((message, _), route) in messages.iter().zip(routes) {
-            match route {
-                Route::Key(at) => {
-                    let list = match &last {
-                        Some((seen, list)) if *seen == at => list.clone(),
-                        _ => {
-                            let key = self.keys[at].bind(py);
-                            let list = match grouped.get_item(key)? {
-                                Some(list) => list.cast_into::<PyList>()?,
-                                None => {
-                                    let list = PyList::empty(py);
-                                    grouped.set_item(key, &list)?;
-                                    list
-                                }
-                            };
-                            last = Some((at, list.clone()));
-                            list
-                        }
-                    };
-                    list.append(message)?;
+            match item.cast_into::<PyBytes>() {
+                Ok(bytes) => messages.push(bytes),
+                Err(err) => {
+                    let kind = err.into_inner().get_type().name()?;
+                    return Err(PyTypeError::new_err(format!(
+                        "messages must be bytes, not {kind}"
+                    )));
                 }
-                Route::Unknown => unknown.append(message)?,
-                Route::Malformed => malformed.append(message)?,
             }
         }
-        Ok((grouped, unknown, malformed))
+        // The bytes objects are immutable and held by `messages`: their buffers stay put
+        // while the GIL is released.
+        let views: Vec<&[u8]> = messages.iter().map(|m| m.as_bytes()).collect();
+        let routed = py.detach(|| self.inner.route_batch(views.iter().copied()));
+        let pick = |at: &[usize]| PyList::new(py, at.iter().map(|&i| &messages[i]));
+        let grouped = PyDict::new(py);
+        for (key, at) in routed.groups() {
+            grouped.set_item(self.keys[key].bind(py), pick(at)?)?;
+        }
+        Ok((grouped, pick(&routed.unknown)?, pick(&routed.malformed)?))
     }
 }
 
