@@ -2,6 +2,7 @@
 //! RFC 3339 timestamps with nanoseconds.
 
 use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A point in time as Go marshals it: nanoseconds since the Unix epoch, written in the
 /// zone `offset_seconds` east of UTC.
@@ -35,7 +36,47 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// A wall-clock reading in fields, as a Python `datetime` holds it (nanoseconds aside).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CivilTime {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+    pub nanosecond: u32,
+}
+
 impl WireTime {
+    /// The system clock now, in UTC (the epoch itself if the clock is set before it).
+    pub fn now() -> Self {
+        let unix_nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        Self {
+            unix_nanos,
+            offset_seconds: 0,
+        }
+    }
+
+    /// What a wall clock in the time's zone shows.
+    pub fn civil(&self) -> CivilTime {
+        let local = self.unix_nanos + i128::from(self.offset_seconds) * 1_000_000_000;
+        let secs = local.div_euclid(1_000_000_000) as i64;
+        let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
+        let sod = secs.rem_euclid(86_400) as u32;
+        CivilTime {
+            year,
+            month,
+            day,
+            hour: sod / 3600,
+            minute: sod / 60 % 60,
+            second: sod % 60,
+            nanosecond: local.rem_euclid(1_000_000_000) as u32,
+        }
+    }
+
     /// The time a wall clock in the zone `offset_seconds` east of UTC shows.
     #[allow(clippy::too_many_arguments)]
     pub fn from_civil(
@@ -60,20 +101,14 @@ impl WireTime {
     /// Appends the time as Go's `time.Time.MarshalJSON` would, quotes included:
     /// RFC 3339, fractional seconds with trailing zeros trimmed, `Z` for UTC.
     pub fn write_json(&self, out: &mut String) {
-        let local = self.unix_nanos + i128::from(self.offset_seconds) * 1_000_000_000;
-        let secs = local.div_euclid(1_000_000_000) as i64;
-        let nanos = local.rem_euclid(1_000_000_000) as u32;
-        let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
-        let sod = secs.rem_euclid(86_400);
+        let t = self.civil();
         let _ = write!(
             out,
-            "\"{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-            sod / 3600,
-            sod / 60 % 60,
-            sod % 60
+            "\"{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            t.year, t.month, t.day, t.hour, t.minute, t.second
         );
-        if nanos != 0 {
-            let frac = format!("{nanos:09}");
+        if t.nanosecond != 0 {
+            let frac = format!("{:09}", t.nanosecond);
             out.push('.');
             out.push_str(frac.trim_end_matches('0'));
         }
@@ -159,6 +194,32 @@ mod tests {
             "\"0001-01-01T00:00:00Z\""
         );
         assert_eq!(time(951_782_400_000_000_000, 0), "\"2000-02-29T00:00:00Z\"");
+    }
+
+    #[test]
+    fn civil_fields() {
+        let t = WireTime::from_civil(2024, 2, 29, 23, 59, 58, 123_456_789, -3600);
+        let fields = (2024, 2, 29, 23, 59, 58, 123_456_789);
+        let c = t.civil();
+        assert_eq!(
+            (
+                c.year,
+                c.month,
+                c.day,
+                c.hour,
+                c.minute,
+                c.second,
+                c.nanosecond
+            ),
+            fields
+        );
+        let utc = WireTime {
+            offset_seconds: 0,
+            ..t
+        }
+        .civil();
+        assert_eq!((utc.month, utc.day, utc.hour), (3, 1, 0));
+        assert!(WireTime::now().civil().year >= 2024);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! Rust errors become Python exceptions. Behaviour is decided in the core, not here.
 
 mod args;
+mod clock;
 mod dispatch;
 mod index;
 mod logs;
@@ -20,6 +21,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     subjects::register(m)?;
     index::register(m)?;
     dispatch::register(m)?;
+    clock::register(m)?;
     phases::register(m)?;
     logs::register(m)?;
     Ok(())

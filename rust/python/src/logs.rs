@@ -1,7 +1,6 @@
 //! `LogBatcher`: the log forwarder's bounded buffer and frame writer, in Rust.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
@@ -13,16 +12,6 @@ use turnout_core::{
     write_batch_frame, write_log_frame, LogBuffer, LogEntry, LogLevel, LogOverflow, Offered,
     WireTime,
 };
-
-fn now() -> WireTime {
-    let unix_nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i128);
-    WireTime {
-        unix_nanos,
-        offset_seconds: 0,
-    }
-}
 
 /// A Python `datetime` as a wire time; a naive one is taken as UTC, and the extra
 /// nanoseconds of a `turnout._wire.PreciseDatetime` are kept.
@@ -88,7 +77,7 @@ fn entry_from(entry: &Bound<'_, PyAny>) -> PyResult<LogEntry> {
     let py = entry.py();
     let timestamp = entry.getattr(intern!(py, "timestamp"))?;
     let timestamp = if timestamp.is_none() {
-        now()
+        WireTime::now()
     } else {
         wire_time(timestamp.cast::<PyDateTime>()?)?
     };
@@ -180,7 +169,7 @@ impl LogBatcher {
         }
         let frame = py.detach(|| {
             let mut out = String::with_capacity(batch.len() * 256);
-            write_batch_frame(&mut out, message_id, now(), &batch);
+            write_batch_frame(&mut out, message_id, WireTime::now(), &batch);
             out
         });
         Ok(Some(PyBytes::new(py, frame.as_bytes())))
@@ -195,7 +184,7 @@ impl LogBatcher {
     ) -> PyResult<Bound<'py, PyBytes>> {
         let entry = entry_from(entry)?;
         let mut out = String::with_capacity(256);
-        write_log_frame(&mut out, message_id, now(), &entry);
+        write_log_frame(&mut out, message_id, WireTime::now(), &entry);
         Ok(PyBytes::new(py, out.as_bytes()))
     }
 
