@@ -255,19 +255,19 @@ def test_malformed_json_raises_typed_error(raw: bytes) -> None:
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        (b"[]", "must be an object, not an array"),
-        (b'"tool.started"', "must be an object, not a string"),
-        (b"null", "must be an object, not null"),
+        (b"[]", "expected an object, not array"),
+        (b'"tool.started"', "expected an object, not string"),
+        (b"null", "expected an object, not null"),
         (b"{}", "has no type"),
         (b'{"type":null}', "has no type"),
         (b'{"type":""}', "has no type"),
-        (b'{"type":7}', "type must be a string, not a number"),
-        (b'{"type":"a","node":true}', "node must be a string, not a boolean"),
-        (b'{"type":"a","timestamp":1714564800}', "timestamp must be a string, not a number"),
+        (b'{"type":7}', "type: expected a string, not number"),
+        (b'{"type":"a","node":true}', "node: expected a string, not boolean"),
+        (b'{"type":"a","timestamp":1714564800}', "timestamp: expected a string, not number"),
         (b'{"type":"a","timestamp":"yesterday"}', "bad event timestamp"),
         (b'{"type":"a","timestamp":"2024-13-01T00:00:00Z"}', "bad event timestamp"),
-        (b'{"type":"a","data":[1]}', "data must be an object, not an array"),
-        (b'{"type":"a","data":"x"}', "data must be an object, not a string"),
+        (b'{"type":"a","data":[1]}', "data: expected an object, not array"),
+        (b'{"type":"a","data":"x"}', "data: expected an object, not string"),
     ],
 )
 def test_wrong_types_and_missing_type_raise_typed_error(raw: bytes, message: str) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from turnout._go_json import dumps_map, go_escape
+from turnout._json_object import type_name
 from turnout._wire import format_time, is_zero_time, parse_time
 
 __all__ = [
@@ -140,23 +141,23 @@ class Event:
 
 def _event_from_doc(doc: object) -> Event:
     if not isinstance(doc, dict):
-        raise EventDecodeError(f"event JSON must be an object, not {_json_kind(doc)}")
+        raise EventDecodeError(f"event JSON: expected an object, not {type_name(doc)}")
     fields = _known_fields(doc)
     kind = fields.get("type")
     if kind is None or kind == "":
         raise EventDecodeError("event has no type")
     if not isinstance(kind, str):
-        raise EventDecodeError(f"event type must be a string, not {_json_kind(kind)}")
+        raise EventDecodeError(f"event type: expected a string, not {type_name(kind)}")
     node = fields.get("node")
     if node is None:
         node = ""
     elif not isinstance(node, str):
-        raise EventDecodeError(f"event node must be a string, not {_json_kind(node)}")
+        raise EventDecodeError(f"event node: expected a string, not {type_name(node)}")
     stamp = fields.get("timestamp")
     timestamp: datetime | None = None
     if stamp is not None:
         if not isinstance(stamp, str):
-            raise EventDecodeError(f"event timestamp must be a string, not {_json_kind(stamp)}")
+            raise EventDecodeError(f"event timestamp: expected a string, not {type_name(stamp)}")
         try:
             timestamp = parse_time(stamp)
         except ValueError as exc:
@@ -165,7 +166,7 @@ def _event_from_doc(doc: object) -> Event:
             timestamp = None
     data = fields.get("data")
     if data is not None and not isinstance(data, dict):
-        raise EventDecodeError(f"event data must be an object, not {_json_kind(data)}")
+        raise EventDecodeError(f"event data: expected an object, not {type_name(data)}")
     return Event(kind, node, timestamp, data)
 
 
@@ -180,20 +181,6 @@ def _known_fields(doc: dict[str, Any]) -> dict[str, Any]:
         if folded in _FIELDS:
             fields[folded] = value
     return fields
-
-
-def _json_kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
 
 
 def _dump_go_value(value: dict[str, Any]) -> bytes:
