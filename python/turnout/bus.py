@@ -37,12 +37,11 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from functools import partial
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, cast, overload
 
-from turnout._core import MatchResult, SubjectIndex, is_valid_literal, validate_subject
+from turnout._core import SubjectIndex, is_valid_literal, utc_now, validate_subject
 from turnout._mailbox import Mailbox, MailboxClosed, Overflow
 from turnout.events import SUBJECT_PREFIX, Event, EventDecodeError, EventEncodeError
 from turnout.history import History, MemoryHistory
@@ -56,12 +55,16 @@ logger = logging.getLogger("turnout.bus")
 T = TypeVar("T")
 
 DEFAULT_MAXSIZE = 1024
-_now = partial(datetime.now, timezone.utc)
+_now = utc_now
 _running_loop = asyncio._get_running_loop
 # Caches of validated subjects; cleared when full so hostile inputs cannot grow them.
 _SUBJECT_CACHE_LIMIT = 4096
 # How often close() rechecks that a worker's event loop is still running.
 _WORKER_CHECK_SECONDS = 0.05
+
+#: What a subject routes to: its plain subscriptions, and its queue groups with all their
+#: matched members (None when no group matched).
+_Route = tuple[tuple["Subscription[Any]", ...], "dict[str, list[Subscription[Any]]] | None"]
 
 # Where a message being dispatched comes from.
 _EMITTED = 0  # emit/aemit on this bus: an event, recorded in the history
@@ -302,6 +305,40 @@ class Bus:
     any event loop run.
     """
 
+    # Slots: emit reads a dozen of these per event, and a slot is the fastest attribute.
+    __slots__ = (
+        "__weakref__",
+        "_append_history",
+        "_closed",
+        "_delivered",
+        "_dispatching",
+        "_draining",
+        "_encode_errors",
+        "_event_subjects",
+        "_history",
+        "_history_errors",
+        "_index",
+        "_literals",
+        "_local_queues",
+        "_lock",
+        "_loop",
+        "_needs_bytes",
+        "_pending",
+        "_published",
+        "_raw_members",
+        "_received",
+        "_registry",
+        "_remote",
+        "_retired",
+        "_routes",
+        "_subscriptions",
+        "_transport",
+        "_transport_errors",
+        "_turns",
+        "_undecodable",
+        "node",
+    )
+
     def __init__(
         self,
         node: str = "",
@@ -326,6 +363,10 @@ class Bus:
         self._local_queues = not self._transport.owns_queue_groups
         self._event_subjects: dict[str, str] = {}
         self._literals: set[str] = set()
+        # Subject -> route, filled from the index and cleared on every change of the
+        # subscriptions, both under the registry lock: a route is never older than the
+        # index. A hit is one dict lookup instead of a match and two lists built.
+        self._routes: dict[str, _Route] = {}
 
         # The dispatch lock (see the module docstring). Re-entrant so that a thread can
         # tell its own dispatch (``_dispatching`` set while it holds it) from another's.
@@ -337,7 +378,6 @@ class Bus:
         self._registry = threading.Lock()  # guards the fields below
         self._subscriptions: dict[int, Subscription[Any]] = {}
         self._draining: set[Subscription[Any]] = set()  # unsubscribed, worker still busy
-        self._queue_members = 0  # subscriptions in queue groups: none, no group to serve
         self._raw_members = 0  # raw subscriptions: none, every entry takes the event
         self._closed = False
         # Counters of subscriptions that are gone, so stats() stays cumulative.
@@ -346,7 +386,6 @@ class Bus:
         self._published = 0
         self._received = 0
         self._delivered = 0
-        self._handler_errors = 0
         self._undecodable = 0
         self._encode_errors = 0
         self._history_errors = 0
@@ -389,10 +428,10 @@ class Bus:
         subject = self._event_subjects.get(event.type)
         if subject is None:
             subject = self._event_subject(event.type)
-        matched = self._index.match(subject)
-        await self._wait_for_room(matched)
+        route = self._route(subject)
+        await self._wait_for_room(route)
         stamped = Event(event.type, event.node or self.node, _now(), event.data)
-        self._publish(subject, stamped, stamped.to_json() if self._needs_bytes else None, matched)
+        self._publish(subject, stamped, stamped.to_json() if self._needs_bytes else None, route)
         return subject
 
     def publish(self, subject: str, data: bytes | bytearray | memoryview) -> None:
@@ -404,9 +443,9 @@ class Bus:
     async def apublish(self, subject: str, data: bytes | bytearray | memoryview) -> None:
         """:meth:`publish` with the backpressure of :meth:`aemit`."""
         subject, _, payload = self._raw_message(subject, data)
-        matched = self._index.match(subject)
-        await self._wait_for_room(matched)
-        self._publish(subject, None, payload, matched, _PUBLISHED)
+        route = self._route(subject)
+        await self._wait_for_room(route)
+        self._publish(subject, None, payload, route, _PUBLISHED)
 
     def _event_subject(self, event_type: str) -> str:
         if not isinstance(event_type, str):
@@ -433,10 +472,10 @@ class Bus:
             data = bytes(data)
         return subject, None, data
 
-    async def _wait_for_room(self, matched: MatchResult) -> None:
+    async def _wait_for_room(self, route: _Route) -> None:
         mailboxes = [
             sub._mailbox
-            for sub in _all_entries(matched)
+            for sub in _all_entries(route)
             if sub._mailbox is not None and sub._mailbox.overflow == "block"
         ]
         while True:
@@ -450,7 +489,7 @@ class Bus:
         subject: str,
         event: Event | None,
         data: bytes | None,
-        matched: MatchResult | None = None,
+        route: _Route | None = None,
         source: int = _EMITTED,
     ) -> None:
         if self._closed:
@@ -461,7 +500,7 @@ class Bus:
             if self._dispatching or pending:
                 # Published by a handler on the dispatching thread (the lock is
                 # re-entrant), or behind earlier hand-offs: queue it after them.
-                pending.append((subject, event, data, matched, source, None))
+                pending.append((subject, event, data, route, source, None))
                 if self._dispatching:
                     lock.release()  # the dispatch loop below us delivers it next
                 else:
@@ -469,14 +508,14 @@ class Bus:
                 return
             self._dispatching = True
             try:
-                self._dispatch(subject, event, data, matched, source, None)
+                self._dispatch(subject, event, data, route, source, None)
             finally:
                 self._dispatching = False
                 lock.release()
             if pending and lock.acquire(False):  # handed off while we dispatched
                 self._drain_locked()
             return
-        self._hand_off((subject, event, data, matched, source, None), may_wait=True)
+        self._hand_off((subject, event, data, route, source, None), may_wait=True)
 
     def _receive(
         self, subject: str, event: Event | None, data: bytes | None, queue: str | None = None
@@ -524,14 +563,14 @@ class Bus:
         subject: str,
         event: Event | None,
         data: bytes | None,
-        matched: MatchResult | None,
+        route: _Route | None,
         source: int,
         queue: str | None,
     ) -> None:
         """Delivers one message of any source; runs under the dispatch lock."""
         if source == _EMITTED:
             assert event is not None
-            self._dispatch_event(subject, event, data, matched)
+            self._dispatch_event(subject, event, data, route)
             return
         payload = _Payload(self, subject, event, data)
         if source == _PUBLISHED:
@@ -544,46 +583,55 @@ class Bus:
                 self._send(subject, event, data)
         else:
             self._received += 1
-        if matched is None:
-            matched = self._index.match(subject)
-        plain = matched.plain
+        plain, groups = route or self._routes.get(subject) or self._route(subject)
         if plain and queue is None:
             self._deliver_payload(plain, payload)
-        if (
-            self._queue_members
-            and len(matched) != len(plain)
-            and (self._local_queues or queue is not None)
-        ):
-            self._deliver_to_groups(matched.queues, queue, payload)
+        if groups is not None and (self._local_queues or queue is not None):
+            self._deliver_to_groups(groups, queue, payload)
 
     def _dispatch_event(
-        self, subject: str, event: Event, data: bytes | None, matched: MatchResult | None
+        self, subject: str, event: Event, data: bytes | None, route: _Route | None
     ) -> None:
         """Delivers one emitted event; runs under the dispatch lock. The hot path: what
         :meth:`_dispatch` does for any message, without the branches an event never
         takes."""
+        # Callables held in attributes are loaded into locals before the call: a method
+        # call on an attribute that is not a method is the slow, unspecialised kind.
         self._published += 1
+        append = self._append_history
         try:
-            self._append_history(subject, event, data)
+            append(subject, event, data)
         except Exception as exc:
             self._history_failed(subject, exc)
         if self._remote:
             self._send(subject, event, data)
-        if matched is None:
-            matched = self._index.match(subject)
-        plain = matched.plain
+        plain, groups = route or self._routes.get(subject) or self._route(subject)
         if plain:
             if self._raw_members:
                 self._deliver_payload(plain, _Payload(self, subject, event, data))
             else:
                 for sub in plain:
+                    call = sub._call
                     try:
-                        sub._call(event)
+                        call(event)
                     except Exception as exc:
                         self._handler_failed(sub, exc)
                 self._delivered += len(plain)
-        if self._queue_members and self._local_queues and len(matched) != len(plain):
-            self._deliver_to_groups(matched.queues, None, _Payload(self, subject, event, data))
+        if groups is not None and self._local_queues:
+            self._deliver_to_groups(groups, None, _Payload(self, subject, event, data))
+
+    def _route(self, subject: str) -> _Route:
+        """What ``subject`` routes to: from the route cache, else matched in the index."""
+        route = self._routes.get(subject)
+        if route is None:
+            with self._registry:
+                matched = self._index.match(subject)
+                plain = tuple(matched.plain)
+                route = (plain, matched.queues if len(matched) != len(plain) else None)
+                if len(self._routes) >= _SUBJECT_CACHE_LIMIT:
+                    self._routes.clear()
+                self._routes[subject] = route
+        return route
 
     def _record(self, subject: str, event: Event, data: bytes | None) -> None:
         try:
@@ -602,7 +650,7 @@ class Bus:
             self._transport_errors += 1
             logger.error("transport failed to publish on %s", subject, exc_info=exc)
 
-    def _deliver_payload(self, plain: list[Any], payload: _Payload) -> None:
+    def _deliver_payload(self, plain: tuple[Any, ...], payload: _Payload) -> None:
         """Plain delivery when some entries want raw bytes or the event is still bytes."""
         delivered = 0
         for sub in plain:
@@ -797,9 +845,8 @@ class Bus:
             if self._closed:
                 raise BusClosedError("the bus is closed")
             sub._handle = self._index.insert(sub.pattern, sub, sub.queue)
+            self._routes.clear()
             self._subscriptions[sub._handle] = sub
-            if sub.queue is not None:
-                self._queue_members += 1
             if sub.raw:
                 self._raw_members += 1
         self._transport.add_interest(sub.pattern, sub.queue)
@@ -810,9 +857,8 @@ class Bus:
                 return
             sub._active = False
             self._index.remove(sub._handle)
+            self._routes.clear()
             del self._subscriptions[sub._handle]
-            if sub.queue is not None:
-                self._queue_members -= 1
             if sub.raw:
                 self._raw_members -= 1
             if sub._done.done():
@@ -1004,11 +1050,11 @@ class Bus:
         return f"<Bus node={self.node!r} {state}>"
 
 
-def _all_entries(matched: MatchResult) -> list[Subscription[Any]]:
-    entries: list[Subscription[Any]] = list(matched.plain)
-    if len(matched) != len(entries):
-        for members in matched.queues.values():
-            entries.extend(members)
+def _all_entries(route: _Route) -> list[Subscription[Any]]:
+    plain, groups = route
+    entries: list[Subscription[Any]] = list(plain)
+    for members in (groups or {}).values():
+        entries.extend(members)
     return entries
 
 

@@ -182,6 +182,8 @@ class MemoryHistory:
 
     ``clock`` (ns since the epoch) decides ages; pass your own to test retention."""
 
+    __slots__ = ("_clock", "_lock", "_push", "_records", "_retention", "_sequence")
+
     wants_bytes = False
 
     def __init__(
@@ -193,6 +195,7 @@ class MemoryHistory:
     ) -> None:
         self._retention = _Retention(max_age, max_msgs, clock)
         self._records = self._retention.records
+        self._push = self._records.append
         self._clock = clock
         self._lock = threading.Lock()
         self._sequence = itertools.count()
@@ -201,9 +204,11 @@ class MemoryHistory:
         # Every emit comes through here, so an append takes no lock and does the least
         # it can: ``deque.append`` is atomic and so is drawing a sequence number. The
         # count of appends is read off the newest record's sequence when someone asks.
-        now = self._clock()
+        # Attributes holding callables are called through locals (the specialised call).
+        clock, push = self._clock, self._push
+        now = clock()
         sequence = next(self._sequence)
-        self._records.append((now, subject, event, sequence))
+        push((now, subject, event, sequence))
         if not sequence % _EXPIRY_SWEEP_EVERY:
             with self._lock:
                 self._catch_up()
