@@ -48,7 +48,7 @@ import threading
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
@@ -98,6 +98,10 @@ class Hub:
     (:attr:`port` is the bound one once started). ``bus`` None makes an embedded
     :class:`~turnout.Bus` with node ``node``, closed with the hub; a given bus is left
     open. Use ``async with Hub(...) as hub`` or ``await start()`` / ``await stop()``.
+    ``compression="deflate"`` offers permessage-deflate to peers; it is off by default, as
+    in Go's WebSocket libraries: it costs CPU per frame and per watcher, and turns the
+    watchers' fan-out (one encoding of an event written to every watcher) into one
+    compression per watcher.
     """
 
     def __init__(
@@ -111,6 +115,7 @@ class Hub:
         node: str = "hub",
         request_timeout: float = 10.0,
         watcher_buffer: int = 1 << 20,
+        compression: Literal["deflate"] | None = None,
         protocol_version: str = HUB_PROTOCOL_VERSION,
     ) -> None:
         if max_message_size < 1:
@@ -124,6 +129,7 @@ class Hub:
         self.max_message_size = max_message_size
         self.request_timeout = request_timeout
         self.watcher_buffer = watcher_buffer
+        self.compression = compression
         self._owns_bus = bus is None
         self.bus = Bus(node) if bus is None else bus
         self.protocol = HubProtocol(protocol_version, token)
@@ -165,6 +171,7 @@ class Hub:
             self._port,
             process_request=self._check_request,
             max_size=self.max_message_size,
+            compression=self.compression,
         )
 
     async def stop(self) -> None:
