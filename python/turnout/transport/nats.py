@@ -41,9 +41,14 @@ distinct (pattern, group), reference-counted.
 
 Persistence. With ``ack_prefix`` set (by :func:`turnout.nats.connect` with ``persist``),
 messages on subjects starting with it (``events.``) are published as JetStream publishes:
-each carries a reply subject on this transport's acknowledgement inbox, and each ack,
-error or timeout (``ack_wait`` seconds of connected time) is counted. :meth:`flush` waits
-until everything handed over before it has been written, acknowledged or given up on, and
+each carries a reply subject on this transport's acknowledgement inbox and a
+``Nats-Msg-Id`` header (the payload stays the plain envelope). What is not acknowledged is
+sent again after a reconnect (it may have died with the old connection), after
+``ack_wait`` seconds of connected time, or shortly after a "no responders" answer (a
+cluster electing the stream's leader), for up to five ``ack_wait`` periods; JetStream
+stores a message sent again only once, by its id. Acks, refusals (``ack_errors``) and
+publishes given up on (``ack_timeouts``) are counted. :meth:`flush` waits until
+everything handed over before it has been written, acknowledged or given up on, and
 until NATS has sent back what it routes to this bus for it.
 
 Slow consumers. Received messages are not queued inside nats-py, so its per-subscription
@@ -84,6 +89,14 @@ DEFAULT_ACK_WAIT = 5.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 # How many queued operations the I/O loop writes before letting reads run.
 _WRITE_BATCH = 512
+# A JetStream publish is sent again after a reconnect, a lost ack or a "no responders"
+# answer, until this many ``ack_wait`` periods (of connected time) have passed; then it
+# counts as not acknowledged.
+_ATTEMPTS = 5
+# JetStream's answer to a copy of a message it is still storing.
+_DUPLICATE_IN_PROCESS = 10158
+# How soon a publish answered "no responders" (the stream has no leader) is sent again.
+_RETRY_SECONDS = 0.25
 # How often a blocked publisher rechecks that the transport is still open.
 _ROOM_CHECK_SECONDS = 0.1
 
@@ -121,6 +134,16 @@ class _PlainSub:
     nats_sub: Any
     served: set[str] = field(default_factory=set)
     index_handle: int = -1
+
+
+@dataclass(eq=False)
+class _Unacked:
+    """A JetStream publish waiting for its acknowledgement."""
+
+    subject: str
+    data: bytes
+    due: float
+    give_up_at: float
 
 
 class _Waiter:
@@ -161,6 +184,7 @@ class NatsTransport:
         self.name = name
         self.ack_prefix = ack_prefix
         self.ack_wait = ack_wait
+        self._give_up_after = ack_wait * _ATTEMPTS
         self.max_outbound = max_outbound
         self.connect_timeout = connect_timeout
         self.reconnect_time_wait = reconnect_time_wait
@@ -194,7 +218,8 @@ class NatsTransport:
         self._ack_sid = -1
         self._ack_inbox = ""
         self._next_ack = 0
-        self._awaiting: dict[int, float] = {}  # publish number -> when the ack is due
+        self._awaiting: dict[int, _Unacked] = {}  # publish number -> its message
+        self._msg_id_prefix = ""
         self._ack_waiters: list[_Waiter] = []
         self._ack_sweeper: asyncio.Task[None] | None = None
 
@@ -296,6 +321,7 @@ class NatsTransport:
         await self._connect(self._queue_client, no_echo=False, role="queue")
         if self.ack_prefix is not None:
             self._ack_inbox = self._pub.new_inbox()
+            self._msg_id_prefix = self._ack_inbox.rsplit(".", 1)[-1] + "-"
             sub = await self._pub.subscribe(self._ack_inbox + ".*")
             self._ack_sid = sub._id
             self._ack_sweeper = self._loop.create_task(self._sweep_acks())
@@ -316,7 +342,7 @@ class NatsTransport:
             self._counters["reconnects"] += 1
             logger.info("NATS connection (%s) back on %s", role, client.connected_url)
             if client is self._pub:
-                self._restart_ack_clocks()
+                await self._resend_unacked()
                 self._schedule_write()
 
         options: dict[str, Any] = {
@@ -490,11 +516,22 @@ class NatsTransport:
         if ack_prefix is not None and subject.startswith(ack_prefix):
             number = self._next_ack
             self._next_ack = number + 1
-            self._awaiting[number] = time.monotonic() + self.ack_wait
-            await self._pub.publish(subject, data, reply=f"{self._ack_inbox}.{number}")
+            now = time.monotonic()
+            unacked = _Unacked(subject, data, now + self.ack_wait, now + self._give_up_after)
+            self._awaiting[number] = unacked
+            await self._publish_persisted(number, unacked)
         else:
             await self._pub.publish(subject, data)
         self._counters["published"] += 1
+
+    async def _publish_persisted(self, number: int, unacked: _Unacked) -> None:
+        # The message id makes JetStream store a message sent again only once.
+        await self._pub.publish(
+            unacked.subject,
+            unacked.data,
+            reply=f"{self._ack_inbox}.{number}",
+            headers={"Nats-Msg-Id": f"{self._msg_id_prefix}{number}"},
+        )
 
     # -- interest (on the I/O loop) ---------------------------------------------------
 
@@ -598,37 +635,69 @@ class NatsTransport:
             number = int(subject.rsplit(b".", 1)[1])
         except (IndexError, ValueError):
             return
-        if self._awaiting.pop(number, None) is None:
-            return  # already counted as timed out
+        unacked = self._awaiting.get(number)
+        if unacked is None:
+            return  # a second ack of a message sent again, or one given up on
         try:
-            reply = orjson.loads(data)
+            reply = orjson.loads(data) if data else None
         except orjson.JSONDecodeError:
             reply = None
-        if isinstance(reply, dict) and "error" not in reply and "seq" in reply:
+        error = reply.get("error") if isinstance(reply, dict) else None
+        if isinstance(reply, dict) and error is None and "seq" in reply:
+            del self._awaiting[number]
             self._counters["acked"] += 1
-        else:
+        elif isinstance(error, dict) and error.get("err_code") == _DUPLICATE_IN_PROCESS:
+            return  # a copy sent again while the first is being stored: its ack follows
+        elif error is not None:
+            del self._awaiting[number]  # refused for good (no such stream, too large...)
             self._counters["ack_errors"] += 1
-            logger.error("JetStream refused a publish: %r", data[:200])
+            logger.error("JetStream refused a publish on %s: %r", unacked.subject, error)
+        else:
+            # No JSON: a "no responders" status while the stream has no leader (a
+            # cluster electing one). Sent again by the sweeper shortly.
+            unacked.due = time.monotonic() + _RETRY_SECONDS
+            return
         self._wake_ack_waiters()
 
-    def _restart_ack_clocks(self) -> None:
-        """After a reconnect every pending ack gets a full ``ack_wait`` again."""
-        due = time.monotonic() + self.ack_wait
-        for number in self._awaiting:
-            self._awaiting[number] = due
+    async def _resend_unacked(self) -> None:
+        """After a reconnect: what was not acknowledged may have died with the old
+        connection, so it is sent again (JetStream drops the copies it already has)."""
+        now = time.monotonic()
+        for number, unacked in sorted(self._awaiting.items()):
+            unacked.due = now + self.ack_wait
+            unacked.give_up_at = now + self._give_up_after
+            try:
+                await self._publish_persisted(number, unacked)
+            except Exception as exc:
+                logger.warning("sending an unacknowledged publish again failed: %r", exc)
+                return  # disconnected again: the next reconnect tries again
 
     async def _sweep_acks(self) -> None:
         while True:
-            await asyncio.sleep(min(0.25, self.ack_wait / 4))
+            await asyncio.sleep(min(_RETRY_SECONDS, self.ack_wait / 4))
             if not self._awaiting or not self._pub.is_connected:
                 continue
             now = time.monotonic()
-            late = [number for number, due in self._awaiting.items() if due <= now]
-            for number in late:
-                del self._awaiting[number]
-            if late:
-                self._counters["ack_timeouts"] += len(late)
-                logger.error("%d JetStream publishes were not acknowledged in time", len(late))
+            late = [(n, u) for n, u in self._awaiting.items() if u.due <= now]
+            given_up = 0
+            for number, unacked in late:
+                if unacked.give_up_at <= now:
+                    del self._awaiting[number]
+                    given_up += 1
+                    continue
+                unacked.due = now + self.ack_wait
+                try:
+                    await self._publish_persisted(number, unacked)
+                except Exception as exc:
+                    logger.warning("sending an unacknowledged publish again failed: %r", exc)
+                    break
+            if given_up:
+                self._counters["ack_timeouts"] += given_up
+                logger.error(
+                    "%d JetStream publishes were not acknowledged within %.1f s",
+                    given_up,
+                    self._give_up_after,
+                )
                 self._wake_ack_waiters()
 
     def _wake_ack_waiters(self) -> None:
