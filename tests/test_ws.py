@@ -498,11 +498,16 @@ async def test_the_client_redials_a_restarted_hub_and_delivers_what_waited() -> 
     coordinator.on_disconnected(lambda error: disconnected.set())
     coordinator.on_reconnecting(reconnecting)
     try:
-        await coordinator.connect()
-        phases = coordinator.phases
-        into_execution(phases, "wf-live")
-        into_execution(phases, "wf-done")
-        phases.complete("wf-done")
+        done = coordination_pattern(kind="phase_changed", workflow_id="wf-done")
+        async with connect(f"ws://127.0.0.1:{port}/v1/watch?subject={done}") as first:
+            await coordinator.connect()
+            phases = coordinator.phases
+            into_execution(phases, "wf-live")
+            into_execution(phases, "wf-done")
+            phases.complete("wf-done")
+            # What was sent before the kill has arrived (the last of it is this change).
+            while (await next_event(first))["data"]["message"]["payload"]["to"] != "completed":
+                pass
 
         process.kill()
         await asyncio.wait_for(process.wait(), WAIT)

@@ -117,7 +117,7 @@ class _TurnoutHub(_Server):
         self.watch_url = f"{hub.watch_url}?subject={_PATTERNS[case]}"
 
     def watchers_ready(self) -> bool:
-        return bool(self.hub.bus.stats()["subscriptions"] == WATCHERS)
+        return self.hub.stats()["watchers"] == WATCHERS
 
     async def emit(self, count: int) -> None:
         emit = self.hub.bus.emit
