@@ -185,7 +185,8 @@ async def test_nats_subscriptions_follow_local_interest(nats_server: NatsServer)
             return int(bus.stats()["transport"]["nats_subscriptions"])
 
         narrow = bus.subscribe("events.tool.*", print)
-        wide = bus.subscribe("events.>", print)
+        assert await nats_subs() == 1
+        wide = bus.subscribe("events.>", print)  # broader, but after: a subscription more
         inner = bus.subscribe("events.tool.started", print)  # served by an existing one
         assert await nats_subs() == 2
         wide.unsubscribe()  # the newest overlapping one: gone at once
@@ -197,6 +198,9 @@ async def test_nats_subscriptions_follow_local_interest(nats_server: NatsServer)
         assert await nats_subs() == 2
         wide.unsubscribe()
         assert await nats_subs() == 0
+        # Added together (subscriptions made in a row), the broad one serves the others.
+        await bus.nats.run(bus.nats._add_plain(["a.b.c", "a.*.c", "a.>", "x.y"]))
+        assert await nats_subs() == 2
 
 
 async def test_order_from_a_remote_publisher_is_kept(nats_server: NatsServer) -> None:

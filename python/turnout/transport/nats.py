@@ -28,10 +28,12 @@ among all processes, this one included (``owns_queue_groups``).
 Shared subscriptions. Local subscriptions are the bus's (its Rust index routes each
 message to its handlers); NATS only sees interest. One NATS subscription serves every local
 subscription whose pattern it covers (``is_subset``): a hundred handlers on ``events.>``,
-``events.tool.*`` and ``events.*.installed`` subscribed broadest first are one NATS
-subscription. A pattern not covered by an existing NATS subscription gets its own, even if
-it is broader than existing ones (those keep serving their handlers: replacing a live NATS
-subscription cannot be done without a window of loss or duplicates). Overlapping NATS
+``events.tool.*`` and ``events.*.installed`` are one NATS subscription when the broad one
+comes first, or in the same batch (subscriptions made in a row reach the I/O loop together
+and are laid out together). A pattern not covered by an existing NATS subscription gets its
+own, even if it is broader than existing ones (those keep serving their handlers:
+replacing a live NATS subscription cannot be done without a window of loss or
+duplicates, as core NATS messages carry no identity). Overlapping NATS
 subscriptions deliver a message once each; only the copy on the oldest matching
 subscription is passed on, the others are dropped before decoding and counted as
 ``duplicates``. A NATS subscription whose local interest is gone stays while a newer
@@ -483,6 +485,8 @@ class NatsTransport:
                             self._queue_subs_unconfirmed = False
                             await self._queue_client.flush()
                         await self._send(op[1], op[2])
+                    elif op[0] == _ADD and op[2] is None:
+                        await self._add_plain(self._plain_batch(op[1]))
                     elif op[0] == _ADD:
                         await self._add(op[1], op[2])
                     else:
@@ -535,30 +539,50 @@ class NatsTransport:
 
     # -- interest (on the I/O loop) ---------------------------------------------------
 
-    async def _add(self, pattern: str, queue: str | None) -> None:
-        if queue is not None:
-            key = (pattern, queue)
-            entry = self._queues.get(key)
-            if entry is None:
-                sub = await self._queue_client.subscribe(pattern, queue=queue)
-                self._queue_sids[sub._id] = queue
-                self._queue_subs_unconfirmed = True
-                self._queues[key] = (1, sub)
-            else:
-                self._queues[key] = (entry[0] + 1, entry[1])
-            return
-        refs = self._interest.get(pattern, 0)
-        self._interest[pattern] = refs + 1
-        if refs:
-            return
-        serving = next((s for s in self._plain.values() if is_subset(pattern, s.pattern)), None)
-        if serving is None:
+    async def _add(self, pattern: str, queue: str) -> None:
+        key = (pattern, queue)
+        entry = self._queues.get(key)
+        if entry is None:
+            sub = await self._queue_client.subscribe(pattern, queue=queue)
+            self._queue_sids[sub._id] = queue
+            self._queue_subs_unconfirmed = True
+            self._queues[key] = (1, sub)
+        else:
+            self._queues[key] = (entry[0] + 1, entry[1])
+
+    def _plain_batch(self, first: str) -> list[str]:
+        """``first`` and the plain interest additions queued right behind it: added
+        together, a broad pattern among them serves the narrower ones from the start."""
+        batch = [first]
+        outbound = self._outbound
+        while outbound and outbound[0][0] == _ADD and outbound[0][2] is None:
+            batch.append(outbound.popleft()[1])
+        return batch
+
+    async def _add_plain(self, patterns: list[str]) -> None:
+        fresh: list[str] = []
+        for pattern in patterns:
+            refs = self._interest.get(pattern, 0)
+            self._interest[pattern] = refs + 1
+            if not refs:
+                fresh.append(pattern)
+        # The patterns that get a NATS subscription of their own: those no existing one
+        # covers and no other fresh one covers (equal patterns were counted once above).
+        roots = [
+            p
+            for p in fresh
+            if not any(is_subset(p, s.pattern) for s in self._plain.values())
+            and not any(q != p and is_subset(p, q) for q in fresh)
+        ]
+        for pattern in roots:
             nats_sub = await self._pub.subscribe(pattern)
             serving = _PlainSub(pattern, nats_sub._id, nats_sub)
             serving.index_handle = self._plain_index.insert(pattern, serving.sid)
             self._plain[serving.sid] = serving
-        serving.served.add(pattern)
-        self._serving[pattern] = serving
+        for pattern in fresh:
+            serving = next(s for s in self._plain.values() if is_subset(pattern, s.pattern))
+            serving.served.add(pattern)
+            self._serving[pattern] = serving
 
     async def _remove(self, pattern: str, queue: str | None) -> None:
         if queue is not None:
