@@ -56,7 +56,17 @@ from turnout.events import Event, tool_installed
 from turnout.nats import connect
 from turnout.nats_server import NatsServer
 
-__all__ = ["CASES", "FULL", "QUICK", "W9Scale", "main", "measure_case", "run"]
+__all__ = [
+    "CASES",
+    "FULL",
+    "HANDLERS",
+    "QUICK",
+    "Session",
+    "W9Scale",
+    "main",
+    "measure_case",
+    "run",
+]
 
 ONE = "1 sync handler"
 HUNDRED = "100 sync handlers, overlapping patterns"
@@ -251,67 +261,98 @@ def _subscribers(name: str) -> _Subscribers:
     return _TurnoutSubscribers() if name == "rust" else _PlainSubscribers()
 
 
-async def _round(
-    subscribers: _Subscribers, server: NatsServer, frames: bytes, expected: int, stall_s: float
-) -> tuple[int, int]:
-    """One timed round: (deliveries, nanoseconds from the first frame to the last)."""
-    tally = subscribers.tally
-    tally.count = 0
-    publisher = _RawPublisher(server.port)
-    try:
-        start = time.perf_counter_ns()
-        sending = asyncio.create_task(asyncio.to_thread(publisher.send, frames))
-        seen, seen_at = 0, time.monotonic()
-        while tally.count < expected:
-            await asyncio.sleep(0.002)
-            if tally.count != seen:
-                seen, seen_at = tally.count, time.monotonic()
-            elif time.monotonic() - seen_at > stall_s:
-                break
-        # A server that cut a slow consumer off may leave the publisher hanging.
-        with contextlib.suppress(asyncio.TimeoutError, OSError, WorkloadError):
-            await asyncio.wait_for(sending, stall_s * 4)
-        return tally.count, max(tally.last - start, 1)
-    finally:
-        publisher.close()
+class Session:
+    """A nats-server and one implementation's handlers for one case, set up untimed;
+    ``await round()`` times one round. An async context manager."""
+
+    def __init__(self, name: str, case: str, scale: W9Scale) -> None:
+        self.name = name
+        self.case = case
+        self.scale = scale
+        self.expected = scale.messages[case] * HANDLERS[case]
+        self.frames = _frames(scale.messages[case])
+        self.subscribers = _subscribers(name)
+        self.best: tuple[int, int] | None = None  # (deliveries, ns) of the fastest round
+        self._store = tempfile.TemporaryDirectory(prefix="turnout-w9-")
+        self._server = NatsServer(Path(self._store.name), jetstream=False)
+
+    async def __aenter__(self) -> Session:
+        self._server.start()
+        try:
+            await self.subscribers.open(self._server.url, self.case)
+        except BaseException:
+            self._server.kill()
+            self._store.cleanup()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self.subscribers.close()
+        finally:
+            self._server.kill()
+            self._store.cleanup()
+
+    async def round(self) -> None:
+        """Publishes the frames; returns when every delivery is made or none came for
+        ``stall_s`` seconds."""
+        tally = self.subscribers.tally
+        tally.count = 0
+        publisher = _RawPublisher(self._server.port)
+        stall_s = self.scale.stall_s
+        try:
+            start = time.perf_counter_ns()
+            sending = asyncio.create_task(asyncio.to_thread(publisher.send, self.frames))
+            seen, seen_at = 0, time.monotonic()
+            while tally.count < self.expected:
+                await asyncio.sleep(0.002)
+                if tally.count != seen:
+                    seen, seen_at = tally.count, time.monotonic()
+                elif time.monotonic() - seen_at > stall_s:
+                    break
+            # A server that cut a slow consumer off may leave the publisher hanging.
+            with contextlib.suppress(asyncio.TimeoutError, OSError, WorkloadError):
+                await asyncio.wait_for(sending, stall_s * 4)
+        finally:
+            publisher.close()
+        delivered, elapsed = tally.count, max(tally.last - start, 1)
+        best = self.best
+        if best is None or delivered * best[1] > best[0] * elapsed:
+            self.best = (delivered, elapsed)
+
+    def extra(self) -> dict[str, float]:
+        """Completion of the best round, slow-consumer reports, NATS subscriptions."""
+        delivered = 0 if self.best is None else self.best[0]
+        extra = {
+            "expected": float(self.expected),
+            "completed": delivered / self.expected,
+            "handlers": float(HANDLERS[self.case]),
+            **self.subscribers.problems(),
+        }
+        if isinstance(self.subscribers, _TurnoutSubscribers):
+            extra["nats_subscriptions"] = float(self.subscribers.nats_subscriptions())
+        return extra
+
+    def check(self) -> None:
+        """Raises unless turnout made every delivery (the baseline may fall short)."""
+        if self.name == "rust" and (self.best is None or self.best[0] != self.expected):
+            delivered = 0 if self.best is None else self.best[0]
+            raise WorkloadError(f"W9 {self.case}: turnout delivered {delivered} of {self.expected}")
+
+    def measurement(self) -> Measurement:
+        assert self.best is not None
+        delivered, elapsed = self.best
+        return Measurement(
+            ops=max(delivered, 1), elapsed_ns=elapsed, repeats=self.scale.rounds, latencies_ns=()
+        )
 
 
 async def _measure(name: str, case: str, scale: W9Scale) -> tuple[Measurement, dict[str, float]]:
-    messages = scale.messages[case]
-    expected = messages * HANDLERS[case]
-    frames = _frames(messages)
-    with tempfile.TemporaryDirectory(prefix="turnout-w9-") as store:
-        server = NatsServer(Path(store), jetstream=False).start()
-        try:
-            subscribers = _subscribers(name)
-            await subscribers.open(server.url, case)
-            try:
-                best: tuple[int, int] | None = None
-                for _ in range(scale.rounds):
-                    delivered, elapsed = await _round(
-                        subscribers, server, frames, expected, scale.stall_s
-                    )
-                    if best is None or delivered * best[1] > best[0] * elapsed:
-                        best = (delivered, elapsed)
-                assert best is not None
-                extra = {
-                    "expected": float(expected),
-                    "completed": best[0] / expected,
-                    "handlers": float(HANDLERS[case]),
-                    **subscribers.problems(),
-                }
-                if isinstance(subscribers, _TurnoutSubscribers):
-                    extra["nats_subscriptions"] = float(subscribers.nats_subscriptions())
-                    if best[0] != expected:
-                        raise WorkloadError(f"W9 {case}: turnout delivered {best[0]} of {expected}")
-            finally:
-                await subscribers.close()
-        finally:
-            server.kill()
-    measurement = Measurement(
-        ops=max(best[0], 1), elapsed_ns=best[1], repeats=scale.rounds, latencies_ns=()
-    )
-    return measurement, extra
+    async with Session(name, case, scale) as session:
+        for _ in range(scale.rounds):
+            await session.round()
+        session.check()
+        return session.measurement(), session.extra()
 
 
 def measure_case(name: str, case: str, scale: W9Scale) -> tuple[Measurement, dict[str, float]]:

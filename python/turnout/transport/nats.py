@@ -99,6 +99,8 @@ _ATTEMPTS = 5
 _DUPLICATE_IN_PROCESS = 10158
 # How soon a publish answered "no responders" (the stream has no leader) is sent again.
 _RETRY_SECONDS = 0.25
+# How long the I/O loop lets a burst of subscriptions gather before subscribing on NATS.
+_SUBSCRIBE_COALESCE_SECONDS = 0.002
 # How often a blocked publisher rechecks that the transport is still open.
 _ROOM_CHECK_SECONDS = 0.1
 
@@ -486,6 +488,9 @@ class NatsTransport:
                             await self._queue_client.flush()
                         await self._send(op[1], op[2])
                     elif op[0] == _ADD and op[2] is None:
+                        # Subscriptions come in bursts: a moment's wait lets the whole
+                        # burst be laid out together.
+                        await asyncio.sleep(_SUBSCRIBE_COALESCE_SECONDS)
                         await self._add_plain(self._plain_batch(op[1]))
                     elif op[0] == _ADD:
                         await self._add(op[1], op[2])
