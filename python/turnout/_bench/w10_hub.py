@@ -91,7 +91,7 @@ def _progress_frames(count: int) -> list[bytes]:
     ]
 
 
-# -- the servers ------------------------------------------------------------------------
+# -- the servers (no keepalive pings: the counting watchers do not answer them) --------
 
 
 class _Server:
@@ -177,11 +177,11 @@ async def _server(name: str, case: str, scale: W10Scale) -> AsyncIterator[_Serve
     if name == "rust":
         # Large enough that nothing is dropped: the figure is for complete delivery.
         buffer = scale.events * 1024
-        async with Hub(port=0, node="bench", watcher_buffer=buffer) as hub:
+        async with Hub(port=0, node="bench", watcher_buffer=buffer, ping_interval=None) as hub:
             yield _TurnoutHub(hub, case)
         return
     plain = _PlainBroadcast() if name == BROADCAST else _PlainWebsockets()
-    async with serve(plain.handle, "127.0.0.1", 0, compression=None) as server:
+    async with serve(plain.handle, "127.0.0.1", 0, compression=None, ping_interval=None) as server:
         port = server.sockets[0].getsockname()[1]
         plain.url = f"ws://127.0.0.1:{port}/v1/coordination"
         plain.watch_url = f"ws://127.0.0.1:{port}/v1/watch"

@@ -101,7 +101,8 @@ class Hub:
     ``compression="deflate"`` offers permessage-deflate to peers; it is off by default, as
     in Go's WebSocket libraries: it costs CPU per frame and per watcher, and turns the
     watchers' fan-out (one encoding of an event written to every watcher) into one
-    compression per watcher.
+    compression per watcher. Every ``ping_interval`` seconds each peer gets a WebSocket
+    ping; one that does not answer within as long again is disconnected (None: no pings).
     """
 
     def __init__(
@@ -116,6 +117,7 @@ class Hub:
         request_timeout: float = 10.0,
         watcher_buffer: int = 1 << 20,
         compression: Literal["deflate"] | None = None,
+        ping_interval: float | None = 20.0,
         protocol_version: str = HUB_PROTOCOL_VERSION,
     ) -> None:
         if max_message_size < 1:
@@ -130,6 +132,7 @@ class Hub:
         self.request_timeout = request_timeout
         self.watcher_buffer = watcher_buffer
         self.compression = compression
+        self.ping_interval = ping_interval
         self._owns_bus = bus is None
         self.bus = Bus(node) if bus is None else bus
         self.protocol = HubProtocol(protocol_version, token)
@@ -173,6 +176,8 @@ class Hub:
             process_request=self._check_request,
             max_size=self.max_message_size,
             compression=self.compression,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_interval,
         )
 
     async def stop(self) -> None:
