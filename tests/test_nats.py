@@ -436,6 +436,27 @@ async def test_a_restarted_server_loses_no_acknowledged_event(own_nats_server: N
         await listener.aclose()
 
 
+async def test_a_full_outbound_queue_refuses_after_max_block_and_counts_it(
+    own_nats_server: NatsServer,
+) -> None:
+    bus = await connect(
+        own_nats_server.url, max_outbound=10, max_block=0.05, reconnect_time_wait=0.1
+    )
+    try:
+        own_nats_server.kill()
+        await eventually(lambda: not bus.stats()["transport"]["connected"], "disconnected")
+        await asyncio.to_thread(lambda: [bus.emit(numbered(i)) for i in range(30)])
+        stats = bus.stats()
+        assert stats["published"] == 30  # every emit returned and reached local handlers
+        assert stats["transport"]["refused"] == 20  # ten queued, the rest refused
+        assert stats["transport_errors"] == 20  # counted by the bus too, and logged
+        own_nats_server.start()
+        await bus.flush(timeout=PATIENCE)  # the queued ten go out after the reconnect
+        assert bus.stats()["transport"]["published"] == 10
+    finally:
+        await bus.aclose()
+
+
 async def test_a_cluster_carries_events_and_survives_losing_a_server(tmp_path: Path) -> None:
     with running_cluster(tmp_path) as cluster:
         await cluster.wait_jetstream()

@@ -34,6 +34,7 @@ from turnout.events import SUBJECT_PREFIX, Event
 from turnout.transport.nats import (
     DEFAULT_ACK_WAIT,
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_BLOCK,
     DEFAULT_MAX_OUTBOUND,
     NatsConnectError,
     NatsTransport,
@@ -111,6 +112,7 @@ _OWN_OPTIONS = {
     "connect_timeout": DEFAULT_CONNECT_TIMEOUT,
     "ack_wait": DEFAULT_ACK_WAIT,
     "max_outbound": DEFAULT_MAX_OUTBOUND,
+    "max_block": DEFAULT_MAX_BLOCK,
     "reconnect_time_wait": 0.5,
 }
 
@@ -145,11 +147,13 @@ async def connect(
     :class:`NatsConnectError`; ``ack_wait`` (5 s): how long (connected) a JetStream publish
     may go without an acknowledgement before it is counted as timed out;
     ``max_outbound`` (65,536): the bound of the queue of messages not yet written
-    (publishers wait for room); ``reconnect_time_wait`` (0.5 s) between reconnect
-    attempts. ``loop`` runs ``async def`` handlers subscribed from outside any event loop
-    (default: the loop calling this). The other ``options`` go to nats-py's ``connect``
-    (``user``, ``password``, ``token``, ``tls``...). With ``persist``, raises
-    :class:`PersistError` when the JetStream stream cannot be set up. Close the bus with
+    (publishers wait for room, up to ``max_block``, 60 s, then the message is refused and
+    counted); ``reconnect_time_wait`` (0.5 s) between reconnect attempts. ``loop`` runs
+    ``async def`` handlers subscribed from outside any event loop (default: the loop
+    calling this). The other ``options`` go to nats-py's ``connect`` (``user``,
+    ``password``, ``token``, ``tls``...). With ``persist``, raises :class:`PersistError`
+    when the JetStream stream cannot be set up. Without it, ``history`` is the bus's own
+    in-memory record of what it emitted, as on the embedded bus. Close the bus with
     ``await bus.aclose()``."""
     transport = _transport(servers, node, persist, options)
     await transport.open()

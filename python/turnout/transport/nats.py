@@ -11,7 +11,9 @@ bus works the same from plain threads and from any event loop:
   the server is slow or unreachable); the I/O thread itself cannot wait, and what it
   publishes beyond the bound is taken and counted as ``overfilled``. While the client is
   disconnected the queue is held, not written, so nothing queued is lost to nats-py's
-  reconnect buffer limit.
+  reconnect buffer limit. A publisher that waited ``max_block`` seconds without room
+  gets :class:`ConnectionError` (the bus logs it and counts it in ``transport_errors``;
+  here it is ``refused``), so closing a bus never hangs on a server that stays away.
 - Messages from NATS are handed to the bus's ``receive`` on the I/O thread as they are
   parsed, in wire order, before nats-py would queue them per subscription: sync handlers of
   received messages run on the I/O thread (keep them short), async handlers and streams get
@@ -87,6 +89,7 @@ logger = logging.getLogger("turnout.nats")
 T = TypeVar("T")
 
 DEFAULT_MAX_OUTBOUND = 65_536
+DEFAULT_MAX_BLOCK = 60.0
 DEFAULT_ACK_WAIT = 5.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 # How many queued operations the I/O loop writes before letting reads run.
@@ -176,6 +179,7 @@ class NatsTransport:
         ack_prefix: str | None = None,
         ack_wait: float = DEFAULT_ACK_WAIT,
         max_outbound: int = DEFAULT_MAX_OUTBOUND,
+        max_block: float = DEFAULT_MAX_BLOCK,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         reconnect_time_wait: float = 0.5,
         options: dict[str, Any] | None = None,
@@ -190,6 +194,7 @@ class NatsTransport:
         self.ack_wait = ack_wait
         self._give_up_after = ack_wait * _ATTEMPTS
         self.max_outbound = max_outbound
+        self.max_block = max_block
         self.connect_timeout = connect_timeout
         self.reconnect_time_wait = reconnect_time_wait
         self._options = dict(options or {})
@@ -234,6 +239,7 @@ class NatsTransport:
                 "received",
                 "duplicates",
                 "overfilled",
+                "refused",
                 "publish_errors",
                 "acked",
                 "ack_errors",
@@ -462,8 +468,14 @@ class NatsTransport:
             self._loop.call_soon_threadsafe(self._schedule_write)
 
     def _wait_for_room(self) -> None:
+        deadline = time.monotonic() + self.max_block
         with self._room:
             while len(self._outbound) >= self.max_outbound and not self._closed:
+                if time.monotonic() >= deadline:
+                    self._counters["refused"] += 1
+                    raise ConnectionError(
+                        f"NATS outbound queue full ({self.max_outbound}) for {self.max_block} s"
+                    )
                 self._room.wait(_ROOM_CHECK_SECONDS)
 
     def _schedule_write(self) -> None:
@@ -776,8 +788,9 @@ class NatsTransport:
     def stats(self) -> dict[str, Any]:
         """Counters: ``published`` (written to NATS), ``received`` (passed to the bus),
         ``duplicates`` (overlap copies dropped), ``outbound`` (queued, not yet written),
-        ``overfilled``, ``publish_errors``; JetStream ``acked``, ``ack_errors``,
-        ``ack_timeouts``, ``awaiting_ack``; nats-py ``errors``, ``slow_consumers``;
+        ``overfilled``, ``refused`` (no room within ``max_block``), ``publish_errors``;
+        JetStream ``acked``, ``ack_errors``, ``ack_timeouts``, ``awaiting_ack``; nats-py
+        ``errors``, ``slow_consumers``;
         ``disconnects``, ``reconnects``, ``connected``; ``nats_subscriptions`` (plain
         and queue) and the ``interest`` they serve."""
         return {
