@@ -237,7 +237,7 @@ class Session:
         assert self._produce is not None and self._receivers is not None
         try:
             await asyncio.wait_for(self._produce(), _WAIT_S)
-        except TimeoutError:
+        except asyncio.TimeoutError:
             raise WorkloadError("W10: sending a round did not finish in time") from None
         await _line(self._receivers, b"done")
 
@@ -269,7 +269,7 @@ async def _stop(receivers: asyncio.subprocess.Process) -> None:
         receivers.stdin.close()
     try:
         await asyncio.wait_for(receivers.wait(), 10)
-    except TimeoutError:
+    except asyncio.TimeoutError:
         receivers.kill()
         await receivers.wait()
 
@@ -278,7 +278,7 @@ async def _line(process: asyncio.subprocess.Process, expected: bytes) -> None:
     assert process.stdout is not None
     try:
         line = await asyncio.wait_for(process.stdout.readline(), _WAIT_S)
-    except TimeoutError:
+    except asyncio.TimeoutError:
         raise WorkloadError(f"W10: the watchers did not say {expected!r} in time") from None
     if line.strip() != expected:
         raise WorkloadError(f"W10: the watchers said {line!r}, not {expected!r}")

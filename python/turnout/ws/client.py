@@ -83,7 +83,8 @@ logger = logging.getLogger("turnout.ws.client")
 _CONNECTION_BOUND = frozenset(
     {MessageType.REGISTER.value, MessageType.PONG.value, MessageType.STATUS_RESPONSE.value}
 )
-_DIAL_ERRORS = (OSError, InvalidHandshake, TimeoutError)
+# asyncio.TimeoutError is TimeoutError from Python 3.11 on, not before.
+_DIAL_ERRORS = (OSError, InvalidHandshake, TimeoutError, asyncio.TimeoutError)
 
 Callback = Callable[..., object]
 
