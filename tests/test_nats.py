@@ -482,7 +482,8 @@ async def test_a_cluster_carries_events_and_survives_losing_a_server(tmp_path: P
             await publisher.flush(timeout=PATIENCE)
             stats = publisher.stats()["transport"]
             assert stats["connected_url"] == third and stats["reconnects"] >= 1
-            await eventually(lambda: numbers(heard)[-1:] == [199], "delivery continues")
+            # Delivery goes on through the others (what was sent again may come later).
+            await eventually(lambda: 199 in numbers(heard), "delivery continues")
             stored = numbers(await listener_history(listener, persist, second))
             # Every event acknowledged, each stored once (those sent again after the
             # loss may be stored after later ones).

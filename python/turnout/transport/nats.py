@@ -50,7 +50,8 @@ each carries a reply subject on this transport's acknowledgement inbox and a
 sent again after a reconnect (it may have died with the old connection), after
 ``ack_wait`` seconds of connected time, or shortly after a "no responders" answer (a
 cluster electing the stream's leader), for up to five ``ack_wait`` periods; JetStream
-stores a message sent again only once, by its id. Acks, refusals (``ack_errors``) and
+stores a message sent again only once, by its id, but live subscribers that got the first
+copy get the second too (at least once, around a failure). Acks, refusals (``ack_errors``) and
 publishes given up on (``ack_timeouts``) are counted. :meth:`flush` waits until
 everything handed over before it has been written, acknowledged or given up on, and
 until NATS has sent back what it routes to this bus for it.
