@@ -1,8 +1,9 @@
 """W6, the workspace dispatcher: 1,000,000 build updates as JSON bytes routed to 10,000
 workspaces, by the raw-bytes path (Rust ``KeyRouter``), the object path, the object path
-decoding each message, and a plain-Python baseline (``orjson.loads`` + a dict lookup).
+decoding each message, and plain-Python baselines (``orjson.loads`` + a dict lookup; the
+objects through an ``asyncio.Queue`` per workspace).
 
-One benchmark group, so the four sit side by side; each round is one routing of all the
+One benchmark group, so the five sit side by side; each round is one routing of all the
 updates (``extra_info["ops_per_round"]``), on a dispatcher and event loop prepared
 untimed. ``TURNOUT_BENCH_QUICK=1`` selects 20,000 updates to 500 workspaces.
 
@@ -24,6 +25,7 @@ from turnout._bench.w6_dispatcher import (
     W6Data,
     W6Scale,
     prepare_baseline,
+    prepare_baseline_objects,
     prepare_decoded_objects,
     prepare_objects,
     prepare_raw,
@@ -39,6 +41,7 @@ PATHS: dict[str, Callable[[W6Data, W6Scale], PreparedPass]] = {
     "objects": lambda data, scale: prepare_objects(data),
     "decode + objects": lambda data, scale: prepare_decoded_objects(data),
     "baseline orjson + dict": lambda data, scale: prepare_baseline(data),
+    "baseline objects + asyncio.Queue": lambda data, scale: prepare_baseline_objects(data),
 }
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from turnout._bench.timing import gc_paused
+from turnout._bench.report import ResultRow
+from turnout._bench.timing import Measurement, gc_paused
 
 __all__ = ["Figure", "Prepared", "best_of", "quick_mode", "render"]
 
@@ -48,6 +49,7 @@ class Figure:
     implementation: str
     operations: int
     seconds: float
+    repeats: int = 1
 
     @property
     def ops_per_s(self) -> float:
@@ -56,6 +58,19 @@ class Figure:
     @property
     def ns_per_op(self) -> float:
         return self.seconds * 1e9 / self.operations
+
+    def row(
+        self, workload: str, implementation: str, extra: Mapping[str, float] | None = None
+    ) -> ResultRow:
+        """The figure as a ``turnout bench`` row: one whole run is one sample, so there
+        are no percentiles."""
+        measurement = Measurement(
+            ops=self.operations,
+            elapsed_ns=round(self.seconds * 1e9),
+            repeats=self.repeats,
+            latencies_ns=(),
+        )
+        return ResultRow.from_measurement(workload, self.case, implementation, measurement, extra)
 
 
 def best_of(
@@ -72,7 +87,7 @@ def best_of(
         if prepared.measured_seconds is not None:
             seconds = prepared.measured_seconds()
         prepared.check()
-        figure = Figure(case, implementation, operations, max(seconds, 1e-9))
+        figure = Figure(case, implementation, operations, max(seconds, 1e-9), max(repeats, 1))
         if best is None or figure.ops_per_s > best.ops_per_s:
             best = figure
     assert best is not None

@@ -2,14 +2,15 @@
 
 Every case emits ``tool.started`` events built beforehand; the handlers are ``list.append``
 of one list each, so a run can check afterwards that every event arrived, in order.
-Implementations:
+Implementations, named as ``turnout bench`` names them:
 
-- ``turnout``: :class:`turnout.bus.Bus` with its defaults (in-memory history, embedded
+- ``rust`` (turnout): :class:`turnout.bus.Bus` with its defaults (in-memory history, embedded
   transport): ``emit`` copies and stamps the event, records it, matches its subject in the
   Rust index and calls the handlers.
-- ``python``: the baseline one writes without turnout doing the same stamping and calling:
-  a copy of the event with the time and node set, handlers found by a dict lookup of the
-  exact subject (no wildcards, no history, no locking: a lower bound for a Python bus).
+- ``reference``: the plain-Python baseline one writes without turnout doing the same
+  stamping and calling: a copy of the event with the time and node set, handlers found by
+  a dict lookup of the exact subject (no wildcards, no history, no locking: a lower bound
+  for a Python bus).
 - ``blinker``: one ``blinker.Signal`` per event type, ``send(sender, event=...)`` of the
   stamped copy; blinker calls receivers as ``receiver(sender, **kwargs)``, so each is a
   small function around ``list.append``. A benches-only dependency, skipped if absent.
@@ -17,9 +18,9 @@ Implementations:
 Streams have no blinker counterpart; their baseline is an ``asyncio.Queue``. The stream case
 times emitting a batch and reading it back on the event loop.
 
-``TURNOUT_BENCH_QUICK=1`` selects the small scale. ``python -m turnout._bench.w5_bus``
-prints the figures with the targets (1 handler ≤ 1.5 µs per emit, 1,000 handlers ≥ 5,000,000
-deliveries/s).
+``turnout bench --workload W5`` runs it through :func:`run`; ``python -m
+turnout._bench.w5_bus`` prints the figures with the targets (1 handler ≤ 1.5 µs per emit,
+1,000 handlers ≥ 5,000,000 deliveries/s). ``TURNOUT_BENCH_QUICK=1`` selects the small scale.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from turnout._bench.implementations import Implementation
 from turnout._bench.rates import Figure, Prepared, best_of, quick_mode, render
+from turnout._bench.report import ResultRow
+from turnout._bench.workloads import Scale, StepReporter
 from turnout.bus import Bus
 from turnout.events import Event, tool_started
 
@@ -43,6 +47,7 @@ __all__ = [
     "W5Scale",
     "blinker_available",
     "main",
+    "run",
     "run_all",
 ]
 
@@ -237,18 +242,18 @@ Preparer = Callable[[W5Scale], Prepared]
 
 CASES: dict[str, dict[str, Preparer]] = {
     ONE_HANDLER: {
-        "turnout": lambda s: _turnout_handlers(1, s.one_handler_events),
-        "python": lambda s: _python_handlers(1, s.one_handler_events),
+        "rust": lambda s: _turnout_handlers(1, s.one_handler_events),
+        "reference": lambda s: _python_handlers(1, s.one_handler_events),
         "blinker": lambda s: _blinker_handlers(1, s.one_handler_events),
     },
     FANOUT: {
-        "turnout": lambda s: _turnout_handlers(FANOUT_HANDLERS, s.fanout_events),
-        "python": lambda s: _python_handlers(FANOUT_HANDLERS, s.fanout_events),
+        "rust": lambda s: _turnout_handlers(FANOUT_HANDLERS, s.fanout_events),
+        "reference": lambda s: _python_handlers(FANOUT_HANDLERS, s.fanout_events),
         "blinker": lambda s: _blinker_handlers(FANOUT_HANDLERS, s.fanout_events),
     },
     STREAM: {
-        "turnout": lambda s: _turnout_stream(s.stream_events),
-        "python": lambda s: _python_stream(s.stream_events),
+        "rust": lambda s: _turnout_stream(s.stream_events),
+        "reference": lambda s: _python_stream(s.stream_events),
     },
 }
 """Case -> implementation -> how to prepare a run at a scale (ops = deliveries)."""
@@ -265,14 +270,31 @@ def run_all(scale: W5Scale, repeats: int = 3) -> list[Figure]:
     return figures
 
 
+def run(implementation: Implementation, scale: Scale, step: StepReporter) -> list[ResultRow]:
+    """The catalog's entry point: every case ``implementation`` has (blinker has no
+    stream), best of the scale's repeats."""
+    chosen = QUICK if scale.name == "quick" else FULL
+    rows = []
+    for case, implementations in CASES.items():
+        prepare = implementations.get(implementation.name)
+        if prepare is None:
+            continue
+        step(case)
+        figure = best_of(
+            case, implementation.name, functools.partial(prepare, chosen), scale.repeats
+        )
+        rows.append(figure.row("W5", implementation.name))
+    return rows
+
+
 def main() -> None:
     scale = QUICK if quick_mode() else FULL
     figures = run_all(scale)
     print(f"W5 event bus, {scale.name} scale")
-    print(render(figures, baseline="python"))
+    print(render(figures, baseline="reference"))
     by_case = {(f.case, f.implementation): f for f in figures}
-    one = by_case[ONE_HANDLER, "turnout"]
-    fanout = by_case[FANOUT, "turnout"]
+    one = by_case[ONE_HANDLER, "rust"]
+    fanout = by_case[FANOUT, "rust"]
     print(
         f"targets: 1 handler {one.ns_per_op:.0f} ns/emit (<= {ONE_HANDLER_TARGET_NS:.0f}); "
         f"1,000 handlers {fanout.ops_per_s:,.0f} deliveries/s (>= {FANOUT_TARGET_PER_S:,.0f})"

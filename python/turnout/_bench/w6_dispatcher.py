@@ -10,14 +10,18 @@ Four ways of doing the same routing are measured, each from the same messages:
 - ``decode+objects``: the same, decoding each message with ``WorkspaceBuildUpdate.from_json``
   inside the timing (what the object path costs when the updates arrive as bytes);
 - ``baseline``: plain Python, no dispatcher: ``orjson.loads`` and a dict lookup per
-  message, appending to a list per workspace.
+  message, appending to a list per workspace (no channels, no bounds: a lower bound for
+  a Python dispatcher); ``baseline objects``: the same async source as ``objects``, a dict
+  lookup and a bounded ``asyncio.Queue`` per workspace.
 
 Channels are sized to hold every update of their workspace, so the figures are the cost of
 routing, not of waiting for consumers (a ``block`` channel that fills stalls the dispatcher
 until its consumer reads; ``drop_oldest`` drops instead). Each pass is prepared untimed (a
 fresh dispatcher, an event loop, the batches cut) and its ``run()`` is what is timed.
 
-Run standalone for a quick table: ``python -m turnout._bench.w6_dispatcher [quick|full]``.
+``turnout bench --workload W6`` runs it through :func:`run`: the raw path beside
+``baseline`` and the object path beside ``baseline objects``. Run standalone for all four
+paths: ``python -m turnout._bench.w6_dispatcher [quick|full]``.
 """
 
 from __future__ import annotations
@@ -34,7 +38,10 @@ from uuid import UUID
 
 import orjson
 
-from turnout._bench.timing import gc_paused
+from turnout._bench.implementations import Implementation
+from turnout._bench.report import ResultRow
+from turnout._bench.timing import Measurement, gc_paused
+from turnout._bench.workloads import Scale, StepReporter
 from turnout.workspace import (
     ProvisionerJobStatus,
     WorkspaceBuildUpdate,
@@ -50,9 +57,11 @@ __all__ = [
     "W6Pass",
     "W6Scale",
     "prepare_baseline",
+    "prepare_baseline_objects",
     "prepare_decoded_objects",
     "prepare_objects",
     "prepare_raw",
+    "run",
     "timed",
     "w6_data",
 ]
@@ -235,6 +244,64 @@ def prepare_baseline(data: W6Data) -> PreparedPass:
     return PreparedPass(feed, lambda: sum(map(len, lists.values())))
 
 
+def prepare_baseline_objects(data: W6Data) -> PreparedPass:
+    """Plain Python from objects, as one writes coder's dispatcher with asyncio: the same
+    async source as the object path, a dict lookup per update and a bounded
+    ``asyncio.Queue`` per workspace (sized, like the channels, never to fill)."""
+    most = data.most_per_workspace
+    queues: dict[str, asyncio.Queue[WorkspaceBuildUpdate]] = {
+        name: asyncio.Queue(most) for name in data.names
+    }
+
+    async def feed() -> None:
+        async for update in _each(data.updates):
+            target = queues.get(update.workspace_name)
+            if target is not None:
+                target.put_nowait(update)
+
+    return PreparedPass(feed, lambda: sum(queue.qsize() for queue in queues.values()))
+
+
+RAW_CASE = "W6 route JSON bytes"
+OBJECTS_CASE = "W6 route update objects"
+# Case -> implementation -> the pass to time.
+_CATALOG: dict[str, dict[str, Callable[[W6Data, W6Scale], PreparedPass]]] = {
+    RAW_CASE: {
+        "rust": lambda data, scale: prepare_raw(data, scale.batch),
+        "reference": lambda data, scale: prepare_baseline(data),
+    },
+    OBJECTS_CASE: {
+        "rust": lambda data, scale: prepare_objects(data),
+        "reference": lambda data, scale: prepare_baseline_objects(data),
+    },
+}
+
+
+def run(implementation: Implementation, scale: Scale, step: StepReporter) -> list[ResultRow]:
+    """The catalog's entry point: both cases for ``implementation``, best of the scale's
+    repeats; raises if an update did not reach its workspace."""
+    chosen = QUICK if scale.name == "quick" else FULL
+    step("W6 building the updates")
+    data = w6_data(chosen.workspaces, chosen.updates)
+    rows = []
+    for case, passes in _CATALOG.items():
+        step(case)
+        best: W6Pass | None = None
+        for _ in range(max(scale.repeats, 1)):
+            measured = timed(passes[implementation.name](data, chosen))
+            if measured.routed != chosen.updates:
+                raise AssertionError(f"{case}: {measured.routed:,} of {chosen.updates:,} routed")
+            if best is None or measured.updates_per_s > best.updates_per_s:
+                best = measured
+        assert best is not None
+        measurement = Measurement(
+            ops=best.routed, elapsed_ns=best.elapsed_ns, repeats=scale.repeats, latencies_ns=()
+        )
+        extra = {"workspaces": float(chosen.workspaces), "batch": float(chosen.batch)}
+        rows.append(ResultRow.from_measurement("W6", case, implementation.name, measurement, extra))
+    return rows
+
+
 def _dispatcher_for(data: W6Data) -> WorkspaceDispatcher:
     # Channels that hold all of their workspace's updates: no consumer is needed.
     return WorkspaceDispatcher(data.names, buffer=data.most_per_workspace)
@@ -250,6 +317,7 @@ def main(argv: list[str]) -> int:
     data = w6_data(scale.workspaces, scale.updates)
     passes: dict[str, Callable[[], PreparedPass]] = {
         "baseline": lambda: prepare_baseline(data),
+        "baseline objects": lambda: prepare_baseline_objects(data),
         f"raw (batches of {scale.batch})": lambda: prepare_raw(data, scale.batch),
         "objects": lambda: prepare_objects(data),
         "decode+objects": lambda: prepare_decoded_objects(data),
