@@ -1,0 +1,66 @@
+"""The bus's public names are importable from ``turnout`` (SPEC section 3), and importing
+``turnout`` alone does not load the bus (its modules load when a name is first used)."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+import turnout
+
+BUS_NAMES = {
+    "Bus": "turnout.bus",
+    "BusClosedError": "turnout.bus",
+    "Message": "turnout.bus",
+    "Stream": "turnout.bus",
+    "Subscription": "turnout.bus",
+    "Event": "turnout.events",
+    "EventDecodeError": "turnout.events",
+    "EventEncodeError": "turnout.events",
+    "FileHistory": "turnout.history",
+    "History": "turnout.history",
+    "HistoryFormatError": "turnout.history",
+    "HistoryLockedError": "turnout.history",
+    "MemoryHistory": "turnout.history",
+}
+
+
+@pytest.mark.parametrize(("name", "module"), sorted(BUS_NAMES.items()))
+def test_name_is_the_modules_own(name: str, module: str) -> None:
+    assert getattr(turnout, name) is getattr(importlib.import_module(module), name)
+    assert name in turnout.__all__
+    assert name in dir(turnout)
+
+
+def test_from_import_and_a_working_bus() -> None:
+    from turnout import Bus, Event, MemoryHistory
+
+    got: list[Event] = []
+    with Bus("n1", history=MemoryHistory(max_msgs=5)) as bus:
+        bus.subscribe("events.>", got.append)
+        bus.emit(Event("tool.started", data={"tool": "x"}))
+        assert [e.node for e in got] == ["n1"]
+        assert len(bus.history("events.>")) == 1
+
+
+def test_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'Buss'"):
+        turnout.Buss  # noqa: B018 - the access is the test
+
+
+def test_import_turnout_loads_no_bus() -> None:
+    code = (
+        "import sys, turnout\n"
+        "heavy = [m for m in ('asyncio', 'turnout.bus', 'turnout.history') if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+        "turnout.Bus\n"
+        "print('turnout.bus' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split("\n")
+    assert out[0] == ""
+    assert out[1] == "True"
