@@ -10,7 +10,6 @@ load on first use, so ``import turnout`` stays cheap (the bus brings in asyncio)
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from turnout._core import (
     MAX_SUBJECT_LENGTH,
@@ -28,7 +27,11 @@ from turnout._core import (
 )
 from turnout._errors import InvalidSubjectError
 
+# What typing.TYPE_CHECKING is, without importing typing (and re) at run time.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from turnout.bus import Bus, BusClosedError, Message, Stream, Subscription
     from turnout.events import Event, EventDecodeError, EventEncodeError
     from turnout.history import (
