@@ -203,6 +203,22 @@ async def test_raw_block_one_full_channel_stalls_all() -> None:
     assert await drain(dispatcher) == {"a": [update("a", 2)], "b": [update("b", 1)]}
 
 
+@pytest.mark.parametrize("raw", [False, True])
+async def test_close_while_stalled_ends_the_feed_instead_of_spinning(raw: bool) -> None:
+    dispatcher = WorkspaceDispatcher(["a"], buffer=1)
+    updates = [update("a", 1), update("a", 2)]
+    if raw:
+        feeding = asyncio.ensure_future(dispatcher.put_raw([u.to_json() for u in updates]))
+    else:
+        feeding = await dispatcher.start(source_of(updates))
+    await until(lambda: dispatcher.stats()["stalls"] >= 1)
+    dispatcher.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await feeding
+    assert dispatcher.stats()["routed"] == 1
+    assert await drain(dispatcher) == {"a": [update("a", 1)]}
+
+
 async def test_drop_oldest_channel_counts_drops_and_never_stalls() -> None:
     dispatcher = WorkspaceDispatcher(["a", "b"], buffer=2, channel_overflow={"a": "drop_oldest"})
     assert dispatcher.channels["a"].overflow == "drop_oldest"

@@ -752,52 +752,21 @@ class Bus:
             self._start_worker(sub, target)
         return sub
 
-    @overload
     def subscribe_type(
         self,
         event_type: str,
         handler: Callable[[Event], object],
         queue: str | None = None,
         *,
-        raw: Literal[False] = False,
         maxsize: int = DEFAULT_MAXSIZE,
         overflow: Overflow = "block",
         loop: asyncio.AbstractEventLoop | None = None,
-    ) -> Subscription[Event]: ...
-
-    @overload
-    def subscribe_type(
-        self,
-        event_type: str,
-        handler: Callable[[Message], object],
-        queue: str | None = None,
-        *,
-        raw: Literal[True],
-        maxsize: int = DEFAULT_MAXSIZE,
-        overflow: Overflow = "block",
-        loop: asyncio.AbstractEventLoop | None = None,
-    ) -> Subscription[Message]: ...
-
-    def subscribe_type(
-        self,
-        event_type: str,
-        handler: Callable[[Any], object],
-        queue: str | None = None,
-        *,
-        raw: bool = False,
-        maxsize: int = DEFAULT_MAXSIZE,
-        overflow: Overflow = "block",
-        loop: asyncio.AbstractEventLoop | None = None,
-    ) -> Subscription[Any]:
-        """:meth:`subscribe` to the pattern ``"events." + event_type``."""
-        return self.subscribe(  # type: ignore[call-overload, no-any-return]
-            SUBJECT_PREFIX + event_type,
-            handler,
-            queue,
-            raw=raw,
-            maxsize=maxsize,
-            overflow=overflow,
-            loop=loop,
+    ) -> Subscription[Event]:
+        """:meth:`subscribe` to the pattern ``"events." + event_type`` (for raw messages,
+        subscribe to that pattern with ``raw=True``)."""
+        pattern = SUBJECT_PREFIX + event_type
+        return self.subscribe(
+            pattern, handler, queue, maxsize=maxsize, overflow=overflow, loop=loop
         )
 
     @overload

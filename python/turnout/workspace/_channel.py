@@ -196,21 +196,10 @@ class WorkspaceChannel:
 
     # --- the dispatcher's side -----------------------------------------------------------
 
-    def _offer(self, item: WorkspaceBuildUpdate | bytes) -> bool:
-        """Buffers one item; False (and nothing buffered) if a ``block`` channel is full."""
-        items = self._items
-        if len(items) >= self._capacity:
-            if self._overflow == "block":
-                return False
-            self._dropped += 1  # the deque's maxlen discards the oldest on append
-        items.append(item)
-        if self._getters:
-            self._wake_getters()
-        return True
-
     def _offer_many(self, batch: Sequence[WorkspaceBuildUpdate | bytes], start: int = 0) -> int:
         """Buffers ``batch[start:]`` in one operation, or as much of it as a ``block``
-        channel has room for; returns the index just past the last item buffered."""
+        channel has room for; returns the index just past the last item buffered. (One
+        update is a batch of one.)"""
         items = self._items
         if not start and len(items) + len(batch) <= self._capacity:  # the common case
             items.extend(batch)

@@ -26,7 +26,7 @@ counts the waits). ``drop_oldest`` channels never stall; they count what they dr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 
 from turnout._core import KeyRouter as RustKeyRouter
@@ -114,9 +114,10 @@ class WorkspaceDispatcher:
         channel = self._channel_for(update)
         if channel is None:
             return
-        if not channel._offer(update):
-            await self._offer_blocked(channel, update)
-        self._routed += 1
+        if channel._offer_many((update,)):
+            self._routed += 1
+        else:
+            await self._offer_rest(channel, (update,), 0)
 
     async def put_raw(self, batch: Iterable[bytes]) -> None:
         """Routes a batch of JSON messages (``bytes``; ``TypeError`` for anything else, before
@@ -187,9 +188,10 @@ class WorkspaceDispatcher:
                 channel = self._channel_for(update)
                 if channel is None:
                     continue
-                if not channel._offer(update):
-                    await self._offer_blocked(channel, update)
-                self._routed += 1
+                if channel._offer_many((update,)):
+                    self._routed += 1
+                else:
+                    await self._offer_rest(channel, (update,), 0)
         finally:
             self.close()
 
@@ -212,18 +214,18 @@ class WorkspaceDispatcher:
             self._unknown += 1
         return channel
 
-    async def _offer_rest(self, channel: WorkspaceChannel, messages: list[bytes], end: int) -> None:
-        """Buffers ``messages[end:]`` into a full ``block`` channel as room appears."""
+    async def _offer_rest(
+        self,
+        channel: WorkspaceChannel,
+        messages: Sequence[WorkspaceBuildUpdate | bytes],
+        end: int,
+    ) -> None:
+        """Buffers ``messages[end:]`` into a full ``block`` channel as room appears;
+        ``RuntimeError`` if the dispatcher is closed meanwhile (nothing more is buffered)."""
         while end < len(messages):
             self._stalls += 1
             await channel._wait_for_room()
+            self._check_open()
             taken = channel._offer_many(messages, end)
             self._routed += taken - end
             end = taken
-
-    async def _offer_blocked(self, channel: WorkspaceChannel, update: WorkspaceBuildUpdate) -> None:
-        while True:
-            self._stalls += 1
-            await channel._wait_for_room()
-            if channel._offer(update):
-                return
