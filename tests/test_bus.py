@@ -60,7 +60,7 @@ def test_emit_stamps_a_copy_and_fills_the_node(make_bus: Buses) -> None:
         assert bus.emit(Event("node.left", "other", None, None)) == "events.node.left"
     first, second = got
     assert first.timestamp is not None and first.timestamp.tzinfo is not None
-    assert first.timestamp.utcoffset() == timedelta(0)
+    assert first.timestamp.tzinfo is timezone.utc
     assert before <= first.timestamp <= after
     assert (first.type, first.node, first.data) == ("tool.started", "n1", {"tool": "x"})
     assert second.node == "other"
@@ -195,6 +195,73 @@ def test_unsubscribe_is_idempotent_and_a_context_manager(make_bus: Buses) -> Non
         bus.emit(numbered(3))
         assert bus.stats()["subscriptions"] == 0
     assert numbers(got) == [0, 2]
+
+
+def test_routes_follow_every_subscription_change() -> None:
+    # Each subject's route is cached after its first emit; every change must show at once.
+    with Bus() as bus:
+        got: dict[str, list[int]] = {"plain": [], "w1": [], "w2": [], "late": []}
+
+        def keep(name: str) -> Any:
+            return lambda event: got[name].append(number(event))
+
+        bus.subscribe("events.tool.started", keep("plain"))
+        w1 = bus.subscribe("events.tool.*", keep("w1"), queue="workers")
+        bus.emit(numbered(0))
+        w2 = bus.subscribe("events.>", keep("w2"), queue="workers")  # the group grows
+        bus.emit(numbered(1))
+        bus.emit(numbered(2))
+        w1.unsubscribe()
+        bus.emit(numbered(3))
+        w2.unsubscribe()  # the group is gone
+        late = bus.subscribe("events.tool.started", keep("late"))
+        bus.emit(numbered(4))
+        late.unsubscribe()
+        bus.emit(numbered(5))
+    assert got["plain"] == [0, 1, 2, 3, 4, 5]
+    assert sorted(got["w1"] + got["w2"]) == [0, 1, 2, 3]
+    assert got["w1"][0] == 0 and 3 in got["w2"] and len(got["w2"]) >= 2
+    assert got["late"] == [4]
+
+
+def test_route_cache_stays_bounded_under_unique_subjects() -> None:
+    with Bus(history=MemoryHistory(max_msgs=10)) as bus:
+        got: list[Message] = []
+        bus.subscribe("flood.>", got.append, raw=True)
+        for i in range(5000):
+            bus.publish(f"flood.{i}", b"{}")
+        assert len(got) == 5000
+        assert len(bus._routes) <= 4096
+
+
+def test_a_subscription_made_while_another_thread_emits_gets_the_next_event() -> None:
+    with Bus(history=MemoryHistory(max_msgs=10)) as bus:
+        stop = threading.Event()
+
+        def emit_forever() -> None:
+            while not stop.is_set():
+                bus.emit(numbered(-1))
+
+        emitter = threading.Thread(target=emit_forever)
+        emitter.start()
+        try:
+            for i in range(50):
+                got: list[int] = []
+
+                def keep(event: Event, got: list[int] = got) -> None:
+                    got.append(number(event))
+
+                sub = bus.subscribe("events.tool.started", keep)
+                bus.emit(numbered(i))
+                sub.unsubscribe()
+                assert i in got
+                bus.emit(numbered(i))
+                # Gone for every emit that starts after unsubscribe returned (one of the
+                # other thread's may have been in flight, and is allowed to finish).
+                assert got.count(i) == 1
+        finally:
+            stop.set()
+            emitter.join(10)
 
 
 def test_threads_emitting_concurrently_lose_nothing(make_bus: Buses) -> None:
