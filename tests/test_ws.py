@@ -550,6 +550,31 @@ async def test_the_client_redials_a_restarted_hub_and_delivers_what_waited() -> 
             assert await asyncio.wait_for(process.wait(), WAIT) == 0
 
 
+async def test_the_client_gives_up_after_max_attempts_with_jittered_delays() -> None:
+    hub = Hub(port=0)
+    await hub.start()
+    coordinator = Coordinator(
+        config(
+            hub.url,
+            reconnect_initial_delay=0.01,
+            reconnect_max_delay=0.04,
+            reconnect_max_attempts=3,
+        ),
+        jitter=0.5,
+    )
+    delays: list[tuple[int, float]] = []
+    coordinator.on_reconnecting(lambda attempt, delay: delays.append((attempt, delay)))
+    await coordinator.connect()
+    await hub.stop()  # closes with 1001 and listens no more
+    await until(lambda: not coordinator.running, "the client to give up")
+    assert [attempt for attempt, _ in delays] == [1, 2, 3]
+    for (attempt, delay), base in zip(delays, (0.01, 0.02, 0.04), strict=True):
+        assert base * 0.5 <= delay <= base * 1.5, (attempt, delay)
+    assert coordinator.stats()["dial_failures"] == 3
+    assert isinstance(coordinator.last_error, OSError)
+    await coordinator.close()
+
+
 async def test_the_send_queue_is_bounded_while_disconnected() -> None:
     port = free_port()
     coordinator = Coordinator(config(f"ws://127.0.0.1:{port}/v1/coordination"), queue_size=10)
