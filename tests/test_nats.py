@@ -436,6 +436,26 @@ async def test_a_restarted_server_loses_no_acknowledged_event(own_nats_server: N
         await listener.aclose()
 
 
+async def test_history_without_a_server_fails_with_a_typed_error(
+    own_nats_server: NatsServer,
+) -> None:
+    bus = await connect(own_nats_server.url, persist=PersistConfig(), reconnect_time_wait=0.1)
+    try:
+        bus.emit(numbered(0))
+        assert (await asyncio.to_thread(bus.stats))["history"]["retained"] == 1
+        own_nats_server.kill()
+        await eventually(lambda: not bus.stats()["transport"]["connected"], "disconnected")
+        bus.history_store._query_timeout = 0.5  # type: ignore[attr-defined]
+        with pytest.raises(PersistError, match="not answered within"):
+            await asyncio.wait_for(bus.ahistory("events.>"), PATIENCE)
+        with pytest.raises(PersistError):
+            await asyncio.to_thread(bus.history, "events.>")
+        stats = bus.stats()  # answers from the last known figures
+        assert stats["history"]["retained"] == 1 and not stats["transport"]["connected"]
+    finally:
+        await bus.aclose()
+
+
 async def test_a_full_outbound_queue_refuses_after_max_block_and_counts_it(
     own_nats_server: NatsServer,
 ) -> None:

@@ -300,6 +300,10 @@ class NatsTransport:
         return await asyncio.wrap_future(self.submit(coro))
 
     @property
+    def connected(self) -> bool:
+        return bool(self._pub.is_connected)
+
+    @property
     def client(self) -> Client:
         """The publishing nats-py client (use it on :attr:`loop` only)."""
         return self._pub
@@ -451,6 +455,12 @@ class NatsTransport:
                     await client.close()
                 except Exception as exc:  # closing must go on with the other client
                     logger.warning("closing a NATS client failed: %r", exc)
+        # What a failed close left behind (nats-py's subscription tasks) ends with the loop.
+        current = asyncio.current_task()
+        leftovers = [task for task in asyncio.all_tasks() if task is not current]
+        for task in leftovers:
+            task.cancel()
+        await asyncio.gather(*leftovers, return_exceptions=True)
 
     # -- outbound ---------------------------------------------------------------------
 
