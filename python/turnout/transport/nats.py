@@ -108,6 +108,9 @@ _SUBSCRIBE_COALESCE_SECONDS = 0.002
 # How often a blocked publisher rechecks that the transport is still open.
 _ROOM_CHECK_SECONDS = 0.1
 
+# Subjects whose counting copy is remembered (cleared when full).
+_CANONICAL_CACHE_LIMIT = 4096
+
 # Outbound operations.
 _PUBLISH = 0
 _ADD = 1
@@ -220,6 +223,8 @@ class NatsTransport:
         self._serving: dict[str, _PlainSub] = {}  # plain pattern -> the NATS sub serving it
         self._plain: dict[int, _PlainSub] = {}  # sid -> NATS sub of plain interest
         self._plain_index = SubjectIndex(1024)  # patterns of self._plain, values sids
+        # subject -> the sid whose copy counts, while NATS subscriptions overlap
+        self._canonical: dict[bytes, int] = {}
         self._queues: dict[tuple[str, str], tuple[int, Any]] = {}  # -> (refs, nats sub)
         self._queue_sids: dict[int, str] = {}  # sid -> queue group
         self._queue_subs_unconfirmed = False
@@ -606,6 +611,7 @@ class NatsTransport:
             nats_sub = await self._pub.subscribe(pattern)
             serving = _PlainSub(pattern, nats_sub._id, nats_sub)
             serving.index_handle = self._plain_index.insert(pattern, serving.sid)
+            self._canonical.clear()
             self._plain[serving.sid] = serving
         for pattern in fresh:
             serving = next(s for s in self._plain.values() if is_subset(pattern, s.pattern))
@@ -647,6 +653,7 @@ class NatsTransport:
                 continue
             del self._plain[sub.sid]
             self._plain_index.remove(sub.index_handle)
+            self._canonical.clear()
             await sub.nats_sub.unsubscribe()
 
     # -- inbound (on the I/O loop, called by the parser) ------------------------------
@@ -658,12 +665,17 @@ class NatsTransport:
                 self._on_ack(subject, data)
                 return True
             return False
-        text = subject.decode()
         if len(plain) > 1:
-            sids = self._plain_index.match(text).plain
-            if len(sids) > 1 and min(sids) != sid:
+            canonical = self._canonical.get(subject)
+            if canonical is None:
+                canonical = min(self._plain_index.match(subject.decode()).plain, default=sid)
+                if len(self._canonical) >= _CANONICAL_CACHE_LIMIT:
+                    self._canonical.clear()
+                self._canonical[subject] = canonical
+            if canonical != sid:
                 self._counters["duplicates"] += 1
                 return True
+        text = subject.decode()
         self._counters["received"] += 1
         receive = self._receive
         if receive is not None:
