@@ -4,6 +4,7 @@ subscriptions, queue groups across processes, JetStream history, faults, a clust
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -16,6 +17,7 @@ import pytest
 
 from turnout.bus import Message
 from turnout.events import Event, tool_installed
+from turnout.history import MemoryHistory
 from turnout.nats import (
     NatsBus,
     NatsConnectError,
@@ -314,6 +316,34 @@ async def test_history_from_jetstream(own_nats_server: NatsServer) -> None:
     finally:
         await bus.aclose()
         await other.aclose()
+
+
+async def test_jetstream_history_answers_as_the_memory_history_does(
+    own_nats_server: NatsServer,
+) -> None:
+    bus = await connect(own_nats_server.url, node="h", persist=PersistConfig())
+    try:
+        memory = MemoryHistory(max_msgs=0)
+        bus.subscribe("events.>", lambda e: memory.append(e.subject, e))  # the same events
+        kinds = ["tool.started", "tool.installed", "node.health", "user.a.b", "tool.crashed"]
+        rng = random.Random(5)
+        for i in range(400):
+            bus.emit(numbered(i, rng.choice(kinds)))
+        events = memory.history(">", 1000)
+        filters = [">", "events.>", "events.tool.*", "events.*.health", "events.user.>", "x.>"]
+        for filter in filters:
+            for limit in (0, 1, 7, 150, 1000):
+                for newest in (False, True):
+                    expected = memory.history(filter, limit, newest=newest)
+                    got = await bus.ahistory(filter, limit, newest=newest)
+                    assert got == expected, (filter, limit, newest)
+            since = events[rng.randrange(len(events))].timestamp
+            assert since is not None
+            for newest in (False, True):
+                expected = memory.history_since(filter, since, 20, newest=newest)
+                assert await bus.ahistory_since(filter, since, 20, newest=newest) == expected
+    finally:
+        await bus.aclose()
 
 
 async def test_undecodable_records_are_skipped_and_counted(own_nats_server: NatsServer) -> None:
