@@ -324,8 +324,10 @@ class JetStreamHistory:
                     if not newest and len(kept) == limit:
                         return list(kept)
         finally:
-            await sub.unsubscribe()
-            with contextlib.suppress(NotFoundError):
+            # The server also removes the consumer once idle: a failed clean-up must not
+            # hide what went wrong before it.
+            with contextlib.suppress(NatsError, OSError, asyncio.TimeoutError):
+                await sub.unsubscribe()
                 await jsm.delete_consumer(stream, name)
         return list(kept)
 
