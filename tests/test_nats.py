@@ -52,11 +52,12 @@ def numbers(events: list[Event]) -> list[int]:
 # -- interop ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("persist", [None, PersistConfig()], ids=["core", "jetstream"])
 async def test_a_plain_subscriber_reads_the_jb_mesh_envelope_byte_for_byte(
-    nats_server: NatsServer,
+    nats_server: NatsServer, persist: PersistConfig | None
 ) -> None:
     plain = await nats.connect(nats_server.url)
-    bus = await connect(nats_server.url, node="n1")
+    bus = await connect(nats_server.url, node="n1", persist=persist)
     try:
         wire: list[bytes] = []
 

@@ -8,8 +8,9 @@ bus works the same from plain threads and from any event loop:
   that order. Subscription changes go through the same queue, so they keep their order
   relative to publishes. The queue is bounded (``max_outbound``) with the ``"block"``
   policy: a publisher on a thread without an event loop waits for room (backpressure while
-  the server is slow or unreachable); the I/O thread itself cannot wait, and what it
-  publishes beyond the bound is taken and counted as ``overfilled``. While the client is
+  the server is slow or unreachable); one on an event loop's thread (the I/O thread
+  included) cannot wait, and what it publishes beyond the bound is taken and counted as
+  ``overfilled``. While the client is
   disconnected the queue is held, not written, so nothing queued is lost to nats-py's
   reconnect buffer limit. A publisher that waited ``max_block`` seconds without room
   gets :class:`ConnectionError` (the bus logs it and counts it in ``transport_errors``;
