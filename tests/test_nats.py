@@ -426,6 +426,39 @@ async def test_an_unreachable_server_fails_with_a_typed_error_in_bounded_time() 
     ]
 
 
+def test_persist_config_defaults_and_bad_values() -> None:
+    default = PersistConfig()
+    assert default == PersistConfig.default()
+    assert (default.stream_name, default.max_age, default.max_msgs) == (
+        "MESH_EVENTS",
+        timedelta(hours=24),
+        10_000,
+    )
+    assert PersistConfig(max_age=90).max_age == timedelta(seconds=90)
+    assert PersistConfig(max_age=None, max_msgs=0).stream_config().max_msgs == -1  # unlimited
+    for bad in (
+        {"stream_name": ""},
+        {"stream_name": "a.b"},
+        {"stream_name": "a b"},
+        {"max_msgs": -1},
+        {"max_age": timedelta(seconds=-1)},
+        {"replicas": 0},
+    ):
+        with pytest.raises(ValueError):
+            PersistConfig(**bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        PersistConfig(max_age="24h")  # type: ignore[arg-type]
+
+
+async def test_bad_connect_arguments_are_typed_errors() -> None:
+    with pytest.raises(TypeError, match="PersistConfig"):
+        await connect("nats://127.0.0.1:1", persist={"stream_name": "X"})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="at least one"):
+        await connect([])
+    with pytest.raises(ValueError, match="max_outbound"):
+        await connect("nats://127.0.0.1:1", max_outbound=0)
+
+
 async def test_persist_without_jetstream_is_a_typed_error(tmp_path: Path) -> None:
     server = NatsServer(tmp_path, jetstream=False).start()
     try:
