@@ -16,6 +16,7 @@ import nats
 import orjson
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import turnout
@@ -23,7 +24,7 @@ from turnout.events import Event
 from turnout.logs import ForwardingHandler, LogEntry
 from turnout.nats_server import NatsServer
 from turnout.phases import Phase, PhaseManager
-from turnout.protocol import MessageType, WSMessage
+from turnout.protocol import MessageType, RegisteredPayload, WSMessage
 from turnout.ws import (
     Coordinator,
     CoordinatorConfig,
@@ -233,6 +234,62 @@ async def test_a_request_nobody_answers_expires(hub: Hub) -> None:
         assert settled.outcome is RequestOutcome.EXPIRED
         assert settled.response is None
         assert hub.stats()["pending"] == 0
+
+
+async def test_the_client_sends_the_go_handshake_headers_and_registers() -> None:
+    seen: dict[str, Any] = {}
+
+    async def fake_hub(connection: ServerConnection) -> None:
+        assert connection.request is not None
+        seen["headers"] = dict(connection.request.headers.raw_items())
+        register = WSMessage.parse(await connection.recv())
+        seen["register"] = register
+        answer = WSMessage.with_payload(
+            MessageType.REGISTERED,
+            RegisteredPayload(service_id="svc-9", message="registered", protocol_version="1.0"),
+            id=register.id,
+        )
+        await connection.send(answer.to_json(), text=True)
+        await connection.wait_closed()
+
+    async with serve(fake_hub, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        url = f"ws://127.0.0.1:{port}/v1/coordination"
+        async with Coordinator(config(url, token="t0k", version="2.1")) as coordinator:
+            assert coordinator.service_id == "svc-9"  # the hub's answer wins
+    headers = seen["headers"]
+    assert headers["X-Service-Name"] == "containerservice"
+    assert headers["X-Service-ID"] == "svc-1"
+    assert headers["Authorization"] == "Bearer t0k"
+    register = seen["register"]
+    assert register.type is MessageType.REGISTER
+    payload = register.payload or {}
+    assert (payload["service_name"], payload["service_id"], payload["version"]) == (
+        "containerservice",
+        "svc-1",
+        "2.1",
+    )
+
+
+async def test_pending_requests_settle_as_disconnected_when_the_hub_stops() -> None:
+    hub = Hub(port=0)
+    await hub.start()
+    async with connect(hub.url, additional_headers={"X-Service-Name": "mute"}) as raw:
+        await raw.send(WSMessage.new(MessageType.REGISTER).to_json(), text=True)
+        service_id = (WSMessage.parse(await raw.recv()).payload or {})["service_id"]
+        waiting = asyncio.create_task(hub.ping(service_id, timeout=WAIT))
+        await until(lambda: hub.stats()["pending"] == 1, "the ping to be sent")
+        await hub.stop()
+        settled = await asyncio.wait_for(waiting, WAIT)
+    assert settled.outcome is RequestOutcome.DISCONNECTED
+
+
+async def test_events_emitted_on_other_threads_reach_watchers(hub: Hub) -> None:
+    async with watch(hub, "events.user.>") as watcher:
+        await until(lambda: hub.stats()["watchers"] == 1, "the watcher")
+        for n in range(3):
+            await asyncio.to_thread(hub.bus.emit, Event("user.thread", data={"n": n}))
+        assert [(await next_event(watcher))["data"]["n"] for _ in range(3)] == [0, 1, 2]
 
 
 async def test_unknown_workflows_are_a_lookup_error(hub: Hub) -> None:
