@@ -512,7 +512,9 @@ def free_port() -> int:
         return port
 
 
-async def start_hub_process(port: int, *options: str) -> asyncio.subprocess.Process:
+async def start_hub_process(
+    port: int, *options: str, env: dict[str, str] | None = None
+) -> asyncio.subprocess.Process:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -524,7 +526,7 @@ async def start_hub_process(port: int, *options: str) -> asyncio.subprocess.Proc
         str(port),
         *options,
         stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
     assert process.stdout is not None
     line = await asyncio.wait_for(process.stdout.readline(), 30)
@@ -682,4 +684,18 @@ async def test_turnout_hub_on_nats_republishes_onto_the_nats_server(
     finally:
         await plain.close()
         process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), WAIT) == 0
+
+
+async def test_turnout_hub_takes_its_token_from_the_environment() -> None:
+    port = free_port()
+    process = await start_hub_process(port, env={"TURNOUT_HUB_TOKEN": "from-env"})
+    url = f"ws://127.0.0.1:{port}/v1/coordination"
+    try:
+        with pytest.raises(HubRefusedError, match="missing bearer token"):
+            await Coordinator(config(url)).connect()
+        async with Coordinator(config(url, token="from-env")) as coordinator:
+            assert coordinator.is_registered
+    finally:
+        process.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(process.wait(), WAIT) == 0
