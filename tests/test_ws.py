@@ -292,6 +292,18 @@ async def test_events_emitted_on_other_threads_reach_watchers(hub: Hub) -> None:
         assert [(await next_event(watcher))["data"]["n"] for _ in range(3)] == [0, 1, 2]
 
 
+async def test_serve_forever_starts_the_hub_and_returns_once_it_stops() -> None:
+    hub = Hub(port=0)
+    serving = asyncio.create_task(hub.serve_forever())
+    await until(lambda: hub.port != 0, "the hub to listen")
+    async with Coordinator(config(hub.url)) as coordinator:
+        assert coordinator.is_registered
+    assert not serving.done()
+    await hub.stop()
+    await asyncio.wait_for(serving, WAIT)
+    assert hub.bus.closed  # the hub made it, so the hub closed it
+
+
 async def test_unknown_workflows_are_a_lookup_error(hub: Hub) -> None:
     with pytest.raises(LookupError, match="workflow not found: ghost"):
         await hub.pause("ghost")
