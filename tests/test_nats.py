@@ -189,21 +189,93 @@ async def test_nats_subscriptions_follow_local_interest(nats_server: NatsServer)
 
         narrow = bus.subscribe("events.tool.*", print)
         assert await nats_subs() == 1
-        wide = bus.subscribe("events.>", print)  # broader, but after: a subscription more
-        inner = bus.subscribe("events.tool.started", print)  # served by an existing one
-        assert await nats_subs() == 2
-        wide.unsubscribe()  # the newest overlapping one: gone at once
+        wide = bus.subscribe("events.>", print)  # broader: takes the narrow one over
+        inner = bus.subscribe("events.tool.started", print)  # served by it too
         assert await nats_subs() == 1
-        wide = bus.subscribe("events.>", print)
-        narrow.unsubscribe()  # still serves `inner`
+        assert bus.stats()["transport"]["handovers"] == 1
+        wide.unsubscribe()  # it still serves the others
+        assert await nats_subs() == 1
+        narrow.unsubscribe()
+        inner.unsubscribe()
+        assert await nats_subs() == 0
+        # Overlapping, neither inside the other: two, and the older one stays while the
+        # newer overlaps it (its copies are the ones that count).
+        tools = bus.subscribe("events.tool.*", print)
+        assert await nats_subs() == 1
+        started = bus.subscribe("events.*.started", print)
         assert await nats_subs() == 2
-        inner.unsubscribe()  # serves nothing, but a newer one overlaps it: kept
+        tools.unsubscribe()
         assert await nats_subs() == 2
-        wide.unsubscribe()
+        started.unsubscribe()
         assert await nats_subs() == 0
         # Added together (subscriptions made in a row), the broad one serves the others.
         await bus.nats.run(bus.nats._add_plain(["a.b.c", "a.*.c", "a.>", "x.y"]))
         assert await nats_subs() == 2
+
+
+async def test_a_broader_subscription_takes_over_mid_stream_without_loss_or_doubles(
+    nats_server: NatsServer,
+) -> None:
+    bus = await connect(nats_server.url, node="r")
+    sender = await connect(nats_server.url, node="s")
+    try:
+        narrow: list[Event] = []
+        bus.subscribe("events.tool.started", narrow.append)
+        await bus.flush()
+        total = 6000
+        sent = asyncio.Event()
+
+        async def send() -> None:
+            for i in range(total):
+                sender.emit(numbered(i))
+                if i % 50 == 0:
+                    await asyncio.sleep(0.001)
+            await sender.flush()
+            sent.set()
+
+        sending = asyncio.create_task(send())
+        later: dict[str, list[Event]] = {}
+        for pattern in ("events.tool.*", "events.tool.>", "events.>"):  # each takes over
+            await eventually(lambda: len(narrow) > 500 * (len(later) + 1), "the stream flows")
+            later[pattern] = []
+            bus.subscribe(pattern, later[pattern].append)
+            await bus.flush()
+        await sending
+        await eventually(lambda: len(narrow) == total, "every event")
+        assert numbers(narrow) == list(range(total))  # none lost, none twice, in order
+        for pattern, got in later.items():
+            first = numbers(got)[0]
+            assert numbers(got) == list(range(first, total)), pattern
+        transport = bus.stats()["transport"]
+        assert transport["nats_subscriptions"] == 1
+        assert transport["handovers"] == 3
+    finally:
+        await bus.aclose()
+        await sender.aclose()
+
+
+def test_a_handover_passes_the_first_copy_of_each_message_on() -> None:
+    from turnout.transport.nats import _Handover
+
+    old, new, other = 1, 2, 3
+    handover = _Handover(frozenset({old}), new)
+    first = [
+        handover.first_copy(sid, old, b"events.x", data)
+        for sid, data in [
+            (old, b"a"),  # only the old subscription had it
+            (old, b"b"),
+            (new, b"b"),  # its second copy
+            (new, b"c"),  # the new one first this time
+            (other, b"c"),  # a third subscription's copy never counts
+            (old, b"c"),
+            (old, b"d"),  # two messages with the same bytes, copies interleaved
+            (old, b"d"),
+            (new, b"d"),
+            (new, b"d"),
+            (new, b"e"),  # only the new one had it
+        ]
+    ]
+    assert first == [True, True, False, True, False, False, True, True, False, False, True]
 
 
 async def test_order_from_a_remote_publisher_is_kept(nats_server: NatsServer) -> None:

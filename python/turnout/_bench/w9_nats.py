@@ -18,9 +18,8 @@ handler on both sides):
 
 - ``1 sync handler``;
 - ``100 sync handlers``, on ten overlapping patterns that all match the subject, the
-  narrowest subscribed first, in a row (turnout lays out what reaches its I/O loop
-  together under the broadest pattern, and drops the copies of any overlapping NATS
-  subscription left; plain nats-py holds 100 subscriptions);
+  narrowest subscribed first (turnout ends with one NATS subscription, the broadest, which
+  took the narrower ones over; plain nats-py holds 100 subscriptions);
 - ``10 async handlers`` on overlapping patterns (``async def``; turnout runs them on the
   benchmark's event loop through their mailboxes, nats-py's callbacks are async anyway).
 
