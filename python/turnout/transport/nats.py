@@ -685,19 +685,25 @@ class NatsTransport:
         handover = self._handover
         assert handover is not None
         handover.new = serving.sid
+        for old in replaced:
+            for pattern in old.served:
+                self._serving[pattern] = serving
+            serving.served |= old.served
+            old.served.clear()
         try:
             # Both deliver for a while (one round trip), which the pairing is for; the
             # old ones go only once the server surely has the new one.
             await self._pub.flush()
+        except Exception as exc:  # the connection went: nats-py resubscribes the new one
+            self._on_error(exc)
+        try:
             for old in replaced:
-                for pattern in old.served:
-                    self._serving[pattern] = serving
-                serving.served |= old.served
-                old.served.clear()
                 await old.nats_sub.unsubscribe()
             # After this PONG the server has the new subscription and none of the old:
             # no copy on an old one can follow.
             await self._pub.flush()
+        except Exception as exc:
+            self._on_error(exc)
         finally:
             for old in replaced:
                 del self._plain[old.sid]
@@ -726,8 +732,9 @@ class NatsTransport:
         if not refs:
             return
         del self._interest[pattern]
-        serving = self._serving.pop(pattern)
-        serving.served.discard(pattern)
+        serving = self._serving.pop(pattern, None)
+        if serving is not None:  # None: its NATS subscription failed (logged then)
+            serving.served.discard(pattern)
         await self._retire_idle()
 
     async def _retire_idle(self) -> None:
