@@ -83,9 +83,11 @@ from turnout.ws.subjects import DISCONNECTED, coordination_event_type
 __all__ = [
     "COORDINATION_PATH",
     "DEFAULT_MAX_MESSAGE_SIZE",
+    "MAX_FLUSH_DEFERRALS",
     "MAX_WATCH_PATTERNS",
     "WATCH_PATH",
     "Hub",
+    "watch_patterns",
 ]
 
 logger = logging.getLogger("turnout.ws.hub")
