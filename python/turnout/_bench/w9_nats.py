@@ -280,7 +280,11 @@ class Session:
         self._server = NatsServer(Path(self._store.name), jetstream=False)
 
     async def __aenter__(self) -> Session:
-        self._server.start()
+        try:
+            self._server.start()
+        except (RuntimeError, TimeoutError) as exc:  # no binary, or it would not start
+            self._store.cleanup()
+            raise WorkloadError(f"W9 needs a nats-server: {exc}") from exc
         try:
             await self.subscribers.open(self._server.url, self.case)
         except BaseException:
