@@ -19,7 +19,8 @@ reads theirs.
   ``await bus.flush()`` waits for the acknowledgements of everything emitted before it.
 - Reconnects are nats-py's, forever, every ``reconnect_time_wait`` seconds; subscriptions
   resume on the new connection; publishes are held in the bounded outbound queue while
-  disconnected and written after.
+  disconnected and written after, and JetStream publishes not acknowledged are sent
+  again (stored once, by their ``Nats-Msg-Id``).
 """
 
 from __future__ import annotations
@@ -79,8 +80,9 @@ class NatsBus(Bus):
         await self.nats.flush(timeout)
 
     def flush_sync(self, timeout: float | None = 10.0) -> None:
-        """:meth:`flush` from a thread without a running event loop... or with one, which
-        it blocks meanwhile. Refused on the NATS I/O thread (in a sync handler)."""
+        """:meth:`flush` for sync code (on an event loop's thread it blocks that loop
+        meanwhile). Refused on the NATS I/O thread, where sync handlers of received
+        messages run."""
         self.nats.flush_sync(timeout)
 
     async def ahistory(self, filter: str, limit: int = 50, *, newest: bool = False) -> list[Event]:

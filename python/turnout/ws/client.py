@@ -165,6 +165,12 @@ class Coordinator:
     def is_registered(self) -> bool:
         return self._protocol.state is ClientState.REGISTERED
 
+    @property
+    def running(self) -> bool:
+        """Whether it is connected or still dialling (False before :meth:`connect`, after
+        :meth:`close`, and once ``reconnect_max_attempts`` dials in a row failed)."""
+        return self._supervisor is not None and not self._supervisor.done()
+
     def stats(self) -> dict[str, Any]:
         """The protocol's counters (``queued``, ``dropped``, ``sent``, ``received``,
         ``malformed``, ``discarded``, ``connections``, ``pending``), ``reconnects``,
