@@ -3,10 +3,10 @@
 An event's way: ``emit`` stamps a copy of the event (timestamp now, node filled), takes its
 subject ``"events." + type`` (validated once per type), and publishes it. Publishing
 appends it to the history store and hands it to the transport (if anything leaves this
-bus), then matches the subject once in the index, whose values are this bus's
-subscriptions: sync handlers are called right there; async handlers and streams get it
-through their bounded mailbox (``turnout._mailbox``); each queue group gets it once, its
-members taking turns. JSON is written at most once per event, and only when something
+bus), then looks up the subject's route: the index's match (its values are this bus's
+subscriptions), cached per subject until the subscriptions change. Sync handlers are
+called right there; async handlers and streams get it through their bounded mailbox
+(``turnout._mailbox``); each queue group gets it once, its members taking turns. JSON is written at most once per event, and only when something
 needs bytes: a history file, a raw subscriber, a transport that sends bytes.
 
 Ordering and threads. Publishing is serialised by one dispatch lock, which defines the
