@@ -171,11 +171,10 @@ fn w2() {
 
 /// Reads every value of a result, as building the Python lists does.
 fn read_all(m: &Matched<u32>) -> u64 {
-    let plain: u64 = m.plain.iter().map(|&v| u64::from(v)).sum();
+    let plain: u64 = m.plain().map(|&v| u64::from(v)).sum();
     let queued: u64 = m
-        .queues
-        .iter()
-        .flat_map(|(_, members)| members.iter())
+        .queues()
+        .flat_map(|(_, members)| members)
         .map(|&v| u64::from(v))
         .sum();
     plain + queued
