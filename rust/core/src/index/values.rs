@@ -262,13 +262,14 @@ impl<V: Clone> ValueList<V> {
         }
         let value = current.take(pos);
         let header = current.header();
-        let (end, live) = (header.end, header.live);
+        let (capacity, end, live) = (header.capacity, header.end, header.live);
         if live == 0 {
             // Only holes left: dropping frees the memory and no value.
             *list = None;
-        } else if end - live > live {
-            // Holes outnumber values: compact, into less memory if that leaves room for
-            // as many pushes as there are values (never more: `end` > 2 * `live`).
+        } else if end - live > live || live <= capacity / 8 {
+            // Holes outnumber values, or most of the memory is unused (removals from the
+            // tail leave no holes): compact into room for as many pushes as there are
+            // values, never more memory than before.
             let old = list.take().expect("checked above");
             let (fresh, retired) = old.rebuild((live * 2).next_power_of_two(), None, moved);
             debug_assert!(retired.is_none(), "a unique list is moved, not copied");
@@ -453,6 +454,22 @@ mod tests {
             t.retired.is_empty(),
             "nothing else held the list: no copies"
         );
+    }
+
+    #[test]
+    fn removals_from_the_tail_give_memory_back() {
+        let mut t = Tracked::filled(1_000);
+        for id in (10..1_000).rev() {
+            t.remove(id);
+        }
+        let list = t.list.as_ref().unwrap();
+        assert!(
+            list.header().capacity <= 8 * 10,
+            "{}",
+            list.header().capacity
+        );
+        assert_eq!(t.values(), (0..10).map(|i| i * 10).collect::<Vec<_>>());
+        t.check();
     }
 
     #[test]
