@@ -9,8 +9,9 @@
 //!
 //! One allocation holds a header, the positions (`Option<V>`, `None` where an entry was
 //! removed) and, per position, the id of the entry whose value it is, so that compacting
-//! can tell the trie where each entry moved. A list of one value costs 32 bytes with
-//! 8-byte values, what a separate `Arc` per value cost before.
+//! can tell the trie where each entry moved. With 8-byte values a list of one takes 28
+//! bytes; entries no longer keep their value and list links themselves, so a pattern with
+//! one entry costs what it did with an `Arc` per value.
 
 use std::alloc::{self, Layout};
 use std::fmt;
@@ -50,21 +51,26 @@ unsafe impl<V: Send + Sync> Sync for ValueList<V> {}
 /// Where the parts of a list of `capacity` positions lie in its allocation.
 struct Parts {
     layout: Layout,
-    values: usize,
     ids: usize,
 }
 
 impl Parts {
+    /// Where the positions start: right after the header, whatever the capacity, so the
+    /// match path finds them without a layout computation.
+    const fn values_at<V>() -> usize {
+        size_of::<Header>().next_multiple_of(align_of::<Option<V>>())
+    }
+
     fn of<V>(capacity: u32) -> Self {
         const TOO_LARGE: &str = "value list overflows memory";
         let capacity = capacity as usize;
         let values = Layout::array::<Option<V>>(capacity).expect(TOO_LARGE);
         let ids = Layout::array::<u32>(capacity).expect(TOO_LARGE);
         let (layout, values_at) = Layout::new::<Header>().extend(values).expect(TOO_LARGE);
+        debug_assert_eq!(values_at, Self::values_at::<V>());
         let (layout, ids_at) = layout.extend(ids).expect(TOO_LARGE);
         Self {
             layout: layout.pad_to_align(),
-            values: values_at,
             ids: ids_at,
         }
     }
@@ -114,9 +120,14 @@ impl<V> ValueList<V> {
     }
 
     fn values_ptr(&self) -> *mut Option<V> {
-        let parts = Parts::of::<V>(self.header().capacity);
-        // SAFETY: `values` is an offset inside this list's allocation.
-        unsafe { self.header.as_ptr().cast::<u8>().add(parts.values).cast() }
+        // SAFETY: the positions' offset is inside this list's allocation.
+        unsafe {
+            self.header
+                .as_ptr()
+                .cast::<u8>()
+                .add(Parts::values_at::<V>())
+                .cast()
+        }
     }
 
     fn ids_ptr(&self) -> *mut u32 {
