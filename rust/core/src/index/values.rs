@@ -290,8 +290,9 @@ impl<V: Clone> ValueList<V> {
     }
 
     /// The values of `self` but the one at `skip`, without holes, in a new list of
-    /// `capacity` positions; `moved` learns the new position of every entry that moved. A list held only
-    /// here is moved into it and freed; one held elsewhere is copied and returned.
+    /// `capacity` positions; `moved` learns the new position of every entry that moved.
+    /// A list held only here is moved into it and freed; one held elsewhere is copied and
+    /// returned.
     fn rebuild(
         self,
         capacity: u32,
