@@ -2,6 +2,8 @@
 
 Commands:
 
+- ``turnout hub``: runs the coordination hub services connect to over WebSocket, on the
+  embedded bus or on NATS (``--nats URL``), until SIGINT or SIGTERM.
 - ``turnout bench``: runs the standard workloads (SPEC section 9) on turnout and on each
   workload's baselines (the pure-Python reference index, plain Python, third-party
   libraries), showing progress on stderr and printing a comparison table on stdout;
@@ -46,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"turnout {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_bench(commands)
+    _add_hub(commands)
     return parser
 
 
@@ -141,3 +144,64 @@ def _run_bench(args: argparse.Namespace) -> int:
         args.svg.write_text(render_speedup_svg(report), encoding="utf-8")
         print(f"turnout bench: chart written to {args.svg}", file=sys.stderr)
     return 0
+
+
+# --- turnout hub ------------------------------------------------------------------------
+
+_HUB_TOKEN_ENV = "TURNOUT_HUB_TOKEN"
+
+
+def _add_hub(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    hub = commands.add_parser(
+        "hub",
+        help="run the coordination hub services connect to over WebSocket",
+        description=(
+            "Serves the coordination hub: services register at /v1/coordination, watchers "
+            "follow events at /v1/watch?subject=PATTERN; everything services send is "
+            "republished on the bus under events.coordination.<kind>.<service>.<workflow>. "
+            "Stops cleanly on SIGINT or SIGTERM."
+        ),
+    )
+    hub.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    hub.add_argument(
+        "--port", type=int, default=8765, help="port to listen on (default: %(default)s)"
+    )
+    hub.add_argument(
+        "--token",
+        default=None,
+        help=f"require 'Authorization: Bearer TOKEN' (default: ${_HUB_TOKEN_ENV}, else none)",
+    )
+    hub.add_argument(
+        "--nats", metavar="URL", help="republish on a NATS bus at URL (default: the embedded bus)"
+    )
+    hub.add_argument("--node", default="hub", help="the bus node name (default: %(default)s)")
+    hub.add_argument(
+        "--max-message-size",
+        type=int,
+        default=1 << 20,
+        metavar="BYTES",
+        help="largest frame accepted; bigger ones close with 1009 (default: %(default)s)",
+    )
+    hub.set_defaults(handler=_run_hub)
+
+
+def _run_hub(args: argparse.Namespace) -> int:
+    import os
+
+    try:
+        from turnout.ws.runner import run_hub
+    except ImportError as error:
+        print(
+            f"turnout hub: needs the ws extra: pip install 'turnout[ws]' ({error})", file=sys.stderr
+        )
+        return _EXIT_USAGE
+    return run_hub(
+        args.host,
+        args.port,
+        token=args.token or os.environ.get(_HUB_TOKEN_ENV) or None,
+        nats_url=args.nats,
+        node=args.node,
+        max_message_size=args.max_message_size,
+    )

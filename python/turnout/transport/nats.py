@@ -1,0 +1,937 @@
+"""The NATS transport: a :class:`turnout.Bus` attached to NATS through nats-py.
+
+Threads. The nats-py clients run on a dedicated I/O thread with its own event loop, so the
+bus works the same from plain threads and from any event loop:
+
+- ``publish`` (called by the bus under its dispatch lock, from any thread) only appends to
+  one ordered outbound queue and wakes the I/O loop; the loop writes the queue to NATS in
+  that order. Subscription changes go through the same queue, so they keep their order
+  relative to publishes. The queue is bounded (``max_outbound``) with the ``"block"``
+  policy: a publisher on a thread without an event loop waits for room (backpressure while
+  the server is slow or unreachable); one on an event loop's thread (the I/O thread
+  included) cannot wait, and what it publishes beyond the bound is taken and counted as
+  ``overfilled``. While the client is
+  disconnected the queue is held, not written, so nothing queued is lost to nats-py's
+  reconnect buffer limit. A publisher that waited ``max_block`` seconds without room
+  gets :class:`ConnectionError` (the bus logs it and counts it in ``transport_errors``;
+  here it is ``refused``), so closing a bus never hangs on a server that stays away.
+- Messages from NATS are handed to the bus's ``receive`` on the I/O thread as they are
+  parsed, in wire order, before nats-py would queue them per subscription: sync handlers of
+  received messages run on the I/O thread (keep them short), async handlers and streams get
+  them through their bounded mailboxes on their own loops.
+- Blocking calls (``flush_sync``, the sync history queries) wait on the I/O loop from any
+  other thread; on the I/O thread itself they refuse (:class:`RuntimeError`) rather than
+  deadlock.
+
+Connections. Two clients: one publishes and carries plain interest, with ``no_echo`` (this
+bus already delivered its own publishes to its plain handlers, as the embedded bus does);
+the other only carries queue-group interest, with echo, so NATS picks one member of a group
+among all processes, this one included (``owns_queue_groups``).
+
+Shared subscriptions. Local subscriptions are the bus's (its Rust index routes each
+message to its handlers); NATS only sees interest. One NATS subscription serves every local
+subscription whose pattern it covers (``is_subset``): a hundred handlers on ``events.>``,
+``events.tool.*`` and ``events.*.installed`` are one NATS subscription. Subscriptions made
+in a row reach the I/O loop together and are laid out together, broadest first. A broader
+pattern subscribed later takes over the NATS subscriptions inside it: the new one is
+subscribed and confirmed (a PING's PONG), the old ones unsubscribed and their removal
+confirmed; in between a message may come on both, and its first copy is passed on, the
+other dropped, paired by subject and payload (:class:`_Handover`; core NATS messages carry
+no identity, but copies are byte-identical). Where NATS subscriptions overlap without
+one covering the other, each delivers its own copy; only the copy on the oldest matching
+subscription is passed on, the others are dropped before decoding and counted as
+``duplicates``. A NATS subscription whose local interest is gone stays while a newer
+overlapping one exists (it may be the one whose copy counts), so which copy counts never
+changes for a subject someone listens to. Queue interest is one NATS queue subscription per
+distinct (pattern, group), reference-counted.
+
+Persistence. With ``ack_prefix`` set (by :func:`turnout.nats.connect` with ``persist``),
+messages on subjects starting with it (``events.``) are published as JetStream publishes:
+each carries a reply subject on this transport's acknowledgement inbox and a
+``Nats-Msg-Id`` header (the payload stays the plain envelope). What is not acknowledged is
+sent again after a reconnect (it may have died with the old connection), after
+``ack_wait`` seconds of connected time, or shortly after a "no responders" answer (a
+cluster electing the stream's leader), for up to five ``ack_wait`` periods; JetStream
+stores a message sent again only once, by its id, but live subscribers that got the first
+copy get the second too (at least once, around a failure). Acks, refusals (``ack_errors``) and
+publishes given up on (``ack_timeouts``) are counted. :meth:`flush` waits until
+everything handed over before it has been written, acknowledged or given up on, and
+until NATS has sent back what it routes to this bus for it.
+
+Slow consumers. Received messages are not queued inside nats-py, so its per-subscription
+pending limits (where plain nats-py drops messages as a slow consumer) do not apply; the
+bounded mailboxes of async handlers and streams do, with their counters in the bus's
+stats. Every nats-py error callback (slow consumer, server errors, lost connections) is
+logged and counted in :meth:`stats`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import orjson
+from nats.aio.client import Client
+from nats.errors import SlowConsumerError
+
+from turnout._core import SubjectIndex, is_subset, subjects_collide
+from turnout.events import Event
+from turnout.transport import Receive
+
+__all__ = ["NatsConnectError", "NatsTransport"]
+
+logger = logging.getLogger("turnout.nats")
+
+T = TypeVar("T")
+
+DEFAULT_MAX_OUTBOUND = 65_536
+DEFAULT_MAX_BLOCK = 60.0
+DEFAULT_ACK_WAIT = 5.0
+DEFAULT_CONNECT_TIMEOUT = 5.0
+# How many queued operations the I/O loop writes before letting reads run.
+_WRITE_BATCH = 512
+# A JetStream publish is sent again after a reconnect, a lost ack or a "no responders"
+# answer, until this many ``ack_wait`` periods (of connected time) have passed; then it
+# counts as not acknowledged.
+_ATTEMPTS = 5
+# JetStream's answer to a copy of a message it is still storing.
+_DUPLICATE_IN_PROCESS = 10158
+# How soon a publish answered "no responders" (the stream has no leader) is sent again.
+_RETRY_SECONDS = 0.25
+# How long the I/O loop lets a burst of subscriptions gather before subscribing on NATS.
+_SUBSCRIBE_COALESCE_SECONDS = 0.002
+# How often a blocked publisher rechecks that the transport is still open.
+_ROOM_CHECK_SECONDS = 0.1
+
+# Subjects whose counting copy is remembered (cleared when full).
+_CANONICAL_CACHE_LIMIT = 4096
+
+# Outbound operations.
+_PUBLISH = 0
+_ADD = 1
+_REMOVE = 2
+
+
+class NatsConnectError(ConnectionError):
+    """No NATS server of the list could be reached in time."""
+
+
+class _RoutingClient(Client):
+    """A nats-py client that hands messages of the transport's subscriptions to it as they
+    are parsed, instead of queueing them per subscription for a task each."""
+
+    def __init__(self, route: Callable[[int, bytes, bytes], bool]) -> None:
+        super().__init__()
+        self._turnout_route = route
+
+    async def _process_msg(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+    ) -> None:
+        if not self._turnout_route(sid, subject, data):
+            await super()._process_msg(sid, subject, reply, data, headers)  # type: ignore[arg-type]
+
+
+@dataclass(eq=False)
+class _PlainSub:
+    """A NATS subscription of plain interest and the local patterns it serves."""
+
+    pattern: str
+    sid: int
+    nats_sub: Any
+    served: set[str] = field(default_factory=set)
+    index_handle: int = -1
+
+
+@dataclass(eq=False)
+class _Unacked:
+    """A JetStream publish waiting for its acknowledgement."""
+
+    subject: str
+    data: bytes
+    due: float
+    give_up_at: float
+
+
+@dataclass(eq=False)
+class _Handover:
+    """Old NATS subscriptions being replaced by a new, broader one. From before the new
+    one exists until the server has dropped the old ones, a message on a subject an old
+    one delivered may come on both: its first copy is passed on, the other dropped, paired
+    by subject and payload (copies are identical; a count per payload keeps identical
+    messages apart)."""
+
+    old: frozenset[int]
+    new: int = -1
+    from_old: Counter[tuple[bytes, bytes]] = field(default_factory=Counter)
+    from_new: Counter[tuple[bytes, bytes]] = field(default_factory=Counter)
+
+    def first_copy(self, sid: int, canonical: int, subject: bytes, data: bytes) -> bool:
+        """Whether this copy (on ``sid``, of a message ``canonical`` delivers) is the
+        first of its message."""
+        if sid == canonical:
+            mine, other = self.from_old, self.from_new
+        elif sid == self.new:
+            mine, other = self.from_new, self.from_old
+        else:
+            return False  # a third overlapping subscription: never the counting copy
+        key = (subject, data)
+        waiting = other.get(key, 0)
+        if waiting:
+            if waiting == 1:
+                del other[key]
+            else:
+                other[key] = waiting - 1
+            return False
+        mine[key] += 1
+        return True
+
+
+class _Waiter:
+    """A flush waiting for acknowledgements up to a publish number."""
+
+    __slots__ = ("future", "upto")
+
+    def __init__(self, upto: int, future: asyncio.Future[None]) -> None:
+        self.upto = upto
+        self.future = future
+
+
+class NatsTransport:
+    """Carries a bus's messages over NATS; see the module docstring. Made and opened by
+    :func:`turnout.nats.connect`."""
+
+    remote = True
+    wants_bytes = True
+    owns_queue_groups = True
+
+    def __init__(
+        self,
+        servers: str | list[str],
+        *,
+        name: str = "",
+        ack_prefix: str | None = None,
+        ack_wait: float = DEFAULT_ACK_WAIT,
+        max_outbound: int = DEFAULT_MAX_OUTBOUND,
+        max_block: float = DEFAULT_MAX_BLOCK,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        reconnect_time_wait: float = 0.5,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self.servers = [servers] if isinstance(servers, str) else list(servers)
+        if not self.servers:
+            raise ValueError("servers must name at least one NATS URL")
+        if max_outbound < 1:
+            raise ValueError(f"max_outbound must be >= 1, not {max_outbound}")
+        self.name = name
+        self.ack_prefix = ack_prefix
+        self.ack_wait = ack_wait
+        self._give_up_after = ack_wait * _ATTEMPTS
+        self.max_outbound = max_outbound
+        self.max_block = max_block
+        self.connect_timeout = connect_timeout
+        self.reconnect_time_wait = reconnect_time_wait
+        self._options = dict(options or {})
+        self._receive: Receive | None = None
+
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._run_loop, name=f"turnout-nats-{name or 'bus'}", daemon=True
+        )
+        self._pub = _RoutingClient(self._route_plain)
+        self._queue_client = _RoutingClient(self._route_queue)
+
+        # The outbound queue (any thread appends; the I/O loop writes it).
+        self._outbound: deque[tuple[Any, ...]] = deque()
+        self._write_scheduled = False
+        self._writer: asyncio.Task[None] | None = None
+        self._room = threading.Condition()
+        self._written_waiters: list[asyncio.Future[None]] = []
+
+        # Interest, touched only on the I/O loop.
+        self._interest: dict[str, int] = {}  # plain pattern -> local subscriptions
+        self._serving: dict[str, _PlainSub] = {}  # plain pattern -> the NATS sub serving it
+        self._plain: dict[int, _PlainSub] = {}  # sid -> NATS sub of plain interest
+        self._plain_index = SubjectIndex(1024)  # patterns of self._plain, values sids
+        # subject -> the sid whose copy counts, while NATS subscriptions overlap
+        self._canonical: dict[bytes, int] = {}
+        self._handover: _Handover | None = None
+        self._queues: dict[tuple[str, str], tuple[int, Any]] = {}  # -> (refs, nats sub)
+        self._queue_sids: dict[int, str] = {}  # sid -> queue group
+        self._queue_subs_unconfirmed = False
+
+        # JetStream acknowledgements, touched only on the I/O loop.
+        self._ack_sid = -1
+        self._ack_inbox = ""
+        self._next_ack = 0
+        self._awaiting: dict[int, _Unacked] = {}  # publish number -> its message
+        self._msg_id_prefix = ""
+        self._ack_waiters: list[_Waiter] = []
+        self._ack_sweeper: asyncio.Task[None] | None = None
+
+        self._closed = False
+        self._counters = dict.fromkeys(
+            (
+                "published",
+                "received",
+                "duplicates",
+                "handovers",
+                "overfilled",
+                "refused",
+                "publish_errors",
+                "acked",
+                "ack_errors",
+                "ack_timeouts",
+                "errors",
+                "slow_consumers",
+                "disconnects",
+                "reconnects",
+            ),
+            0,
+        )
+
+    # -- the I/O thread ---------------------------------------------------------------
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_forever()
+        finally:
+            self._loop.close()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The I/O thread's event loop."""
+        return self._loop
+
+    def on_io_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Runs ``coro`` on the I/O loop; the future is usable from any thread. Raises
+        :class:`ConnectionError` once the transport is closed."""
+        if not self._thread.is_alive() or self._loop.is_closed():
+            coro.close()
+            raise ConnectionError("the NATS transport is closed")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def run_sync(self, coro: Coroutine[Any, Any, T], timeout: float | None) -> T:
+        """Runs ``coro`` on the I/O loop and waits for it; refused on the I/O thread."""
+        if self.on_io_thread():
+            coro.close()
+            raise RuntimeError(
+                "a blocking NATS call cannot run on the NATS I/O thread (in a sync handler "
+                "of a received message); use the async form from an event loop"
+            )
+        future = self.submit(coro)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise TimeoutError(f"NATS call did not finish within {timeout} s") from None
+
+    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Awaits ``coro`` run on the I/O loop, from any event loop (or that one)."""
+        if self.on_io_thread():
+            return await coro
+        return await asyncio.wrap_future(self.submit(coro))
+
+    @property
+    def connected(self) -> bool:
+        return bool(self._pub.is_connected)
+
+    @property
+    def client(self) -> Client:
+        """The publishing nats-py client (use it on :attr:`loop` only)."""
+        return self._pub
+
+    # -- opening ----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Starts the I/O thread and connects both clients; raises
+        :class:`NatsConnectError` if no server answers within ``connect_timeout``."""
+        self._thread.start()
+        try:
+            await self.run(self._connect_all())
+        except BaseException:
+            await self.run(self._close_clients())
+            await asyncio.to_thread(self._stop_thread)
+            raise
+
+    def open_sync(self) -> None:
+        """:meth:`open` for a thread without a running event loop."""
+        self._thread.start()
+        try:
+            self.run_sync(self._connect_all(), None)
+        except BaseException:
+            self.run_sync(self._close_clients(), None)
+            self._stop_thread()
+            raise
+
+    async def _connect_all(self) -> None:
+        await self._connect(self._pub, no_echo=True, role="pub")
+        await self._connect(self._queue_client, no_echo=False, role="queue")
+        if self.ack_prefix is not None:
+            self._ack_inbox = self._pub.new_inbox()
+            self._msg_id_prefix = self._ack_inbox.rsplit(".", 1)[-1] + "-"
+            sub = await self._pub.subscribe(self._ack_inbox + ".*")
+            self._ack_sid = sub._id
+            self._ack_sweeper = self._loop.create_task(self._sweep_acks())
+
+    async def _connect(self, client: _RoutingClient, *, no_echo: bool, role: str) -> None:
+        last_error: list[BaseException] = []
+
+        async def error_cb(exc: Exception) -> None:
+            last_error[:] = [exc]
+            self._on_error(exc)
+
+        async def disconnected_cb() -> None:
+            if client is self._pub and not self._closed:
+                self._counters["disconnects"] += 1
+                logger.warning("NATS connection (%s) lost", role)
+
+        async def reconnected_cb() -> None:
+            self._counters["reconnects"] += 1
+            logger.info("NATS connection (%s) back on %s", role, client.connected_url)
+            if client is self._pub:
+                await self._resend_unacked()
+                self._schedule_write()
+
+        options: dict[str, Any] = {
+            "servers": self.servers,
+            "name": f"turnout {self.name} {role}".strip(),
+            "no_echo": no_echo,
+            "allow_reconnect": True,
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": self.reconnect_time_wait,
+            "connect_timeout": max(1, int(self.connect_timeout)),
+            "error_cb": error_cb,
+            "disconnected_cb": disconnected_cb,
+            "reconnected_cb": reconnected_cb,
+            **self._options,
+        }
+        try:
+            await asyncio.wait_for(client.connect(**options), self.connect_timeout)
+        except (asyncio.TimeoutError, OSError, Exception) as exc:
+            reason = last_error[0] if last_error else exc
+            raise NatsConnectError(
+                f"cannot connect to NATS at {', '.join(self.servers)} within "
+                f"{self.connect_timeout} s: {reason!r}"
+            ) from exc
+
+    def _on_error(self, exc: Exception) -> None:
+        if isinstance(exc, SlowConsumerError):
+            self._counters["slow_consumers"] += 1
+        else:
+            self._counters["errors"] += 1
+        logger.warning("NATS error: %r", exc)
+
+    # -- the Transport protocol -------------------------------------------------------
+
+    def attach(self, receive: Receive) -> None:
+        self._receive = receive
+
+    def publish(self, subject: str, event: Event | None, data: bytes | None) -> None:
+        if data is None:
+            assert event is not None
+            data = event.to_json()
+        self._enqueue((_PUBLISH, subject, data))
+
+    def add_interest(self, pattern: str, queue: str | None) -> None:
+        self._enqueue((_ADD, pattern, queue))
+
+    def remove_interest(self, pattern: str, queue: str | None) -> None:
+        self._enqueue((_REMOVE, pattern, queue))
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        if self._closed or not self._thread.is_alive():
+            return
+        if self.on_io_thread():
+            raise RuntimeError("the NATS transport cannot be closed from its I/O thread")
+        try:
+            self.submit(self._shutdown(timeout)).result(None if timeout is None else timeout * 2)
+        finally:
+            self._stop_thread()
+
+    async def aclose(self, timeout: float | None = 10.0) -> None:
+        if self._closed or not self._thread.is_alive():
+            return
+        try:
+            await self.run(self._shutdown(timeout))
+        finally:
+            if not self.on_io_thread():
+                await asyncio.to_thread(self._stop_thread)
+
+    def _stop_thread(self) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+
+    async def _shutdown(self, timeout: float | None) -> None:
+        """Writes what is queued, waits for its acks (up to ``timeout``), closes."""
+        try:
+            await asyncio.wait_for(self.barrier(), timeout)
+        except asyncio.TimeoutError:
+            logger.error(
+                "closing NATS with %d messages unwritten and %d unacknowledged",
+                len(self._outbound),
+                len(self._awaiting),
+            )
+        finally:
+            self._closed = True
+            with self._room:
+                self._room.notify_all()
+            await self._close_clients()
+
+    async def _close_clients(self) -> None:
+        if self._ack_sweeper is not None:
+            self._ack_sweeper.cancel()
+        for client in (self._pub, self._queue_client):
+            if client.is_connected or client.is_reconnecting or client.is_connecting:
+                try:
+                    await client.close()
+                except Exception as exc:  # closing must go on with the other client
+                    logger.warning("closing a NATS client failed: %r", exc)
+        # What a failed close left behind (nats-py's subscription tasks) ends with the loop.
+        current = asyncio.current_task()
+        leftovers = [task for task in asyncio.all_tasks() if task is not current]
+        for task in leftovers:
+            task.cancel()
+        await asyncio.gather(*leftovers, return_exceptions=True)
+
+    # -- outbound ---------------------------------------------------------------------
+
+    def _enqueue(self, op: tuple[Any, ...]) -> None:
+        if self._closed:
+            raise ConnectionError("the NATS transport is closed")
+        outbound = self._outbound
+        if len(outbound) >= self.max_outbound:
+            if self.on_io_thread() or _has_running_loop():
+                self._counters["overfilled"] += 1
+            else:
+                self._wait_for_room()
+        outbound.append(op)
+        if not self._write_scheduled:
+            self._write_scheduled = True
+            self._loop.call_soon_threadsafe(self._schedule_write)
+
+    def _wait_for_room(self) -> None:
+        deadline = time.monotonic() + self.max_block
+        with self._room:
+            while len(self._outbound) >= self.max_outbound and not self._closed:
+                if time.monotonic() >= deadline:
+                    self._counters["refused"] += 1
+                    raise ConnectionError(
+                        f"NATS outbound queue full ({self.max_outbound}) for {self.max_block} s"
+                    )
+                self._room.wait(_ROOM_CHECK_SECONDS)
+
+    def _schedule_write(self) -> None:
+        """On the I/O loop: makes sure one writer task runs."""
+        if self._writer is None or self._writer.done():
+            self._writer = self._loop.create_task(self._write())
+
+    async def _write(self) -> None:
+        """Writes the outbound queue in order while connected."""
+        outbound = self._outbound
+        pub = self._pub
+        while True:
+            written = 0
+            while outbound and pub.is_connected:
+                op = outbound.popleft()
+                try:
+                    if op[0] == _PUBLISH:
+                        if self._queue_subs_unconfirmed:
+                            # The server must know a new queue subscription before it
+                            # routes this bus's next publish, as it is on the other client.
+                            self._queue_subs_unconfirmed = False
+                            await self._queue_client.flush()
+                        await self._send(op[1], op[2])
+                    elif op[0] == _ADD and op[2] is None:
+                        # Subscriptions come in bursts: a moment's wait lets the whole
+                        # burst be laid out together.
+                        await asyncio.sleep(_SUBSCRIBE_COALESCE_SECONDS)
+                        await self._add_plain(self._plain_batch(op[1]))
+                    elif op[0] == _ADD:
+                        await self._add(op[1], op[2])
+                    else:
+                        await self._remove(op[1], op[2])
+                except Exception as exc:
+                    self._counters["publish_errors"] += 1
+                    logger.error("NATS operation %r on %s failed: %r", op[0], op[1], exc)
+                written += 1
+                if written % _WRITE_BATCH == 0:
+                    self._made_room()
+                    await asyncio.sleep(0)  # let the read loop run
+            self._made_room()
+            self._write_scheduled = False
+            if outbound and pub.is_connected:
+                self._write_scheduled = True
+                continue
+            if not outbound:
+                waiters, self._written_waiters = self._written_waiters, []
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+            return
+
+    def _made_room(self) -> None:
+        if len(self._outbound) < self.max_outbound:
+            with self._room:
+                self._room.notify_all()
+
+    async def _send(self, subject: str, data: bytes) -> None:
+        ack_prefix = self.ack_prefix
+        if ack_prefix is not None and subject.startswith(ack_prefix):
+            number = self._next_ack
+            self._next_ack = number + 1
+            now = time.monotonic()
+            unacked = _Unacked(subject, data, now + self.ack_wait, now + self._give_up_after)
+            self._awaiting[number] = unacked
+            await self._publish_persisted(number, unacked)
+        else:
+            await self._pub.publish(subject, data)
+        self._counters["published"] += 1
+
+    async def _publish_persisted(self, number: int, unacked: _Unacked) -> None:
+        # The message id makes JetStream store a message sent again only once.
+        await self._pub.publish(
+            unacked.subject,
+            unacked.data,
+            reply=f"{self._ack_inbox}.{number}",
+            headers={"Nats-Msg-Id": f"{self._msg_id_prefix}{number}"},
+        )
+
+    # -- interest (on the I/O loop) ---------------------------------------------------
+
+    async def _add(self, pattern: str, queue: str) -> None:
+        key = (pattern, queue)
+        entry = self._queues.get(key)
+        if entry is None:
+            sub = await self._queue_client.subscribe(pattern, queue=queue)
+            self._queue_sids[sub._id] = queue
+            self._queue_subs_unconfirmed = True
+            self._queues[key] = (1, sub)
+        else:
+            self._queues[key] = (entry[0] + 1, entry[1])
+
+    def _plain_batch(self, first: str) -> list[str]:
+        """``first`` and the plain interest additions queued right behind it: added
+        together, a broad pattern among them serves the narrower ones from the start."""
+        batch = [first]
+        outbound = self._outbound
+        while outbound and outbound[0][0] == _ADD and outbound[0][2] is None:
+            batch.append(outbound.popleft()[1])
+        return batch
+
+    async def _add_plain(self, patterns: list[str]) -> None:
+        fresh: list[str] = []
+        for pattern in patterns:
+            refs = self._interest.get(pattern, 0)
+            self._interest[pattern] = refs + 1
+            if not refs:
+                fresh.append(pattern)
+        # The patterns that get a NATS subscription of their own: those no existing one
+        # covers and no other fresh one covers (equal patterns were counted once above).
+        roots = [
+            p
+            for p in fresh
+            if not any(is_subset(p, s.pattern) for s in self._plain.values())
+            and not any(q != p and is_subset(p, q) for q in fresh)
+        ]
+        handed_over = False
+        for pattern in roots:
+            replaced = self._replaceable(pattern)
+            if replaced:
+                self._handover = _Handover(frozenset(sub.sid for sub in replaced))
+            nats_sub = await self._pub.subscribe(pattern)
+            serving = _PlainSub(pattern, nats_sub._id, nats_sub)
+            serving.index_handle = self._plain_index.insert(pattern, serving.sid)
+            self._canonical.clear()
+            self._plain[serving.sid] = serving
+            if replaced:
+                await self._hand_over(replaced, serving)
+                handed_over = True
+        for pattern in fresh:
+            serving = next(s for s in self._plain.values() if is_subset(pattern, s.pattern))
+            serving.served.add(pattern)
+            self._serving[pattern] = serving
+        if handed_over:
+            await self._retire_idle()
+
+    def _replaceable(self, pattern: str) -> list[_PlainSub]:
+        """The NATS subscriptions a new one on ``pattern`` can take over: inside it, and
+        overlapped by no newer subscription that stays (whose copies count otherwise)."""
+        chosen = {sub.sid: sub for sub in self._plain.values() if is_subset(sub.pattern, pattern)}
+        changed = True
+        while changed:
+            changed = False
+            for sid, sub in list(chosen.items()):
+                staying = (s for s in self._plain.values() if s.sid > sid and s.sid not in chosen)
+                if any(subjects_collide(sub.pattern, s.pattern) for s in staying):
+                    del chosen[sid]
+                    changed = True
+        return sorted(chosen.values(), key=lambda sub: sub.sid)
+
+    async def _hand_over(self, replaced: list[_PlainSub], serving: _PlainSub) -> None:
+        """Moves what ``replaced`` serve to the new ``serving`` subscription without a
+        message lost or doubled (see the module docstring)."""
+        handover = self._handover
+        assert handover is not None
+        handover.new = serving.sid
+        for old in replaced:
+            for pattern in old.served:
+                self._serving[pattern] = serving
+            serving.served |= old.served
+            old.served.clear()
+        try:
+            # Both deliver for a while (one round trip), which the pairing is for; the
+            # old ones go only once the server surely has the new one.
+            await self._pub.flush()
+        except Exception as exc:  # the connection went: nats-py resubscribes the new one
+            self._on_error(exc)
+        try:
+            for old in replaced:
+                await old.nats_sub.unsubscribe()
+            # After this PONG the server has the new subscription and none of the old:
+            # no copy on an old one can follow.
+            await self._pub.flush()
+        except Exception as exc:
+            self._on_error(exc)
+        finally:
+            for old in replaced:
+                del self._plain[old.sid]
+                self._plain_index.remove(old.index_handle)
+            self._handover = None
+            self._canonical.clear()
+            self._counters["handovers"] += len(replaced)
+
+    async def _remove(self, pattern: str, queue: str | None) -> None:
+        if queue is not None:
+            key = (pattern, queue)
+            entry = self._queues.get(key)
+            if entry is None:
+                return
+            if entry[0] > 1:
+                self._queues[key] = (entry[0] - 1, entry[1])
+                return
+            del self._queues[key]
+            self._queue_sids.pop(entry[1]._id, None)
+            await entry[1].unsubscribe()
+            return
+        refs = self._interest.get(pattern, 0)
+        if refs > 1:
+            self._interest[pattern] = refs - 1
+            return
+        if not refs:
+            return
+        del self._interest[pattern]
+        serving = self._serving.pop(pattern, None)
+        if serving is not None:  # None: its NATS subscription failed (logged then)
+            serving.served.discard(pattern)
+        await self._retire_idle()
+
+    async def _retire_idle(self) -> None:
+        """Unsubscribes NATS subscriptions that serve nothing, newest first, as long as
+        no newer subscription overlaps them (see the module docstring)."""
+        for sub in sorted(self._plain.values(), key=lambda s: s.sid, reverse=True):
+            if sub.served:
+                continue
+            newer = (s for s in self._plain.values() if s.sid > sub.sid)
+            if any(subjects_collide(sub.pattern, s.pattern) for s in newer):
+                continue
+            del self._plain[sub.sid]
+            self._plain_index.remove(sub.index_handle)
+            self._canonical.clear()
+            await sub.nats_sub.unsubscribe()
+
+    # -- inbound (on the I/O loop, called by the parser) ------------------------------
+
+    def _route_plain(self, sid: int, subject: bytes, data: bytes) -> bool:
+        plain = self._plain
+        if sid not in plain:
+            if sid == self._ack_sid:
+                self._on_ack(subject, data)
+                return True
+            return False
+        if len(plain) > 1:
+            canonical = self._canonical.get(subject)
+            if canonical is None:
+                canonical = min(self._plain_index.match(subject.decode()).plain, default=sid)
+                if len(self._canonical) >= _CANONICAL_CACHE_LIMIT:
+                    self._canonical.clear()
+                self._canonical[subject] = canonical
+            handover = self._handover
+            if handover is not None and canonical in handover.old:
+                if not handover.first_copy(sid, canonical, subject, data):
+                    self._counters["duplicates"] += 1
+                    return True
+            elif canonical != sid:
+                self._counters["duplicates"] += 1
+                return True
+        text = subject.decode()
+        self._counters["received"] += 1
+        receive = self._receive
+        if receive is not None:
+            receive(text, None, data, None)
+        return True
+
+    def _route_queue(self, sid: int, subject: bytes, data: bytes) -> bool:
+        group = self._queue_sids.get(sid)
+        if group is None:
+            return False
+        self._counters["received"] += 1
+        receive = self._receive
+        if receive is not None:
+            receive(subject.decode(), None, data, group)
+        return True
+
+    # -- acknowledgements (on the I/O loop) -------------------------------------------
+
+    def _on_ack(self, subject: bytes, data: bytes) -> None:
+        try:
+            number = int(subject.rsplit(b".", 1)[1])
+        except (IndexError, ValueError):
+            return
+        unacked = self._awaiting.get(number)
+        if unacked is None:
+            return  # a second ack of a message sent again, or one given up on
+        try:
+            reply = orjson.loads(data) if data else None
+        except orjson.JSONDecodeError:
+            reply = None
+        error = reply.get("error") if isinstance(reply, dict) else None
+        if isinstance(reply, dict) and error is None and "seq" in reply:
+            del self._awaiting[number]
+            self._counters["acked"] += 1
+        elif isinstance(error, dict) and error.get("err_code") == _DUPLICATE_IN_PROCESS:
+            return  # a copy sent again while the first is being stored: its ack follows
+        elif error is not None:
+            del self._awaiting[number]  # refused for good (no such stream, too large...)
+            self._counters["ack_errors"] += 1
+            logger.error("JetStream refused a publish on %s: %r", unacked.subject, error)
+        else:
+            # No JSON: a "no responders" status while the stream has no leader (a
+            # cluster electing one). Sent again by the sweeper shortly.
+            unacked.due = time.monotonic() + _RETRY_SECONDS
+            return
+        self._wake_ack_waiters()
+
+    async def _resend_unacked(self) -> None:
+        """After a reconnect: what was not acknowledged may have died with the old
+        connection, so it is sent again (JetStream drops the copies it already has)."""
+        now = time.monotonic()
+        for number, unacked in sorted(self._awaiting.items()):
+            unacked.due = now + self.ack_wait
+            unacked.give_up_at = now + self._give_up_after
+            try:
+                await self._publish_persisted(number, unacked)
+            except Exception as exc:
+                logger.warning("sending an unacknowledged publish again failed: %r", exc)
+                return  # disconnected again: the next reconnect tries again
+
+    async def _sweep_acks(self) -> None:
+        while True:
+            await asyncio.sleep(min(_RETRY_SECONDS, self.ack_wait / 4))
+            if not self._awaiting or not self._pub.is_connected:
+                continue
+            now = time.monotonic()
+            late = [(n, u) for n, u in self._awaiting.items() if u.due <= now]
+            given_up = 0
+            for number, unacked in late:
+                if unacked.give_up_at <= now:
+                    del self._awaiting[number]
+                    given_up += 1
+                    continue
+                unacked.due = now + self.ack_wait
+                try:
+                    await self._publish_persisted(number, unacked)
+                except Exception as exc:
+                    logger.warning("sending an unacknowledged publish again failed: %r", exc)
+                    break
+            if given_up:
+                self._counters["ack_timeouts"] += given_up
+                logger.error(
+                    "%d JetStream publishes were not acknowledged within %.1f s",
+                    given_up,
+                    self._give_up_after,
+                )
+                self._wake_ack_waiters()
+
+    def _wake_ack_waiters(self) -> None:
+        if not self._ack_waiters:
+            return
+        oldest = min(self._awaiting, default=self._next_ack)
+        still = []
+        for waiter in self._ack_waiters:
+            if waiter.upto <= oldest:
+                if not waiter.future.done():
+                    waiter.future.set_result(None)
+            else:
+                still.append(waiter)
+        self._ack_waiters = still
+
+    # -- flushing ---------------------------------------------------------------------
+
+    async def barrier(self) -> None:
+        """On the I/O loop: everything queued before is written and acknowledged (or
+        given up on), and NATS has routed it (both clients got a PONG after it)."""
+        if self._outbound or (self._writer is not None and not self._writer.done()):
+            written: asyncio.Future[None] = self._loop.create_future()
+            self._written_waiters.append(written)
+            self._schedule_write()
+            await written
+        upto = self._next_ack
+        if any(number < upto for number in self._awaiting):
+            acked: asyncio.Future[None] = self._loop.create_future()
+            self._ack_waiters.append(_Waiter(upto, acked))
+            await acked
+        for client in (self._pub, self._queue_client):
+            if client.is_connected:
+                await client.flush()
+
+    async def flush(self, timeout: float | None = 10.0) -> None:
+        """Waits until everything handed over before is written to NATS, acknowledged
+        by JetStream when persisted (or counted as refused or timed out), and routed
+        back to this bus where NATS routes it (queue groups)."""
+        await self.run(asyncio.wait_for(self.barrier(), timeout))
+
+    def flush_sync(self, timeout: float | None = 10.0) -> None:
+        """:meth:`flush` from a thread; refused on the I/O thread."""
+        self.run_sync(asyncio.wait_for(self.barrier(), timeout), None)
+
+    # -- observing --------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: ``published`` (written to NATS), ``received`` (passed to the bus),
+        ``duplicates`` (overlap copies dropped), ``handovers`` (NATS subscriptions taken
+        over by broader ones), ``outbound`` (queued, not yet written),
+        ``overfilled``, ``refused`` (no room within ``max_block``), ``publish_errors``;
+        JetStream ``acked``, ``ack_errors``, ``ack_timeouts``, ``awaiting_ack``; nats-py
+        ``errors``, ``slow_consumers``;
+        ``disconnects``, ``reconnects``, ``connected``; ``nats_subscriptions`` (plain
+        and queue) and the ``interest`` they serve."""
+        return {
+            **self._counters,
+            "outbound": len(self._outbound),
+            "awaiting_ack": len(self._awaiting),
+            "connected": self._pub.is_connected,
+            "connected_url": _url_text(self._pub),
+            "nats_subscriptions": len(self._plain) + len(self._queues),
+            "interest": len(self._interest) + len(self._queues),
+        }
+
+
+def _url_text(client: Client) -> str:
+    url = client.connected_url
+    return "" if url is None else f"{url.scheme}://{url.netloc}"
+
+
+def _has_running_loop() -> bool:
+    return asyncio._get_running_loop() is not None
