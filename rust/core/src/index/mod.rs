@@ -453,4 +453,50 @@ mod tests {
         assert_eq!(held.len(), 101);
         assert_eq!(idx.matches("a.b").len(), 102);
     }
+
+    #[test]
+    fn readers_see_whole_snapshots_while_a_writer_changes_the_lists() {
+        // No GIL here: readers clone and drop the lists' holders while the writer
+        // changes them in place or copies them, on every interleaving the threads find.
+        for cache_size in [0, 64] {
+            let idx = Arc::new(SubjectIndex::new(cache_size));
+            let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let started = Arc::new(std::sync::Barrier::new(4));
+            let readers: Vec<_> = (0..3)
+                .map(|_| {
+                    let (idx, done, started) = (idx.clone(), done.clone(), started.clone());
+                    std::thread::spawn(move || {
+                        started.wait();
+                        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                            for m in idx.matches_many(["f.o", "f.o"]) {
+                                let plain: Vec<u32> = m.plain().copied().collect();
+                                let queued: Vec<u32> =
+                                    m.queues().flat_map(|(_, v)| v.copied()).collect();
+                                assert!(plain.windows(2).all(|w| w[0] < w[1]), "{plain:?}");
+                                assert!(queued.windows(2).all(|w| w[0] < w[1]));
+                                assert_eq!(m.len(), plain.len() + queued.len());
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let mut live = std::collections::VecDeque::new();
+            started.wait();
+            for value in 0..20_000u32 {
+                let queue = (value % 3 == 0).then_some("g");
+                live.push_back(idx.insert("f.o", queue, value).unwrap());
+                if live.len() > 200 {
+                    // Oldest first, and now and then one from the middle.
+                    let at = if value % 7 == 0 { live.len() / 2 } else { 0 };
+                    let handle = live.remove(at).unwrap();
+                    assert!(idx.remove(handle).is_some());
+                }
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            for reader in readers {
+                reader.join().unwrap();
+            }
+            assert_eq!(idx.matches("f.o").len(), 200);
+        }
+    }
 }
