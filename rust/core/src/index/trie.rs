@@ -71,31 +71,31 @@ impl<V> Node<V> {
         self.entries == 0 && self.literals.is_empty() && self.star == NONE && self.full == NONE
     }
 
-    /// The list an entry in queue group `queue` (or in none) belongs to.
-    fn list_mut(&mut self, queue: Option<&str>) -> &mut Option<ValueList<V>> {
-        match queue {
-            None => &mut self.plain,
-            Some(name) => {
-                &mut self
-                    .queues
-                    .as_mut()
-                    .and_then(|groups| groups.iter_mut().find(|g| &*g.name == name))
-                    .expect("an entry's queue group exists")
-                    .members
-            }
+    /// The list of the entries in this node's queue group number `group` (`NONE`: the
+    /// plain entries).
+    fn list_mut(&mut self, group: u32) -> &mut Option<ValueList<V>> {
+        if group == NONE {
+            return &mut self.plain;
         }
+        &mut self
+            .queues
+            .as_mut()
+            .and_then(|groups| groups.get_mut(group as usize))
+            .expect("an entry's queue group exists")
+            .members
     }
 }
 
-/// Where an entry lives: its node, its position in the node's (or its group's) value
-/// list, and its queue group. The value itself is in the list.
+/// Where an entry lives: its node, its queue group there, and its position in the
+/// node's (or the group's) value list, which holds the value. 16 bytes an entry.
 #[derive(Debug)]
 struct Slot {
     generation: u32,
     /// `NONE` while the slot is free.
     node: u32,
+    /// The index of its queue group in the node's groups; `NONE` for a plain entry.
+    group: u32,
     pos: u32,
-    queue: Option<Arc<str>>,
 }
 
 /// The trie and its entries. Not synchronised: `SubjectIndex` wraps it in a lock.
@@ -170,23 +170,21 @@ impl<V: Clone> Trie<V> {
             self.slots.push(Slot {
                 generation: 1,
                 node: NONE,
+                group: NONE,
                 pos: 0,
-                queue: None,
             });
             (self.slots.len() - 1) as u32
         });
-        let queue = queue.map(|name| self.group_or_new(node, name));
+        let group = queue.map_or(NONE, |name| self.group_or_new(node, name));
         let slots = &mut self.slots;
         let target = &mut self.nodes[node as usize];
-        let (pos, retired) = ValueList::push(
-            target.list_mut(queue.as_deref()),
-            slot,
-            value,
-            &mut |id, pos| slots[id as usize].pos = pos,
-        );
+        let (pos, retired) =
+            ValueList::push(target.list_mut(group), slot, value, &mut |id, pos| {
+                slots[id as usize].pos = pos
+            });
         target.entries += 1;
         let s = &mut slots[slot as usize];
-        (s.node, s.pos, s.queue) = (node, pos, queue);
+        (s.node, s.group, s.pos) = (node, group, pos);
         self.entries += 1;
         self.inserts += 1;
         ((u64::from(s.generation) << 32) | u64::from(slot), retired)
@@ -199,7 +197,7 @@ impl<V: Clone> Trie<V> {
     pub fn remove(&mut self, handle: Handle) -> Option<(V, Option<ValueList<V>>)> {
         let (slot, _) = self.slot(handle)?;
         let s = &mut self.slots[slot];
-        let (node_id, pos, queue) = (s.node, s.pos, s.queue.take());
+        let (node_id, group, pos) = (s.node, s.group, s.pos);
         s.node = NONE;
         // Wrapping is harmless: a stale handle would need 2^32 reuses of one slot.
         s.generation = s.generation.wrapping_add(1);
@@ -208,13 +206,11 @@ impl<V: Clone> Trie<V> {
         let slots = &mut self.slots;
         let node = &mut self.nodes[node_id as usize];
         node.entries -= 1;
-        let list = node.list_mut(queue.as_deref());
+        let list = node.list_mut(group);
         let (value, retired) =
             ValueList::remove(list, pos, &mut |id, pos| slots[id as usize].pos = pos);
-        if list.is_none() {
-            if let Some(name) = &queue {
-                drop_group(node, name);
-            }
+        if group != NONE && list.is_none() {
+            drop_group(node, group, slots);
         }
         self.entries -= 1;
         self.removes += 1;
@@ -303,18 +299,18 @@ impl<V> Trie<V> {
         }
     }
 
-    fn group_or_new(&mut self, node: u32, name: &str) -> Arc<str> {
+    /// The index of `node`'s queue group `name`, made if new.
+    fn group_or_new(&mut self, node: u32, name: &str) -> u32 {
         let n = &mut self.nodes[node as usize];
         let groups = n.queues.get_or_insert_with(Box::default);
-        if let Some(g) = groups.iter().find(|g| &*g.name == name) {
-            return g.name.clone();
+        if let Some(at) = groups.iter().position(|g| &*g.name == name) {
+            return at as u32;
         }
-        let name: Arc<str> = Arc::from(name);
         groups.push(QueueGroup {
-            name: name.clone(),
+            name: Arc::from(name),
             members: None,
         });
-        name
+        (groups.len() - 1) as u32
     }
 
     fn literal_child(&self, node: &Node<V>, token: &str) -> Option<u32> {
@@ -417,16 +413,16 @@ impl<V> Trie<V> {
     }
 }
 
-/// Drops the emptied queue group `name` from `node`.
-fn drop_group<V>(node: &mut Node<V>, name: &str) {
-    let Some(groups) = node.queues.as_mut() else {
-        return;
-    };
-    if let Some(at) = groups
-        .iter()
-        .position(|g| &*g.name == name && g.members.is_none())
-    {
-        groups.swap_remove(at);
+/// Drops `node`'s emptied queue group number `at`. The last group takes its place, and
+/// its members' slots learn their group's new index.
+fn drop_group<V>(node: &mut Node<V>, at: u32, slots: &mut [Slot]) {
+    let groups = node.queues.as_mut().expect("an entry's queue group exists");
+    groups.swap_remove(at as usize);
+    if let Some(moved) = groups.get(at as usize) {
+        let members = moved.members.as_ref().expect("a group has members");
+        for id in members.entry_ids() {
+            slots[id as usize].group = at;
+        }
     }
     if groups.is_empty() {
         node.queues = None;
@@ -590,6 +586,31 @@ mod tests {
         assert_eq!(take(&mut t, h), Some(4));
         drop(before);
         assert_eq!(plain(&t, "s"), [0, 2, 3]);
+    }
+
+    #[test]
+    fn handles_follow_a_queue_group_that_takes_an_emptied_ones_place() {
+        let mut t = Trie::default();
+        let a = insert(&mut t, "q", Some("a"), 1);
+        let b: Vec<_> = (2..5).map(|v| insert(&mut t, "q", Some("b"), v)).collect();
+        let c: Vec<_> = (5..7).map(|v| insert(&mut t, "q", Some("c"), v)).collect();
+        // Emptying "a" moves "c", the last group, into its place.
+        assert_eq!(take(&mut t, a), Some(1));
+        assert_eq!(take(&mut t, c[1]), Some(6));
+        assert_eq!(take(&mut t, b[0]), Some(2));
+        let mut groups: Vec<(String, Vec<u32>)> = t
+            .collect("q")
+            .queues()
+            .map(|(n, v)| (n.to_string(), v.copied().collect()))
+            .collect();
+        groups.sort();
+        assert_eq!(
+            groups,
+            vec![("b".to_string(), vec![3, 4]), ("c".to_string(), vec![5])]
+        );
+        assert_eq!(take(&mut t, c[0]), Some(5));
+        assert_eq!((take(&mut t, b[2]), take(&mut t, b[1])), (Some(4), Some(3)));
+        assert_eq!(t.node_count(), 1);
     }
 
     #[test]
