@@ -6,8 +6,9 @@ appends it to the history store and hands it to the transport (if anything leave
 bus), then looks up the subject's route: the index's match (its values are this bus's
 subscriptions), cached per subject until the subscriptions change. Sync handlers are
 called right there; async handlers and streams get it through their bounded mailbox
-(``turnout._mailbox``); each queue group gets it once, its members taking turns. JSON is written at most once per event, and only when something
-needs bytes: a history file, a raw subscriber, a transport that sends bytes.
+(``turnout._mailbox``); each queue group gets it once, its members taking turns. JSON is
+written at most once per event, and only when something needs bytes: a history file, a
+raw subscriber, a transport that sends bytes.
 
 Ordering and threads. Publishing is serialised by one dispatch lock, which defines the
 publish order: every subscription, and the history, see events in that order. A thread
