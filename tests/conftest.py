@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 
 import pytest
+from bus_factories import EmbeddedBuses, NatsBuses
 from hypothesis import settings
 
 import turnout
 import turnout.reference
+from turnout.nats_server import NatsServer, running_server
 
 # "ci" keeps the whole suite to about a minute; "long" is for a soak before a release:
 #     TURNOUT_HYPOTHESIS_PROFILE=long pytest tests/test_conformance.py
@@ -24,3 +28,31 @@ IMPLEMENTATIONS = {"rust": turnout, "reference": turnout.reference}
 def impl(request: pytest.FixtureRequest) -> ModuleType:
     """The module under test: ``turnout`` (the Rust core) or ``turnout.reference``."""
     return IMPLEMENTATIONS[request.param]
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """One nats-server with JetStream on a free loopback port, shared by the session."""
+    with running_server(tmp_path_factory.mktemp("nats")) as server:
+        yield server
+
+
+@pytest.fixture
+def own_nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    """A nats-server of this test alone (to kill, restart or configure), killed after."""
+    with running_server(tmp_path / "nats") as server:
+        yield server
+
+
+@pytest.fixture(params=["embedded", "nats"])
+def make_bus(request: pytest.FixtureRequest) -> Iterator[EmbeddedBuses | NatsBuses]:
+    """Makes buses like ``Bus(...)``: embedded, or on NATS with JetStream history."""
+    buses: EmbeddedBuses | NatsBuses
+    if request.param == "nats":
+        buses = NatsBuses(request.getfixturevalue("nats_server"))
+    else:
+        buses = EmbeddedBuses()
+    try:
+        yield buses
+    finally:
+        buses.close_all()

@@ -11,12 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bus_factories import EmbeddedBuses, NatsBuses
 
 from turnout import InvalidSubjectError
 from turnout.bus import Bus, BusClosedError, Message, Stream
 from turnout.events import Event, tool_crashed, tool_installed, tool_started
 from turnout.history import FileHistory, MemoryHistory
 from turnout.transport.local import LocalNetwork, LocalTransport
+
+Buses = EmbeddedBuses | NatsBuses
 
 OLD = datetime(2001, 1, 1, tzinfo=timezone.utc)
 
@@ -46,8 +49,8 @@ async def take(stream: Stream[Any], count: int) -> list[Any]:
 # -- emit -----------------------------------------------------------------------------
 
 
-def test_emit_stamps_a_copy_and_fills_the_node() -> None:
-    with Bus("n1") as bus:
+def test_emit_stamps_a_copy_and_fills_the_node(make_bus: Buses) -> None:
+    with make_bus("n1") as bus:
         got: list[Event] = []
         bus.subscribe("events.>", got.append)
         original = Event("tool.started", "", OLD, {"tool": "x"})
@@ -65,8 +68,8 @@ def test_emit_stamps_a_copy_and_fills_the_node() -> None:
 
 
 @pytest.mark.parametrize("kind", ["", "a..b", "a b", "tool.*", ">", "tool.>", "a.", "\t"])
-def test_emit_rejects_types_that_are_no_literal_subject(kind: str) -> None:
-    with Bus() as bus:
+def test_emit_rejects_types_that_are_no_literal_subject(make_bus: Buses, kind: str) -> None:
+    with make_bus() as bus:
         got: list[Event] = []
         bus.subscribe(">", got.append)
         with pytest.raises(InvalidSubjectError):
@@ -76,8 +79,8 @@ def test_emit_rejects_types_that_are_no_literal_subject(kind: str) -> None:
         assert bus.history(">") == []
 
 
-def test_subscribe_type_and_patterns() -> None:
-    with Bus("n") as bus:
+def test_subscribe_type_and_patterns(make_bus: Buses) -> None:
+    with make_bus("n") as bus:
         crashed: list[Event] = []
         tools: list[Event] = []
         everything: list[Event] = []
@@ -94,8 +97,8 @@ def test_subscribe_type_and_patterns() -> None:
     assert [e.type for e in everything][-2:] == ["node.joined", "user.training.complete"]
 
 
-def test_invalid_pattern_or_queue_rejected() -> None:
-    with Bus() as bus:
+def test_invalid_pattern_or_queue_rejected(make_bus: Buses) -> None:
+    with make_bus() as bus:
         with pytest.raises(InvalidSubjectError):
             bus.subscribe("events..x", print)
         with pytest.raises(ValueError):
@@ -108,8 +111,8 @@ def test_invalid_pattern_or_queue_rejected() -> None:
 # -- delivery --------------------------------------------------------------------------
 
 
-def test_each_sync_subscription_sees_publish_order() -> None:
-    with Bus() as bus:
+def test_each_sync_subscription_sees_publish_order(make_bus: Buses) -> None:
+    with make_bus() as bus:
         first: list[Event] = []
         second: list[Event] = []
         bus.subscribe("events.>", first.append)
@@ -119,8 +122,8 @@ def test_each_sync_subscription_sees_publish_order() -> None:
     assert numbers(first) == numbers(second) == list(range(500))
 
 
-def test_publish_from_a_handler_is_delivered_after_the_current_event() -> None:
-    with Bus() as bus:
+def test_publish_from_a_handler_is_delivered_after_the_current_event(make_bus: Buses) -> None:
+    with make_bus() as bus:
         seen: list[str] = []
 
         def chain(event: Event) -> None:
@@ -135,9 +138,10 @@ def test_publish_from_a_handler_is_delivered_after_the_current_event() -> None:
 
 
 def test_raising_handler_is_isolated_logged_and_counted(
+    make_bus: Buses,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with Bus() as bus:
+    with make_bus() as bus:
         got: list[Event] = []
 
         def broken(event: Event) -> None:
@@ -156,8 +160,8 @@ def test_raising_handler_is_isolated_logged_and_counted(
     assert "handler bug" in str(failures[0].exc_info[1])
 
 
-def test_queue_groups_deliver_once_per_group_taking_turns() -> None:
-    with Bus() as bus:
+def test_queue_groups_deliver_once_per_group_taking_turns(make_bus: Buses) -> None:
+    with make_bus() as bus:
         got: dict[str, list[int]] = {name: [] for name in ("a1", "a2", "a3", "b1", "b2", "p")}
 
         def keep(name: str) -> Any:
@@ -170,14 +174,15 @@ def test_queue_groups_deliver_once_per_group_taking_turns() -> None:
         bus.subscribe("events.>", keep("p"))
         for i in range(30):
             bus.emit(numbered(i))
+        make_bus.settle(bus)
     assert sorted(got["a1"] + got["a2"] + got["a3"]) == list(range(30))
     assert [len(got[name]) for name in ("a1", "a2", "a3")] == [10, 10, 10]
     assert sorted(got["b1"] + got["b2"]) == list(range(30))
     assert got["p"] == list(range(30))
 
 
-def test_unsubscribe_is_idempotent_and_a_context_manager() -> None:
-    with Bus() as bus:
+def test_unsubscribe_is_idempotent_and_a_context_manager(make_bus: Buses) -> None:
+    with make_bus() as bus:
         got: list[Event] = []
         sub = bus.subscribe("events.>", got.append)
         bus.emit(numbered(0))
@@ -192,9 +197,9 @@ def test_unsubscribe_is_idempotent_and_a_context_manager() -> None:
     assert numbers(got) == [0, 2]
 
 
-def test_threads_emitting_concurrently_lose_nothing() -> None:
+def test_threads_emitting_concurrently_lose_nothing(make_bus: Buses) -> None:
     threads, each = 4, 2000
-    with Bus(history=MemoryHistory(max_msgs=0)) as bus:
+    with make_bus(history=MemoryHistory(max_msgs=0)) as bus:
         got: list[Event] = []
         bus.subscribe("events.>", got.append)
         start = threading.Barrier(threads)
@@ -221,8 +226,8 @@ def test_threads_emitting_concurrently_lose_nothing() -> None:
 # -- raw messages ----------------------------------------------------------------------
 
 
-def test_raw_publish_and_subscribe() -> None:
-    with Bus("n") as bus:
+def test_raw_publish_and_subscribe(make_bus: Buses) -> None:
+    with make_bus("n") as bus:
         raw: list[Message] = []
         events: list[Event] = []
         bus.subscribe("events.>", raw.append, raw=True)
@@ -244,8 +249,8 @@ def test_raw_publish_and_subscribe() -> None:
     assert orders == [Message("orders.eu", b"\x00binary")]
 
 
-def test_raw_publish_needs_a_literal_subject_and_bytes() -> None:
-    with Bus() as bus:
+def test_raw_publish_needs_a_literal_subject_and_bytes(make_bus: Buses) -> None:
+    with make_bus() as bus:
         for subject in ("orders.*", "orders.>", "", "a..b", "a b"):
             with pytest.raises(InvalidSubjectError):
                 bus.publish(subject, b"{}")
@@ -253,8 +258,8 @@ def test_raw_publish_needs_a_literal_subject_and_bytes() -> None:
             bus.publish("orders.x", "text")  # type: ignore[arg-type]
 
 
-def test_undecodable_messages_skipped_for_event_subscribers_and_counted() -> None:
-    with Bus() as bus:
+def test_undecodable_messages_skipped_for_event_subscribers_and_counted(make_bus: Buses) -> None:
+    with make_bus() as bus:
         raw: list[Message] = []
         events: list[Event] = []
         bus.subscribe("events.>", raw.append, raw=True)
@@ -268,7 +273,7 @@ def test_undecodable_messages_skipped_for_event_subscribers_and_counted() -> Non
         assert len(raw) == 3
         assert events == [Event("x"), Event("x")]
         assert bus.history("events.>") == [Event("x")]  # only events are recorded
-    with Bus() as quiet:
+    with make_bus() as quiet:
         only_raw: list[Message] = []
         quiet.subscribe("orders.>", only_raw.append, raw=True)
         quiet.publish("orders.x", b"not json")
@@ -279,9 +284,9 @@ def test_undecodable_messages_skipped_for_event_subscribers_and_counted() -> Non
 # -- async handlers and streams --------------------------------------------------------
 
 
-async def test_async_handlers_run_on_their_loop_in_order() -> None:
+async def test_async_handlers_run_on_their_loop_in_order(make_bus: Buses) -> None:
     loop_thread = threading.get_ident()
-    async with Bus() as bus:
+    async with make_bus() as bus:
         seen: list[tuple[int, int]] = []
         done = asyncio.Event()
 
@@ -302,8 +307,8 @@ async def test_async_handlers_run_on_their_loop_in_order() -> None:
     assert {ident for _, ident in seen} == {loop_thread}
 
 
-async def test_raising_async_handler_counted() -> None:
-    async with Bus() as bus:
+async def test_raising_async_handler_counted(make_bus: Buses) -> None:
+    async with make_bus() as bus:
 
         async def broken(event: Event) -> None:
             raise ValueError("async bug")
@@ -315,16 +320,16 @@ async def test_raising_async_handler_counted() -> None:
     assert bus.stats()["handler_errors"] == 2
 
 
-def test_async_handler_needs_a_loop() -> None:
+def test_async_handler_needs_a_loop(make_bus: Buses) -> None:
     async def handler(event: Event) -> None:
         pass
 
-    with Bus() as bus, pytest.raises(RuntimeError, match="event loop"):
+    with make_bus() as bus, pytest.raises(RuntimeError, match="event loop"):
         bus.subscribe("events.>", handler)
 
 
-async def test_stream_drop_newest() -> None:
-    async with Bus() as bus:
+async def test_stream_drop_newest(make_bus: Buses) -> None:
+    async with make_bus() as bus:
         stream = bus.stream("events.>", maxsize=3, overflow="drop_newest")
         for i in range(10):
             bus.emit(numbered(i))
@@ -333,8 +338,8 @@ async def test_stream_drop_newest() -> None:
         assert bus.stats()["dropped"] == 7
 
 
-async def test_stream_drop_oldest() -> None:
-    async with Bus() as bus:
+async def test_stream_drop_oldest(make_bus: Buses) -> None:
+    async with make_bus() as bus:
         stream = bus.stream("events.>", maxsize=3, overflow="drop_oldest")
         for i in range(10):
             bus.emit(numbered(i))
@@ -342,8 +347,8 @@ async def test_stream_drop_oldest() -> None:
         assert numbers(await take(stream, 3)) == [7, 8, 9]
 
 
-async def test_stream_block_makes_another_thread_wait() -> None:
-    async with Bus() as bus:
+async def test_stream_block_makes_another_thread_wait(make_bus: Buses) -> None:
+    async with make_bus() as bus:
         stream = bus.stream("events.>", maxsize=3, overflow="block")
         producer = threading.Thread(target=lambda: [bus.emit(numbered(i)) for i in range(50)])
         producer.start()
@@ -354,8 +359,10 @@ async def test_stream_block_makes_another_thread_wait() -> None:
         assert (stream.dropped, stream.overfilled) == (0, 0)
 
 
-async def test_sync_emit_on_the_loop_overfills_a_block_stream_instead_of_deadlocking() -> None:
-    async with Bus() as bus:
+async def test_sync_emit_on_the_loop_overfills_a_block_stream_instead_of_deadlocking(
+    make_bus: Buses,
+) -> None:
+    async with make_bus() as bus:
         stream = bus.stream("events.>", maxsize=3, overflow="block")
         for i in range(10):
             bus.emit(numbered(i))  # the consumer is on this loop: waiting would never end
@@ -364,8 +371,8 @@ async def test_sync_emit_on_the_loop_overfills_a_block_stream_instead_of_deadloc
         assert numbers(await take(stream, 10)) == list(range(10))
 
 
-async def test_aemit_waits_for_room_on_the_loop() -> None:
-    async with Bus() as bus:
+async def test_aemit_waits_for_room_on_the_loop(make_bus: Buses) -> None:
+    async with make_bus() as bus:
         stream = bus.stream("events.>", maxsize=2, overflow="block")
         consumer = asyncio.create_task(take(stream, 20))
         for i in range(20):
@@ -375,8 +382,8 @@ async def test_aemit_waits_for_room_on_the_loop() -> None:
         assert (stream.dropped, stream.overfilled) == (0, 0)
 
 
-async def test_async_handler_mailbox_overflow_counted() -> None:
-    async with Bus() as bus:
+async def test_async_handler_mailbox_overflow_counted(make_bus: Buses) -> None:
+    async with make_bus() as bus:
         got: list[int] = []
 
         async def handler(event: Event) -> None:
@@ -390,20 +397,21 @@ async def test_async_handler_mailbox_overflow_counted() -> None:
     assert bus.stats()["dropped"] == 8
 
 
-async def test_stream_queue_groups_and_raw_streams() -> None:
-    async with Bus() as bus:
+async def test_stream_queue_groups_and_raw_streams(make_bus: Buses) -> None:
+    async with make_bus() as bus:
         first = bus.stream("events.>", queue="g")
         second = bus.stream("events.>", queue="g")
         raw = bus.stream("events.>", raw=True)
         for i in range(4):
             bus.emit(numbered(i))
+        await make_bus.asettle(bus)
         assert (first.pending, second.pending) == (2, 2)
         messages = await take(raw, 4)
         assert [Event.from_json(m.data).data for m in messages] == [{"i": i} for i in range(4)]
 
 
-async def test_stream_context_manager_closes_it() -> None:
-    async with Bus() as bus:
+async def test_stream_context_manager_closes_it(make_bus: Buses) -> None:
+    async with make_bus() as bus:
         async with bus.stream("events.>") as stream:
             bus.emit(numbered(0))
             assert numbers(await take(stream, 1)) == [0]
@@ -417,8 +425,8 @@ async def test_stream_context_manager_closes_it() -> None:
 # -- closing ---------------------------------------------------------------------------
 
 
-async def test_aclose_flushes_handlers_and_ends_streams() -> None:
-    bus = Bus()
+async def test_aclose_flushes_handlers_and_ends_streams(make_bus: Buses) -> None:
+    bus = make_bus()
     handled: list[int] = []
 
     async def handler(event: Event) -> None:
@@ -439,7 +447,7 @@ async def test_aclose_flushes_handlers_and_ends_streams() -> None:
         bus.subscribe("events.>", print)
 
 
-def test_close_from_another_thread_waits_for_async_handlers() -> None:
+def test_close_from_another_thread_waits_for_async_handlers(make_bus: Buses) -> None:
     loop = asyncio.new_event_loop()
     runner = threading.Thread(target=loop.run_forever)
     runner.start()
@@ -450,7 +458,7 @@ def test_close_from_another_thread_waits_for_async_handlers() -> None:
             await asyncio.sleep(0)
             handled.append(number(event))
 
-        bus = Bus(loop=loop)
+        bus = make_bus(loop=loop)
         bus.subscribe("events.>", handler)
         for i in range(100):
             bus.emit(numbered(i))
@@ -464,8 +472,8 @@ def test_close_from_another_thread_waits_for_async_handlers() -> None:
         loop.close()
 
 
-def test_close_inside_a_handler_is_refused() -> None:
-    with Bus() as bus:
+def test_close_inside_a_handler_is_refused(make_bus: Buses) -> None:
+    with make_bus() as bus:
         errors: list[BaseException] = []
 
         def closer(event: Event) -> None:
@@ -483,8 +491,8 @@ def test_close_inside_a_handler_is_refused() -> None:
 # -- history and stats -----------------------------------------------------------------
 
 
-def test_history_through_the_bus() -> None:
-    with Bus("n") as bus:
+def test_history_through_the_bus(make_bus: Buses) -> None:
+    with make_bus("n") as bus:
         for i in range(6):
             bus.emit(numbered(i, "tool.started" if i % 2 else "node.joined"))
         assert numbers(bus.history("events.>", 2)) == [0, 1]
@@ -511,8 +519,8 @@ def test_file_history_through_the_bus_survives_restart(tmp_path: Path) -> None:
         assert again.history("events.>") == before
 
 
-def test_stats_shape() -> None:
-    with Bus() as bus:
+def test_stats_shape(make_bus: Buses) -> None:
+    with make_bus() as bus:
         bus.subscribe("events.>", lambda e: None)
         bus.emit(numbered(0))
         stats = bus.stats()

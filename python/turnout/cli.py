@@ -2,9 +2,12 @@
 
 Commands:
 
-- ``turnout bench``: runs the standard routing workloads (SPEC section 9) on the Rust core and
-  the pure-Python reference, showing progress on stderr and printing a comparison table on
-  stdout; ``--json`` and ``--svg`` also write the results and a chart of the speedups.
+- ``turnout hub``: runs the coordination hub services connect to over WebSocket, on the
+  embedded bus or on NATS (``--nats URL``), until SIGINT or SIGTERM.
+- ``turnout bench``: runs the standard workloads (SPEC section 9) on turnout and on each
+  workload's baselines (the pure-Python reference index, plain Python, third-party
+  libraries), showing progress on stderr and printing a comparison table on stdout;
+  ``--json`` and ``--svg`` also write the results and a chart of the speedups.
 
 Each command is one ``_add_<command>`` function registering its parser and its handler, a
 function of the parsed arguments returning the exit status. Heavy imports happen inside the
@@ -22,9 +25,9 @@ from turnout import __version__
 
 Handler = Callable[[argparse.Namespace], int]
 
-# The keys of turnout._bench.workloads.WORKLOADS, repeated so that building the parser
+# The keys of turnout._bench.catalog.WORKLOADS, repeated so that building the parser
 # (and so `turnout --help`) loads no benchmark code; tests/test_cli.py checks they agree.
-_WORKLOAD_KEYS = ("W1", "W2", "W3", "W4")
+_WORKLOAD_KEYS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10")
 _EXIT_FAILED = 1
 _EXIT_USAGE = 2
 _EXIT_INTERRUPTED = 130
@@ -45,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"turnout {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_bench(commands)
+    _add_hub(commands)
     return parser
 
 
@@ -54,12 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bench = commands.add_parser(
         "bench",
-        help="run the standard routing workloads and compare with the pure-Python reference",
+        help="run the standard workloads and compare turnout with its baselines",
         description=(
-            "Runs the subject-index workloads W1-W4 (nats-server's sublist set, fan-out, "
-            "churn, scale) on the Rust core and on the pure-Python reference, and prints "
-            "ops/s, ns/op and P50/P95/P99 side by side with the speedup. Progress goes to "
-            "stderr, the table to stdout."
+            "Runs the standard workloads: W1-W4 on the subject index (nats-server's sublist "
+            "set, fan-out, churn, scale) beside the pure-Python reference; W5-W10 on the "
+            "bus, the dispatcher, logs, phases, NATS and the hub beside plain-Python and "
+            "third-party baselines. Prints ops/s, ns/op and P50/P95/P99 side by side with "
+            "the speedup. Workloads whose extras are not installed (nats, ws) are skipped "
+            "and named. Progress goes to stderr, the table to stdout."
         ),
     )
     bench.add_argument(
@@ -85,7 +91,7 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bench.add_argument(
         "--no-reference",
         action="store_true",
-        help="measure the Rust core only (the reference is slow at full scale)",
+        help="measure turnout only, no baselines (the reference is slow at full scale)",
     )
     bench.set_defaults(handler=_run_bench)
 
@@ -100,28 +106,22 @@ def _workload_key(text: str) -> str:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
+    from turnout._bench.catalog import WORKLOADS
     from turnout._bench.chart import render_speedup_svg
-    from turnout._bench.implementations import REFERENCE, RUST
     from turnout._bench.progress import ProgressLine
     from turnout._bench.report import render_table
     from turnout._bench.runner import run_benchmarks
-    from turnout._bench.workloads import FULL, QUICK, WORKLOADS, WorkloadError
+    from turnout._bench.workloads import FULL, QUICK, WorkloadError
 
     chosen = set(args.workloads or _WORKLOAD_KEYS)
     workloads = [w for key, w in WORKLOADS.items() if key in chosen]
-    implementations = [RUST] if args.no_reference else [RUST, REFERENCE]
-    if not args.no_reference and not REFERENCE.is_available():
-        print(
-            f"turnout bench: the pure-Python reference ({REFERENCE.module}) cannot be "
-            "imported; pass --no-reference to measure the Rust core alone",
-            file=sys.stderr,
-        )
-        return _EXIT_USAGE
-
     progress = ProgressLine(sys.stderr)
     try:
         report = run_benchmarks(
-            workloads, implementations, QUICK if args.quick else FULL, progress.update
+            workloads,
+            QUICK if args.quick else FULL,
+            progress.update,
+            turnout_only=args.no_reference,
         )
     except KeyboardInterrupt:
         progress.abandon()
@@ -132,6 +132,8 @@ def _run_bench(args: argparse.Namespace) -> int:
         print(f"turnout bench: {error}", file=sys.stderr)
         return _EXIT_FAILED
     progress.finish(f"turnout bench: done in {report.duration_s:.1f} s")
+    for reason in report.skipped:
+        print(f"turnout bench: skipped {reason}", file=sys.stderr)
 
     sys.stdout.write(render_table(report))
     sys.stdout.flush()
@@ -142,3 +144,64 @@ def _run_bench(args: argparse.Namespace) -> int:
         args.svg.write_text(render_speedup_svg(report), encoding="utf-8")
         print(f"turnout bench: chart written to {args.svg}", file=sys.stderr)
     return 0
+
+
+# --- turnout hub ------------------------------------------------------------------------
+
+_HUB_TOKEN_ENV = "TURNOUT_HUB_TOKEN"
+
+
+def _add_hub(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    hub = commands.add_parser(
+        "hub",
+        help="run the coordination hub services connect to over WebSocket",
+        description=(
+            "Serves the coordination hub: services register at /v1/coordination, watchers "
+            "follow events at /v1/watch?subject=PATTERN; everything services send is "
+            "republished on the bus under events.coordination.<kind>.<service>.<workflow>. "
+            "Stops cleanly on SIGINT or SIGTERM."
+        ),
+    )
+    hub.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    hub.add_argument(
+        "--port", type=int, default=8765, help="port to listen on (default: %(default)s)"
+    )
+    hub.add_argument(
+        "--token",
+        default=None,
+        help=f"require 'Authorization: Bearer TOKEN' (default: ${_HUB_TOKEN_ENV}, else none)",
+    )
+    hub.add_argument(
+        "--nats", metavar="URL", help="republish on a NATS bus at URL (default: the embedded bus)"
+    )
+    hub.add_argument("--node", default="hub", help="the bus node name (default: %(default)s)")
+    hub.add_argument(
+        "--max-message-size",
+        type=int,
+        default=1 << 20,
+        metavar="BYTES",
+        help="largest frame accepted; bigger ones close with 1009 (default: %(default)s)",
+    )
+    hub.set_defaults(handler=_run_hub)
+
+
+def _run_hub(args: argparse.Namespace) -> int:
+    import os
+
+    try:
+        from turnout.ws.runner import run_hub
+    except ImportError as error:
+        print(
+            f"turnout hub: needs the ws extra: pip install 'turnout[ws]' ({error})", file=sys.stderr
+        )
+        return _EXIT_USAGE
+    return run_hub(
+        args.host,
+        args.port,
+        token=args.token or os.environ.get(_HUB_TOKEN_ENV) or None,
+        nats_url=args.nats,
+        node=args.node,
+        max_message_size=args.max_message_size,
+    )

@@ -1,4 +1,4 @@
-"""An SVG bar chart of the speedups (reference ns/op over Rust ns/op), one bar per case.
+"""An SVG bar chart of the speedups (baseline ns/op over turnout's), one bar per case.
 
 Plain SVG text, no dependency. The axis is logarithmic: speedups span from about 1x to
 well over 100x, and on a linear axis the small ones would vanish. A case where the Rust
@@ -42,10 +42,10 @@ def render_speedup_svg(report: BenchReport) -> str:
             case.workload,
             speedup,
         )
-        for case in compare(report.rows)
+        for case in compare(report.rows, report.baselines())
         if (speedup := case.speedup()) is not None and speedup > 0
     ]
-    title = f"turnout bench ({report.scale}): Rust core speedup over the pure-Python reference"
+    title = f"turnout bench ({report.scale}): turnout's speedup over each workload's baseline"
     label_width = _PAD + _CHAR_WIDTH * max([len(b.label) for b in bars] + [24])
     width = math.ceil(label_width + _PAD + _BAR_AREA + _VALUE_ROOM)
     footnote = any(b.label.endswith(_UNEQUAL_MARK) for b in bars)

@@ -81,11 +81,18 @@ RUST = Implementation(name="rust", label="turnout (Rust)", module="turnout")
 REFERENCE = Implementation(name="reference", label="reference (Python)", module="turnout.reference")
 
 ALL_IMPLEMENTATIONS: tuple[Implementation, ...] = (RUST, REFERENCE)
+"""The two subject indexes, measured by W1-W4."""
 
-
-def implementation_named(name: str) -> Implementation:
-    """The implementation with this short name (``rust`` or ``reference``)."""
-    for implementation in ALL_IMPLEMENTATIONS:
-        if implementation.name == name:
-            return implementation
-    raise KeyError(f"unknown implementation {name!r}")
+# What the system workloads (W5-W10) put turnout beside. Every workload names its baseline
+# "reference" so the speedup column reads the same everywhere; third-party baselines keep
+# their own names. ``module`` is what must import for the implementation to be measured.
+PLAIN_PYTHON = Implementation(name="reference", label="plain Python", module="turnout")
+BLINKER = Implementation(name="blinker", label="blinker", module="blinker")
+TRANSITIONS = Implementation(name="transitions", label="transitions", module="transitions")
+QUEUE_HANDLER = Implementation(
+    name="queuehandler", label="logging QueueHandler", module="logging.handlers"
+)
+TURNOUT_NATS = Implementation(name="rust", label="turnout on NATS", module="nats")
+NATS_PY = Implementation(name="nats-py", label="plain nats-py", module="nats")
+TURNOUT_HUB = Implementation(name="rust", label="turnout Hub", module="websockets")
+PLAIN_WEBSOCKETS = Implementation(name="reference", label="plain websockets", module="websockets")

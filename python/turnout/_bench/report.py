@@ -1,5 +1,5 @@
 """Benchmark results: one row per (workload, case, implementation), their JSON form, and the
-text table that puts the Rust core beside the pure-Python reference."""
+text table that puts turnout beside each workload's other implementations."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from turnout._bench.implementations import implementation_named
 from turnout._bench.timing import Measurement
 
 JSON_FORMAT = "turnout-bench/1"
@@ -20,11 +19,11 @@ class ResultRow:
     """One measured case for one implementation."""
 
     workload: str
-    """``W1`` .. ``W4``."""
+    """``W1`` .. ``W10``."""
     case: str
     """What was measured, the same text for every implementation so rows pair up."""
     implementation: str
-    """``rust`` or ``reference``."""
+    """``rust`` (turnout), ``reference`` (the baseline) or a third party's name."""
     ops_per_s: float
     ns_per_op: float
     p50_ns: float | None = None
@@ -70,6 +69,27 @@ class ResultRow:
 
 
 @dataclass(frozen=True)
+class WorkloadColumns:
+    """How one workload's table is laid out: its implementations in column order."""
+
+    title: str
+    implementations: tuple[str, ...]
+    labels: dict[str, str]
+    """Implementation name -> column heading."""
+    baseline: str = "reference"
+    """The implementation whose ns/op over turnout's is the speedup."""
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WorkloadColumns:
+        return cls(
+            title=str(data["title"]),
+            implementations=tuple(str(i) for i in data["implementations"]),
+            labels={str(k): str(v) for k, v in dict(data["labels"]).items()},
+            baseline=str(data.get("baseline", "reference")),
+        )
+
+
+@dataclass(frozen=True)
 class BenchReport:
     """A whole ``turnout bench`` run."""
 
@@ -83,6 +103,23 @@ class BenchReport:
     environment: dict[str, str] = field(default_factory=dict)
     """Python version, platform, CPU count, turnout version."""
     duration_s: float = 0.0
+    columns: dict[str, WorkloadColumns] = field(default_factory=dict)
+    """Workload key -> its table's columns; a workload missing here shows ``implementations``."""
+    skipped: tuple[str, ...] = ()
+    """Implementations left out because they cannot be imported, and why."""
+
+    def columns_of(self, workload: str) -> WorkloadColumns:
+        found = self.columns.get(workload)
+        if found is not None:
+            return found
+        return WorkloadColumns(
+            title=self.workload_titles.get(workload, ""),
+            implementations=self.implementations,
+            labels={name: _DEFAULT_LABELS.get(name, name) for name in self.implementations},
+        )
+
+    def baselines(self) -> dict[str, str]:
+        return {key: self.columns_of(key).baseline for key in self.workload_titles}
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -93,6 +130,8 @@ class BenchReport:
             "environment": dict(self.environment),
             "duration_s": self.duration_s,
             "rows": [asdict(row) for row in self.rows],
+            "columns": {key: asdict(c) for key, c in self.columns.items()},
+            "skipped": list(self.skipped),
         }
 
     @classmethod
@@ -106,6 +145,11 @@ class BenchReport:
             rows=tuple(ResultRow.from_json(row) for row in data["rows"]),
             environment={str(k): str(v) for k, v in dict(data.get("environment") or {}).items()},
             duration_s=float(data.get("duration_s", 0.0)),
+            columns={
+                str(k): WorkloadColumns.from_json(v)
+                for k, v in dict(data.get("columns") or {}).items()
+            },
+            skipped=tuple(str(s) for s in data.get("skipped") or ()),
         )
 
     def write_json(self, path: Path) -> None:
@@ -116,6 +160,10 @@ def _optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+# Headings of reports written before workloads named their own columns.
+_DEFAULT_LABELS = {"rust": "turnout (Rust)", "reference": "reference (Python)"}
+
+
 @dataclass(frozen=True)
 class ComparedCase:
     """One case of one workload with each implementation's row (missing if not run)."""
@@ -123,60 +171,63 @@ class ComparedCase:
     workload: str
     case: str
     by_implementation: dict[str, ResultRow]
+    baseline: str = "reference"
 
-    def speedup(self, fast: str = "rust", baseline: str = "reference") -> float | None:
+    def speedup(self, fast: str = "rust", baseline: str | None = None) -> float | None:
         """How many times fewer nanoseconds per operation ``fast`` took than ``baseline``."""
         fast_row = self.by_implementation.get(fast)
-        base_row = self.by_implementation.get(baseline)
+        base_row = self.by_implementation.get(self.baseline if baseline is None else baseline)
         if fast_row is None or base_row is None or fast_row.ns_per_op <= 0:
             return None
         return base_row.ns_per_op / fast_row.ns_per_op
 
 
-def compare(rows: Iterable[ResultRow]) -> list[ComparedCase]:
-    """Groups rows by (workload, case), keeping the order cases were first measured in."""
+def compare(
+    rows: Iterable[ResultRow], baselines: Mapping[str, str] | None = None
+) -> list[ComparedCase]:
+    """Groups rows by (workload, case), keeping the order cases were first measured in;
+    ``baselines`` names each workload's baseline (default ``reference``)."""
     grouped: dict[tuple[str, str], dict[str, ResultRow]] = {}
     for row in rows:
         grouped.setdefault((row.workload, row.case), {})[row.implementation] = row
-    return [ComparedCase(w, c, by_impl) for (w, c), by_impl in grouped.items()]
+    chosen = baselines or {}
+    return [
+        ComparedCase(w, c, by_impl, chosen.get(w, "reference"))
+        for (w, c), by_impl in grouped.items()
+    ]
 
 
 # --- the text table ---------------------------------------------------------------------
 
 
 def render_table(report: BenchReport) -> str:
-    """The results as a fixed-width text table, one section per workload."""
-    implementations = list(report.implementations)
-    compared = compare(report.rows)
-    with_speedup = "rust" in implementations and "reference" in implementations
-    groups: list[tuple[str, int]] = [("", 1)]  # heading over a run of columns
-    headings = ["case"]
-    for name in implementations:
-        groups.append((_label(name), 3))
-        headings += ["ops/s", "ns/op", "P50/P95/P99 ns"]
-    if with_speedup:
-        groups.append(("", 1))
-        headings.append("speedup")
-    groups.append(("", 1))
-    headings.append("note")
-
-    lines = [_title_line(report), *_legend(with_speedup), ""]
-    for workload, title in report.workload_titles.items():
+    """The results as a fixed-width text table, one section per workload, each with the
+    columns of that workload's implementations."""
+    compared = compare(report.rows, report.baselines())
+    lines = [_title_line(report), *_LEGEND, ""]
+    for workload in report.workload_titles:
         cases = [c for c in compared if c.workload == workload]
         if not cases:
             continue
-        body = [_table_row(c, implementations, with_speedup) for c in cases]
-        lines.append(f"{workload}  {title}")
+        columns = report.columns_of(workload)
+        names = [n for n in columns.implementations if any(n in c.by_implementation for c in cases)]
+        with_speedup = "rust" in names and columns.baseline in names and len(names) > 1
+        groups: list[tuple[str, int]] = [("", 1)]  # heading over a run of columns
+        headings = ["case"]
+        for name in names:
+            groups.append((columns.labels.get(name, name), 3))
+            headings += ["ops/s", "ns/op", "P50/P95/P99 ns"]
+        if with_speedup:
+            groups.append(("", 1))
+            headings.append(f"vs {columns.baseline}")
+        groups.append(("", 1))
+        headings.append("note")
+        body = [_table_row(c, names, with_speedup, columns.labels) for c in cases]
+        lines.append(f"{workload}  {columns.title}")
         lines += _aligned(groups, [headings, *body])
         lines.append("")
+    lines += [f"skipped: {reason}" for reason in report.skipped]
     return "\n".join(lines).rstrip() + "\n"
-
-
-def _label(implementation: str) -> str:
-    try:
-        return implementation_named(implementation).label
-    except KeyError:
-        return implementation
 
 
 def _title_line(report: BenchReport) -> str:
@@ -187,18 +238,20 @@ def _title_line(report: BenchReport) -> str:
     return " | ".join(parts)
 
 
-def _legend(with_speedup: bool) -> list[str]:
-    legend = [
-        "ns/op, ops/s: the best of k repeats. P50/P95/P99: that repeat's per-op times, each",
-        "over a batch of calls (100; W2: 10; match_many: 1 call of many subjects).",
-        "An op is one call from Python (driven by map() in C, GC paused); ns/op includes it.",
-    ]
-    if with_speedup:
-        legend.append("speedup: reference ns/op / Rust ns/op.")
-    return legend
+_LEGEND = (
+    "ns/op, ops/s: the best of k repeats. P50/P95/P99: that repeat's per-op times, each",
+    "over a batch of operations (W1-W4: 100 calls; W2: 10; match_many: 1 call of many).",
+    "An op is one call from Python (W1-W4 driven by map() in C, GC paused), or one delivery",
+    "or item where a case says so; ns/op includes the call. vs X: X's ns/op / turnout's.",
+)
 
 
-def _table_row(case: ComparedCase, implementations: Sequence[str], with_speedup: bool) -> list[str]:
+def _table_row(
+    case: ComparedCase,
+    implementations: Sequence[str],
+    with_speedup: bool,
+    labels: Mapping[str, str],
+) -> list[str]:
     cells = [case.case]
     for name in implementations:
         row = case.by_implementation.get(name)
@@ -209,7 +262,7 @@ def _table_row(case: ComparedCase, implementations: Sequence[str], with_speedup:
     if with_speedup:
         speedup = case.speedup()
         cells.append("-" if speedup is None else format_ratio(speedup))
-    cells.append(_note(case, implementations))
+    cells.append(_note(case, implementations, labels))
     return cells
 
 
@@ -220,11 +273,18 @@ def _percentiles(row: ResultRow) -> str:
     return "/".join(format_ns(v) for v in values if v is not None)
 
 
-def _note(case: ComparedCase, implementations: Sequence[str]) -> str:
-    """Says where the implementations ran at different sizes, how a unique-subject flood
-    with the cache on compares with the cache off, and the memory per entry."""
+def _note(case: ComparedCase, implementations: Sequence[str], labels: Mapping[str, str]) -> str:
+    """Says how turnout compares with the third-party baselines, where the implementations
+    ran at different sizes, how a unique-subject flood with the cache on compares with the
+    cache off, and the memory per entry."""
     rows = [case.by_implementation[n] for n in implementations if n in case.by_implementation]
     notes: list[str] = []
+    for name in implementations:
+        if name in ("rust", case.baseline):
+            continue
+        ratio = case.speedup(baseline=name)
+        if ratio is not None:
+            notes.append(f"vs {labels.get(name, name)} {format_ratio(ratio)}")
     sizes = {row.implementation: row.extra.get("entries") for row in rows}
     if len({s for s in sizes.values() if s is not None}) > 1:
         notes.append(

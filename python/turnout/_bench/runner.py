@@ -1,4 +1,4 @@
-"""Runs a selection of workloads for each implementation and collects a report."""
+"""Runs a selection of workloads for each of their implementations and collects a report."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import platform
 import time
 from collections.abc import Callable, Sequence
 
-from turnout._bench.implementations import Implementation
-from turnout._bench.report import BenchReport, ResultRow
-from turnout._bench.workloads import Scale, StepReporter, Workload
+from turnout._bench.catalog import Workload
+from turnout._bench.report import BenchReport, ResultRow, WorkloadColumns
+from turnout._bench.workloads import Scale, StepReporter
 
 ProgressSink = Callable[[str], None]
 """Receives a one-line description of each step as it starts."""
@@ -18,28 +18,55 @@ ProgressSink = Callable[[str], None]
 
 def run_benchmarks(
     workloads: Sequence[Workload],
-    implementations: Sequence[Implementation],
     scale: Scale,
     progress: ProgressSink,
+    *,
+    turnout_only: bool = False,
 ) -> BenchReport:
-    """Runs every workload on every implementation, workload by workload so the two
-    implementations of one workload are measured close together in time."""
+    """Runs every workload on each of its implementations (only turnout's with
+    ``turnout_only``), workload by workload so the implementations of one workload are
+    measured close together in time. Implementations that cannot be imported are skipped
+    and named in the report."""
     started = time.perf_counter()
     rows: list[ResultRow] = []
-    runs = [(w, i) for w in workloads for i in implementations]
+    columns: dict[str, WorkloadColumns] = {}
+    skipped: list[str] = []
+    runs = []
+    for workload in workloads:
+        chosen = workload.implementations[:1] if turnout_only else workload.implementations
+        available = []
+        for implementation in chosen:
+            if implementation.is_available():
+                available.append(implementation)
+            else:
+                skipped.append(
+                    f"{workload.key} {implementation.label}: {implementation.module} "
+                    "cannot be imported"
+                )
+        columns[workload.key] = WorkloadColumns(
+            title=workload.title,
+            implementations=tuple(i.name for i in available),
+            labels={i.name: i.label for i in available},
+            baseline=workload.baseline,
+        )
+        runs += [(workload, implementation) for implementation in available]
     for number, (workload, implementation) in enumerate(runs, start=1):
         prefix = f"[{number}/{len(runs)}] {workload.key} {implementation.name}"
         progress(prefix)
         rows += workload.run(implementation, scale, _case_reporter(progress, prefix))
-        # The previous run's indexes must not be collected in the middle of the next one.
+        # The previous run's objects must not be collected in the middle of the next one.
         gc.collect()
     return BenchReport(
         scale=scale.name,
-        implementations=tuple(i.name for i in implementations),
-        workload_titles={w.key: w.title for w in workloads},
+        implementations=tuple(
+            dict.fromkeys(n for c in columns.values() for n in c.implementations)
+        ),
+        workload_titles={key: c.title for key, c in columns.items()},
         rows=tuple(rows),
         environment=environment(),
         duration_s=time.perf_counter() - started,
+        columns=columns,
+        skipped=tuple(skipped),
     )
 
 

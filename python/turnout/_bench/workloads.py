@@ -625,26 +625,3 @@ def _expect_matches(index: SubjectIndexLike, subject: str, count: int) -> None:
     found = len(index.match(subject))
     if found != count:
         raise WorkloadError(f"{subject!r} matched {found} entries, expected {count}")
-
-
-# --- the registry -----------------------------------------------------------------------
-
-WorkloadFunction = Callable[[Implementation, Scale, StepReporter], list[ResultRow]]
-
-
-@dataclass(frozen=True)
-class Workload:
-    key: str
-    title: str
-    run: WorkloadFunction
-
-
-WORKLOADS: dict[str, Workload] = {
-    w.key: w
-    for w in (
-        Workload("W1", f"nats-server sublist set, {W1_ENTRIES:,} entries", run_w1),
-        Workload("W2", f"fan-out: one subject, {W2_ENTRIES:,} entries", run_w2),
-        Workload("W3", "churn: insert and remove, literal and wildcard patterns", run_w3),
-        Workload("W4", "scale: build, memory and matches of a large index", run_w4),
-    )
-}

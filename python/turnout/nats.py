@@ -1,0 +1,194 @@
+"""The event bus on NATS (SPEC section 7; extra ``turnout[nats]``).
+
+``await connect(servers, node="n1")`` returns a :class:`NatsBus`, a :class:`turnout.Bus`
+whose transport is NATS: the same ``emit``/``subscribe``/``stream``/``history`` API and
+delivery rules as the embedded bus, across processes and machines. On the wire every event
+is jb-mesh's envelope (``Event.to_json()``, Go's bytes) on ``"events." + type``, so Go
+jb-mesh nodes and plain NATS clients on the same server read turnout's events and turnout
+reads theirs.
+
+- Local handlers are routed by the bus's Rust index; NATS only sees the interest, shared
+  (one NATS subscription serves every local pattern it covers); queue groups are NATS
+  queue groups, balanced across processes. Threads, ordering and subscription sharing are
+  described in :mod:`turnout.transport.nats`.
+- ``persist=PersistConfig()`` keeps events in a JetStream stream on ``events.>`` (file
+  storage) and serves ``history``/``history_since`` from it (:mod:`turnout._jetstream_history`).
+  Emits are then JetStream publishes: each is acknowledged by the server, and the counts of
+  ``acked``, ``ack_errors`` and ``ack_timeouts`` are in ``stats()["transport"]``. What
+  JetStream acknowledged is stored (on ``replicas`` servers) and is never lost;
+  ``await bus.flush()`` waits for the acknowledgements of everything emitted before it.
+- Reconnects are nats-py's, forever, every ``reconnect_time_wait`` seconds; subscriptions
+  resume on the new connection; publishes are held in the bounded outbound queue while
+  disconnected and written after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+from turnout._jetstream_history import JetStreamHistory, PersistConfig, PersistError
+from turnout.bus import Bus
+from turnout.events import SUBJECT_PREFIX, Event
+from turnout.transport.nats import (
+    DEFAULT_ACK_WAIT,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_OUTBOUND,
+    NatsConnectError,
+    NatsTransport,
+)
+
+__all__ = [
+    "JetStreamHistory",
+    "NatsBus",
+    "NatsConnectError",
+    "PersistConfig",
+    "PersistError",
+    "connect",
+    "connect_sync",
+]
+
+
+class NatsBus(Bus):
+    """A :class:`turnout.Bus` on NATS, made by :func:`connect`. Adds :meth:`flush`, the
+    async history queries, and the transport's counters under ``stats()["transport"]``."""
+
+    def __init__(
+        self,
+        node: str,
+        transport: NatsTransport,
+        history: JetStreamHistory | None,
+        *,
+        cache_size: int = 1024,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(
+            node, history=history, transport=transport, cache_size=cache_size, loop=loop
+        )
+        self.nats = transport
+        self.persist = None if history is None else history.config
+        self._jetstream = history
+
+    async def flush(self, timeout: float | None = 10.0) -> None:
+        """Waits until every message published before is written to NATS, acknowledged
+        by JetStream when persisted (or counted as refused or timed out), and what NATS
+        routes back to this bus for it (queue groups) has arrived. Raises
+        :class:`TimeoutError` after ``timeout`` seconds."""
+        await self.nats.flush(timeout)
+
+    def flush_sync(self, timeout: float | None = 10.0) -> None:
+        """:meth:`flush` from a thread without a running event loop... or with one, which
+        it blocks meanwhile. Refused on the NATS I/O thread (in a sync handler)."""
+        self.nats.flush_sync(timeout)
+
+    async def ahistory(self, filter: str, limit: int = 50, *, newest: bool = False) -> list[Event]:
+        """:meth:`history` without blocking the event loop."""
+        if self._jetstream is None:
+            return self.history(filter, limit, newest=newest)
+        return await self._jetstream.ahistory(filter, limit, newest=newest)
+
+    async def ahistory_since(
+        self, filter: str, since: datetime, limit: int = 50, *, newest: bool = False
+    ) -> list[Event]:
+        """:meth:`history_since` without blocking the event loop."""
+        if self._jetstream is None:
+            return self.history_since(filter, since, limit, newest=newest)
+        return await self._jetstream.ahistory_since(filter, since, limit, newest=newest)
+
+    def stats(self) -> dict[str, Any]:
+        """The bus's counters (:meth:`turnout.Bus.stats`) plus ``transport``: the NATS
+        transport's (:meth:`turnout.transport.nats.NatsTransport.stats`)."""
+        return {**super().stats(), "transport": self.nats.stats()}
+
+    def __repr__(self) -> str:
+        url = self.nats.stats()["connected_url"] or "disconnected"
+        return f"<NatsBus node={self.node!r} {url} {'closed' if self.closed else 'open'}>"
+
+
+# The options of connect() that are turnout's own; the others go to nats-py.
+_OWN_OPTIONS = {
+    "connect_timeout": DEFAULT_CONNECT_TIMEOUT,
+    "ack_wait": DEFAULT_ACK_WAIT,
+    "max_outbound": DEFAULT_MAX_OUTBOUND,
+    "reconnect_time_wait": 0.5,
+}
+
+
+def _transport(
+    servers: str | list[str], node: str, persist: PersistConfig | None, options: dict[str, Any]
+) -> NatsTransport:
+    if persist is not None and not isinstance(persist, PersistConfig):
+        raise TypeError(f"persist must be a PersistConfig or None, not {persist!r}")
+    own = {name: options.pop(name, default) for name, default in _OWN_OPTIONS.items()}
+    return NatsTransport(
+        servers,
+        name=node,
+        ack_prefix=None if persist is None else SUBJECT_PREFIX,
+        options=options,
+        **own,
+    )
+
+
+async def connect(
+    servers: str | list[str],
+    node: str = "",
+    persist: PersistConfig | None = None,
+    *,
+    cache_size: int = 1024,
+    loop: asyncio.AbstractEventLoop | None = None,
+    **options: Any,
+) -> NatsBus:
+    """Connects a bus named ``node`` to the NATS servers ``servers`` (a URL or a list).
+
+    turnout's options: ``connect_timeout`` (5 s): no server answering within it raises
+    :class:`NatsConnectError`; ``ack_wait`` (5 s): how long (connected) a JetStream publish
+    may go without an acknowledgement before it is counted as timed out;
+    ``max_outbound`` (65,536): the bound of the queue of messages not yet written
+    (publishers wait for room); ``reconnect_time_wait`` (0.5 s) between reconnect
+    attempts. ``loop`` runs ``async def`` handlers subscribed from outside any event loop
+    (default: the loop calling this). The other ``options`` go to nats-py's ``connect``
+    (``user``, ``password``, ``token``, ``tls``...). With ``persist``, raises
+    :class:`PersistError` when the JetStream stream cannot be set up. Close the bus with
+    ``await bus.aclose()``."""
+    transport = _transport(servers, node, persist, options)
+    await transport.open()
+    try:
+        history = None
+        if persist is not None:
+            history = JetStreamHistory(transport, persist)
+            await transport.run(history.ensure_stream())
+        return NatsBus(
+            node,
+            transport,
+            history,
+            cache_size=cache_size,
+            loop=loop or asyncio.get_running_loop(),
+        )
+    except BaseException:
+        await transport.aclose()
+        raise
+
+
+def connect_sync(
+    servers: str | list[str],
+    node: str = "",
+    persist: PersistConfig | None = None,
+    *,
+    cache_size: int = 1024,
+    loop: asyncio.AbstractEventLoop | None = None,
+    **options: Any,
+) -> NatsBus:
+    """:func:`connect` for code without an event loop, with the same options (close the
+    bus with ``bus.close()``)."""
+    transport = _transport(servers, node, persist, options)
+    transport.open_sync()
+    try:
+        history = None
+        if persist is not None:
+            history = JetStreamHistory(transport, persist)
+            transport.run_sync(history.ensure_stream(), transport.connect_timeout + 10.0)
+        return NatsBus(node, transport, history, cache_size=cache_size, loop=loop)
+    except BaseException:
+        transport.close()
+        raise

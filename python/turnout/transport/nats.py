@@ -1,0 +1,702 @@
+"""The NATS transport: a :class:`turnout.Bus` attached to NATS through nats-py.
+
+Threads. The nats-py clients run on a dedicated I/O thread with its own event loop, so the
+bus works the same from plain threads and from any event loop:
+
+- ``publish`` (called by the bus under its dispatch lock, from any thread) only appends to
+  one ordered outbound queue and wakes the I/O loop; the loop writes the queue to NATS in
+  that order. Subscription changes go through the same queue, so they keep their order
+  relative to publishes. The queue is bounded (``max_outbound``) with the ``"block"``
+  policy: a publisher on a thread without an event loop waits for room (backpressure while
+  the server is slow or unreachable); the I/O thread itself cannot wait, and what it
+  publishes beyond the bound is taken and counted as ``overfilled``. While the client is
+  disconnected the queue is held, not written, so nothing queued is lost to nats-py's
+  reconnect buffer limit.
+- Messages from NATS are handed to the bus's ``receive`` on the I/O thread as they are
+  parsed, in wire order, before nats-py would queue them per subscription: sync handlers of
+  received messages run on the I/O thread (keep them short), async handlers and streams get
+  them through their bounded mailboxes on their own loops.
+- Blocking calls (``flush_sync``, the sync history queries) wait on the I/O loop from any
+  other thread; on the I/O thread itself they refuse (:class:`RuntimeError`) rather than
+  deadlock.
+
+Connections. Two clients: one publishes and carries plain interest, with ``no_echo`` (this
+bus already delivered its own publishes to its plain handlers, as the embedded bus does);
+the other only carries queue-group interest, with echo, so NATS picks one member of a group
+among all processes, this one included (``owns_queue_groups``).
+
+Shared subscriptions. Local subscriptions are the bus's (its Rust index routes each
+message to its handlers); NATS only sees interest. One NATS subscription serves every local
+subscription whose pattern it covers (``is_subset``): a hundred handlers on ``events.>``,
+``events.tool.*`` and ``events.*.installed`` subscribed broadest first are one NATS
+subscription. A pattern not covered by an existing NATS subscription gets its own, even if
+it is broader than existing ones (those keep serving their handlers: replacing a live NATS
+subscription cannot be done without a window of loss or duplicates). Overlapping NATS
+subscriptions deliver a message once each; only the copy on the oldest matching
+subscription is passed on, the others are dropped before decoding and counted as
+``duplicates``. A NATS subscription whose local interest is gone stays while a newer
+overlapping one exists (it may be the one whose copy counts), so which copy counts never
+changes for a subject someone listens to. Queue interest is one NATS queue subscription per
+distinct (pattern, group), reference-counted.
+
+Persistence. With ``ack_prefix`` set (by :func:`turnout.nats.connect` with ``persist``),
+messages on subjects starting with it (``events.``) are published as JetStream publishes:
+each carries a reply subject on this transport's acknowledgement inbox, and each ack,
+error or timeout (``ack_wait`` seconds of connected time) is counted. :meth:`flush` waits
+until everything handed over before it has been written, acknowledged or given up on, and
+until NATS has sent back what it routes to this bus for it.
+
+Slow consumers. Received messages are not queued inside nats-py, so its per-subscription
+pending limits (where plain nats-py drops messages as a slow consumer) do not apply; the
+bounded mailboxes of async handlers and streams do, with their counters in the bus's
+stats. Every nats-py error callback (slow consumer, server errors, lost connections) is
+logged and counted in :meth:`stats`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import orjson
+from nats.aio.client import Client
+from nats.errors import SlowConsumerError
+
+from turnout._core import SubjectIndex, is_subset, subjects_collide
+from turnout.events import Event
+from turnout.transport import Receive
+
+__all__ = ["NatsConnectError", "NatsTransport"]
+
+logger = logging.getLogger("turnout.nats")
+
+T = TypeVar("T")
+
+DEFAULT_MAX_OUTBOUND = 65_536
+DEFAULT_ACK_WAIT = 5.0
+DEFAULT_CONNECT_TIMEOUT = 5.0
+# How many queued operations the I/O loop writes before letting reads run.
+_WRITE_BATCH = 512
+# How often a blocked publisher rechecks that the transport is still open.
+_ROOM_CHECK_SECONDS = 0.1
+
+# Outbound operations.
+_PUBLISH = 0
+_ADD = 1
+_REMOVE = 2
+
+
+class NatsConnectError(ConnectionError):
+    """No NATS server of the list could be reached in time."""
+
+
+class _RoutingClient(Client):
+    """A nats-py client that hands messages of the transport's subscriptions to it as they
+    are parsed, instead of queueing them per subscription for a task each."""
+
+    def __init__(self, route: Callable[[int, bytes, bytes], bool]) -> None:
+        super().__init__()
+        self._turnout_route = route
+
+    async def _process_msg(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+    ) -> None:
+        if not self._turnout_route(sid, subject, data):
+            await super()._process_msg(sid, subject, reply, data, headers)  # type: ignore[arg-type]
+
+
+@dataclass(eq=False)
+class _PlainSub:
+    """A NATS subscription of plain interest and the local patterns it serves."""
+
+    pattern: str
+    sid: int
+    nats_sub: Any
+    served: set[str] = field(default_factory=set)
+    index_handle: int = -1
+
+
+class _Waiter:
+    """A flush waiting for acknowledgements up to a publish number."""
+
+    __slots__ = ("future", "upto")
+
+    def __init__(self, upto: int, future: asyncio.Future[None]) -> None:
+        self.upto = upto
+        self.future = future
+
+
+class NatsTransport:
+    """Carries a bus's messages over NATS; see the module docstring. Made and opened by
+    :func:`turnout.nats.connect`."""
+
+    remote = True
+    wants_bytes = True
+    owns_queue_groups = True
+
+    def __init__(
+        self,
+        servers: str | list[str],
+        *,
+        name: str = "",
+        ack_prefix: str | None = None,
+        ack_wait: float = DEFAULT_ACK_WAIT,
+        max_outbound: int = DEFAULT_MAX_OUTBOUND,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        reconnect_time_wait: float = 0.5,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self.servers = [servers] if isinstance(servers, str) else list(servers)
+        if not self.servers:
+            raise ValueError("servers must name at least one NATS URL")
+        if max_outbound < 1:
+            raise ValueError(f"max_outbound must be >= 1, not {max_outbound}")
+        self.name = name
+        self.ack_prefix = ack_prefix
+        self.ack_wait = ack_wait
+        self.max_outbound = max_outbound
+        self.connect_timeout = connect_timeout
+        self.reconnect_time_wait = reconnect_time_wait
+        self._options = dict(options or {})
+        self._receive: Receive | None = None
+
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._run_loop, name=f"turnout-nats-{name or 'bus'}", daemon=True
+        )
+        self._pub = _RoutingClient(self._route_plain)
+        self._queue_client = _RoutingClient(self._route_queue)
+
+        # The outbound queue (any thread appends; the I/O loop writes it).
+        self._outbound: deque[tuple[Any, ...]] = deque()
+        self._write_scheduled = False
+        self._writer: asyncio.Task[None] | None = None
+        self._room = threading.Condition()
+        self._written_waiters: list[asyncio.Future[None]] = []
+
+        # Interest, touched only on the I/O loop.
+        self._interest: dict[str, int] = {}  # plain pattern -> local subscriptions
+        self._serving: dict[str, _PlainSub] = {}  # plain pattern -> the NATS sub serving it
+        self._plain: dict[int, _PlainSub] = {}  # sid -> NATS sub of plain interest
+        self._plain_index = SubjectIndex(1024)  # patterns of self._plain, values sids
+        self._queues: dict[tuple[str, str], tuple[int, Any]] = {}  # -> (refs, nats sub)
+        self._queue_sids: dict[int, str] = {}  # sid -> queue group
+        self._queue_subs_unconfirmed = False
+
+        # JetStream acknowledgements, touched only on the I/O loop.
+        self._ack_sid = -1
+        self._ack_inbox = ""
+        self._next_ack = 0
+        self._awaiting: dict[int, float] = {}  # publish number -> when the ack is due
+        self._ack_waiters: list[_Waiter] = []
+        self._ack_sweeper: asyncio.Task[None] | None = None
+
+        self._closed = False
+        self._counters = dict.fromkeys(
+            (
+                "published",
+                "received",
+                "duplicates",
+                "overfilled",
+                "publish_errors",
+                "acked",
+                "ack_errors",
+                "ack_timeouts",
+                "errors",
+                "slow_consumers",
+                "disconnects",
+                "reconnects",
+            ),
+            0,
+        )
+
+    # -- the I/O thread ---------------------------------------------------------------
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_forever()
+        finally:
+            self._loop.close()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The I/O thread's event loop."""
+        return self._loop
+
+    def on_io_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Runs ``coro`` on the I/O loop; the future is usable from any thread. Raises
+        :class:`ConnectionError` once the transport is closed."""
+        if not self._thread.is_alive() or self._loop.is_closed():
+            coro.close()
+            raise ConnectionError("the NATS transport is closed")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def run_sync(self, coro: Coroutine[Any, Any, T], timeout: float | None) -> T:
+        """Runs ``coro`` on the I/O loop and waits for it; refused on the I/O thread."""
+        if self.on_io_thread():
+            coro.close()
+            raise RuntimeError(
+                "a blocking NATS call cannot run on the NATS I/O thread (in a sync handler "
+                "of a received message); use the async form from an event loop"
+            )
+        future = self.submit(coro)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise TimeoutError(f"NATS call did not finish within {timeout} s") from None
+
+    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Awaits ``coro`` run on the I/O loop, from any event loop (or that one)."""
+        if self.on_io_thread():
+            return await coro
+        return await asyncio.wrap_future(self.submit(coro))
+
+    @property
+    def client(self) -> Client:
+        """The publishing nats-py client (use it on :attr:`loop` only)."""
+        return self._pub
+
+    # -- opening ----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Starts the I/O thread and connects both clients; raises
+        :class:`NatsConnectError` if no server answers within ``connect_timeout``."""
+        self._thread.start()
+        try:
+            await self.run(self._connect_all())
+        except BaseException:
+            await self.run(self._close_clients())
+            await asyncio.to_thread(self._stop_thread)
+            raise
+
+    def open_sync(self) -> None:
+        """:meth:`open` for a thread without a running event loop."""
+        self._thread.start()
+        try:
+            self.run_sync(self._connect_all(), None)
+        except BaseException:
+            self.run_sync(self._close_clients(), None)
+            self._stop_thread()
+            raise
+
+    async def _connect_all(self) -> None:
+        await self._connect(self._pub, no_echo=True, role="pub")
+        await self._connect(self._queue_client, no_echo=False, role="queue")
+        if self.ack_prefix is not None:
+            self._ack_inbox = self._pub.new_inbox()
+            sub = await self._pub.subscribe(self._ack_inbox + ".*")
+            self._ack_sid = sub._id
+            self._ack_sweeper = self._loop.create_task(self._sweep_acks())
+
+    async def _connect(self, client: _RoutingClient, *, no_echo: bool, role: str) -> None:
+        last_error: list[BaseException] = []
+
+        async def error_cb(exc: Exception) -> None:
+            last_error[:] = [exc]
+            self._on_error(exc)
+
+        async def disconnected_cb() -> None:
+            if client is self._pub and not self._closed:
+                self._counters["disconnects"] += 1
+                logger.warning("NATS connection (%s) lost", role)
+
+        async def reconnected_cb() -> None:
+            self._counters["reconnects"] += 1
+            logger.info("NATS connection (%s) back on %s", role, client.connected_url)
+            if client is self._pub:
+                self._restart_ack_clocks()
+                self._schedule_write()
+
+        options: dict[str, Any] = {
+            "servers": self.servers,
+            "name": f"turnout {self.name} {role}".strip(),
+            "no_echo": no_echo,
+            "allow_reconnect": True,
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": self.reconnect_time_wait,
+            "connect_timeout": max(1, int(self.connect_timeout)),
+            "error_cb": error_cb,
+            "disconnected_cb": disconnected_cb,
+            "reconnected_cb": reconnected_cb,
+            **self._options,
+        }
+        try:
+            await asyncio.wait_for(client.connect(**options), self.connect_timeout)
+        except (asyncio.TimeoutError, OSError, Exception) as exc:
+            reason = last_error[0] if last_error else exc
+            raise NatsConnectError(
+                f"cannot connect to NATS at {', '.join(self.servers)} within "
+                f"{self.connect_timeout} s: {reason!r}"
+            ) from exc
+
+    def _on_error(self, exc: Exception) -> None:
+        if isinstance(exc, SlowConsumerError):
+            self._counters["slow_consumers"] += 1
+        else:
+            self._counters["errors"] += 1
+        logger.warning("NATS error: %r", exc)
+
+    # -- the Transport protocol -------------------------------------------------------
+
+    def attach(self, receive: Receive) -> None:
+        self._receive = receive
+
+    def publish(self, subject: str, event: Event | None, data: bytes | None) -> None:
+        if data is None:
+            assert event is not None
+            data = event.to_json()
+        self._enqueue((_PUBLISH, subject, data))
+
+    def add_interest(self, pattern: str, queue: str | None) -> None:
+        self._enqueue((_ADD, pattern, queue))
+
+    def remove_interest(self, pattern: str, queue: str | None) -> None:
+        self._enqueue((_REMOVE, pattern, queue))
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        if self._closed or not self._thread.is_alive():
+            return
+        if self.on_io_thread():
+            raise RuntimeError("the NATS transport cannot be closed from its I/O thread")
+        try:
+            self.submit(self._shutdown(timeout)).result(None if timeout is None else timeout * 2)
+        finally:
+            self._stop_thread()
+
+    async def aclose(self, timeout: float | None = 10.0) -> None:
+        if self._closed or not self._thread.is_alive():
+            return
+        try:
+            await self.run(self._shutdown(timeout))
+        finally:
+            if not self.on_io_thread():
+                await asyncio.to_thread(self._stop_thread)
+
+    def _stop_thread(self) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+
+    async def _shutdown(self, timeout: float | None) -> None:
+        """Writes what is queued, waits for its acks (up to ``timeout``), closes."""
+        try:
+            await asyncio.wait_for(self.barrier(), timeout)
+        except asyncio.TimeoutError:
+            logger.error(
+                "closing NATS with %d messages unwritten and %d unacknowledged",
+                len(self._outbound),
+                len(self._awaiting),
+            )
+        finally:
+            self._closed = True
+            with self._room:
+                self._room.notify_all()
+            await self._close_clients()
+
+    async def _close_clients(self) -> None:
+        if self._ack_sweeper is not None:
+            self._ack_sweeper.cancel()
+        for client in (self._pub, self._queue_client):
+            if client.is_connected or client.is_reconnecting or client.is_connecting:
+                try:
+                    await client.close()
+                except Exception as exc:  # closing must go on with the other client
+                    logger.warning("closing a NATS client failed: %r", exc)
+
+    # -- outbound ---------------------------------------------------------------------
+
+    def _enqueue(self, op: tuple[Any, ...]) -> None:
+        if self._closed:
+            raise ConnectionError("the NATS transport is closed")
+        outbound = self._outbound
+        if len(outbound) >= self.max_outbound:
+            if self.on_io_thread() or _has_running_loop():
+                self._counters["overfilled"] += 1
+            else:
+                self._wait_for_room()
+        outbound.append(op)
+        if not self._write_scheduled:
+            self._write_scheduled = True
+            self._loop.call_soon_threadsafe(self._schedule_write)
+
+    def _wait_for_room(self) -> None:
+        with self._room:
+            while len(self._outbound) >= self.max_outbound and not self._closed:
+                self._room.wait(_ROOM_CHECK_SECONDS)
+
+    def _schedule_write(self) -> None:
+        """On the I/O loop: makes sure one writer task runs."""
+        if self._writer is None or self._writer.done():
+            self._writer = self._loop.create_task(self._write())
+
+    async def _write(self) -> None:
+        """Writes the outbound queue in order while connected."""
+        outbound = self._outbound
+        pub = self._pub
+        while True:
+            written = 0
+            while outbound and pub.is_connected:
+                op = outbound.popleft()
+                try:
+                    if op[0] == _PUBLISH:
+                        if self._queue_subs_unconfirmed:
+                            # The server must know a new queue subscription before it
+                            # routes this bus's next publish, as it is on the other client.
+                            self._queue_subs_unconfirmed = False
+                            await self._queue_client.flush()
+                        await self._send(op[1], op[2])
+                    elif op[0] == _ADD:
+                        await self._add(op[1], op[2])
+                    else:
+                        await self._remove(op[1], op[2])
+                except Exception as exc:
+                    self._counters["publish_errors"] += 1
+                    logger.error("NATS operation %r on %s failed: %r", op[0], op[1], exc)
+                written += 1
+                if written % _WRITE_BATCH == 0:
+                    self._made_room()
+                    await asyncio.sleep(0)  # let the read loop run
+            self._made_room()
+            self._write_scheduled = False
+            if outbound and pub.is_connected:
+                self._write_scheduled = True
+                continue
+            if not outbound:
+                waiters, self._written_waiters = self._written_waiters, []
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+            return
+
+    def _made_room(self) -> None:
+        if len(self._outbound) < self.max_outbound:
+            with self._room:
+                self._room.notify_all()
+
+    async def _send(self, subject: str, data: bytes) -> None:
+        ack_prefix = self.ack_prefix
+        if ack_prefix is not None and subject.startswith(ack_prefix):
+            number = self._next_ack
+            self._next_ack = number + 1
+            self._awaiting[number] = time.monotonic() + self.ack_wait
+            await self._pub.publish(subject, data, reply=f"{self._ack_inbox}.{number}")
+        else:
+            await self._pub.publish(subject, data)
+        self._counters["published"] += 1
+
+    # -- interest (on the I/O loop) ---------------------------------------------------
+
+    async def _add(self, pattern: str, queue: str | None) -> None:
+        if queue is not None:
+            key = (pattern, queue)
+            entry = self._queues.get(key)
+            if entry is None:
+                sub = await self._queue_client.subscribe(pattern, queue=queue)
+                self._queue_sids[sub._id] = queue
+                self._queue_subs_unconfirmed = True
+                self._queues[key] = (1, sub)
+            else:
+                self._queues[key] = (entry[0] + 1, entry[1])
+            return
+        refs = self._interest.get(pattern, 0)
+        self._interest[pattern] = refs + 1
+        if refs:
+            return
+        serving = next((s for s in self._plain.values() if is_subset(pattern, s.pattern)), None)
+        if serving is None:
+            nats_sub = await self._pub.subscribe(pattern)
+            serving = _PlainSub(pattern, nats_sub._id, nats_sub)
+            serving.index_handle = self._plain_index.insert(pattern, serving.sid)
+            self._plain[serving.sid] = serving
+        serving.served.add(pattern)
+        self._serving[pattern] = serving
+
+    async def _remove(self, pattern: str, queue: str | None) -> None:
+        if queue is not None:
+            key = (pattern, queue)
+            entry = self._queues.get(key)
+            if entry is None:
+                return
+            if entry[0] > 1:
+                self._queues[key] = (entry[0] - 1, entry[1])
+                return
+            del self._queues[key]
+            self._queue_sids.pop(entry[1]._id, None)
+            await entry[1].unsubscribe()
+            return
+        refs = self._interest.get(pattern, 0)
+        if refs > 1:
+            self._interest[pattern] = refs - 1
+            return
+        if not refs:
+            return
+        del self._interest[pattern]
+        serving = self._serving.pop(pattern)
+        serving.served.discard(pattern)
+        await self._retire_idle()
+
+    async def _retire_idle(self) -> None:
+        """Unsubscribes NATS subscriptions that serve nothing, newest first, as long as
+        no newer subscription overlaps them (see the module docstring)."""
+        for sub in sorted(self._plain.values(), key=lambda s: s.sid, reverse=True):
+            if sub.served:
+                continue
+            newer = (s for s in self._plain.values() if s.sid > sub.sid)
+            if any(subjects_collide(sub.pattern, s.pattern) for s in newer):
+                continue
+            del self._plain[sub.sid]
+            self._plain_index.remove(sub.index_handle)
+            await sub.nats_sub.unsubscribe()
+
+    # -- inbound (on the I/O loop, called by the parser) ------------------------------
+
+    def _route_plain(self, sid: int, subject: bytes, data: bytes) -> bool:
+        plain = self._plain
+        if sid not in plain:
+            if sid == self._ack_sid:
+                self._on_ack(subject, data)
+                return True
+            return False
+        text = subject.decode()
+        if len(plain) > 1:
+            sids = self._plain_index.match(text).plain
+            if len(sids) > 1 and min(sids) != sid:
+                self._counters["duplicates"] += 1
+                return True
+        self._counters["received"] += 1
+        receive = self._receive
+        if receive is not None:
+            receive(text, None, data, None)
+        return True
+
+    def _route_queue(self, sid: int, subject: bytes, data: bytes) -> bool:
+        group = self._queue_sids.get(sid)
+        if group is None:
+            return False
+        self._counters["received"] += 1
+        receive = self._receive
+        if receive is not None:
+            receive(subject.decode(), None, data, group)
+        return True
+
+    # -- acknowledgements (on the I/O loop) -------------------------------------------
+
+    def _on_ack(self, subject: bytes, data: bytes) -> None:
+        try:
+            number = int(subject.rsplit(b".", 1)[1])
+        except (IndexError, ValueError):
+            return
+        if self._awaiting.pop(number, None) is None:
+            return  # already counted as timed out
+        try:
+            reply = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            reply = None
+        if isinstance(reply, dict) and "error" not in reply and "seq" in reply:
+            self._counters["acked"] += 1
+        else:
+            self._counters["ack_errors"] += 1
+            logger.error("JetStream refused a publish: %r", data[:200])
+        self._wake_ack_waiters()
+
+    def _restart_ack_clocks(self) -> None:
+        """After a reconnect every pending ack gets a full ``ack_wait`` again."""
+        due = time.monotonic() + self.ack_wait
+        for number in self._awaiting:
+            self._awaiting[number] = due
+
+    async def _sweep_acks(self) -> None:
+        while True:
+            await asyncio.sleep(min(0.25, self.ack_wait / 4))
+            if not self._awaiting or not self._pub.is_connected:
+                continue
+            now = time.monotonic()
+            late = [number for number, due in self._awaiting.items() if due <= now]
+            for number in late:
+                del self._awaiting[number]
+            if late:
+                self._counters["ack_timeouts"] += len(late)
+                logger.error("%d JetStream publishes were not acknowledged in time", len(late))
+                self._wake_ack_waiters()
+
+    def _wake_ack_waiters(self) -> None:
+        if not self._ack_waiters:
+            return
+        oldest = min(self._awaiting, default=self._next_ack)
+        still = []
+        for waiter in self._ack_waiters:
+            if waiter.upto <= oldest:
+                if not waiter.future.done():
+                    waiter.future.set_result(None)
+            else:
+                still.append(waiter)
+        self._ack_waiters = still
+
+    # -- flushing ---------------------------------------------------------------------
+
+    async def barrier(self) -> None:
+        """On the I/O loop: everything queued before is written and acknowledged (or
+        given up on), and NATS has routed it (both clients got a PONG after it)."""
+        if self._outbound or (self._writer is not None and not self._writer.done()):
+            written: asyncio.Future[None] = self._loop.create_future()
+            self._written_waiters.append(written)
+            self._schedule_write()
+            await written
+        upto = self._next_ack
+        if any(number < upto for number in self._awaiting):
+            acked: asyncio.Future[None] = self._loop.create_future()
+            self._ack_waiters.append(_Waiter(upto, acked))
+            await acked
+        for client in (self._pub, self._queue_client):
+            if client.is_connected:
+                await client.flush()
+
+    async def flush(self, timeout: float | None = 10.0) -> None:
+        """Waits until everything handed over before is written to NATS, acknowledged
+        by JetStream when persisted (or counted as refused or timed out), and routed
+        back to this bus where NATS routes it (queue groups)."""
+        await self.run(asyncio.wait_for(self.barrier(), timeout))
+
+    def flush_sync(self, timeout: float | None = 10.0) -> None:
+        """:meth:`flush` from a thread; refused on the I/O thread."""
+        self.run_sync(asyncio.wait_for(self.barrier(), timeout), None)
+
+    # -- observing --------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: ``published`` (written to NATS), ``received`` (passed to the bus),
+        ``duplicates`` (overlap copies dropped), ``outbound`` (queued, not yet written),
+        ``overfilled``, ``publish_errors``; JetStream ``acked``, ``ack_errors``,
+        ``ack_timeouts``, ``awaiting_ack``; nats-py ``errors``, ``slow_consumers``;
+        ``disconnects``, ``reconnects``, ``connected``; ``nats_subscriptions`` (plain
+        and queue) and the ``interest`` they serve."""
+        return {
+            **self._counters,
+            "outbound": len(self._outbound),
+            "awaiting_ack": len(self._awaiting),
+            "connected": self._pub.is_connected,
+            "connected_url": _url_text(self._pub),
+            "nats_subscriptions": len(self._plain) + len(self._queues),
+            "interest": len(self._interest) + len(self._queues),
+        }
+
+
+def _url_text(client: Client) -> str:
+    url = client.connected_url
+    return "" if url is None else f"{url.scheme}://{url.netloc}"
+
+
+def _has_running_loop() -> bool:
+    return asyncio._get_running_loop() is not None

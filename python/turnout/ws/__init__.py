@@ -1,0 +1,29 @@
+"""Coordination over WebSocket (extra ``turnout[ws]``, on the ``websockets`` library).
+
+- :class:`Coordinator`: a service's client (:mod:`turnout.ws.client`).
+- :class:`Hub`: the server services connect to, republishing on a :class:`~turnout.Bus`
+  and serving watchers (:mod:`turnout.ws.hub`); its subjects are in
+  :mod:`turnout.ws.subjects`.
+
+Both only move frames: what to answer is decided by the sans-I/O state machines of
+:mod:`turnout.coordination`.
+"""
+
+from turnout.coordination import CoordinatorConfig, RequestOutcome, RequestSettled
+from turnout.ws.client import Coordinator, HubRefusedError
+from turnout.ws.hub import COORDINATION_PATH, WATCH_PATH, Hub
+from turnout.ws.subjects import coordination_pattern, coordination_subject, subject_token
+
+__all__ = [
+    "COORDINATION_PATH",
+    "WATCH_PATH",
+    "Coordinator",
+    "CoordinatorConfig",
+    "Hub",
+    "HubRefusedError",
+    "RequestOutcome",
+    "RequestSettled",
+    "coordination_pattern",
+    "coordination_subject",
+    "subject_token",
+]
