@@ -11,12 +11,22 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from turnout._bench.timing import gc_paused
+from turnout._bench.report import ResultRow
+from turnout._bench.timing import Measurement, gc_paused
+from turnout._bench.workloads import Scale, StepReporter, WorkloadError
 
-__all__ = ["Figure", "Prepared", "best_of", "quick_mode", "render"]
+__all__ = [
+    "CaseTable",
+    "Figure",
+    "Prepared",
+    "best_of",
+    "quick_mode",
+    "render",
+    "run_cases",
+]
 
 
 def quick_mode() -> bool:
@@ -61,7 +71,8 @@ class Figure:
 def best_of(
     case: str, implementation: str, prepare: Callable[[], Prepared], repeats: int = 3
 ) -> Figure:
-    """Prepares and times ``repeats`` runs; the fastest gives the figure."""
+    """Prepares and times ``repeats`` runs; the fastest gives the figure. A run whose check
+    fails raises ``WorkloadError``: its time would mean nothing."""
     best: Figure | None = None
     for _ in range(max(repeats, 1)):
         prepared = prepare()
@@ -71,12 +82,50 @@ def best_of(
             seconds = time.perf_counter() - start
         if prepared.measured_seconds is not None:
             seconds = prepared.measured_seconds()
-        prepared.check()
+        try:
+            prepared.check()
+        except AssertionError as exc:
+            raise WorkloadError(f"{case} ({implementation}): {exc}") from exc
         figure = Figure(case, implementation, operations, max(seconds, 1e-9))
         if best is None or figure.ops_per_s > best.ops_per_s:
             best = figure
     assert best is not None
     return best
+
+
+CaseTable = Mapping[str, Mapping[str, Callable[[], Prepared]]]
+"""Case -> implementation name -> what prepares one run of that case."""
+
+
+def run_cases(
+    workload: str,
+    cases: CaseTable,
+    implementation: str,
+    scale: Scale,
+    step: StepReporter,
+    extra: Callable[[str, str], Mapping[str, float]] | None = None,
+) -> list[ResultRow]:
+    """The ``turnout bench`` rows of ``implementation``: every case it has, best of 1 run
+    (quick) or 3 (full). ``extra(case, implementation)`` adds case-specific figures."""
+    repeats = 1 if scale.name == "quick" else 3
+    rows = []
+    for case, prepares in cases.items():
+        prepare = prepares.get(implementation)
+        if prepare is None:
+            continue
+        step(case)
+        figure = best_of(case, implementation, prepare, repeats)
+        measurement = Measurement(
+            ops=figure.operations,
+            elapsed_ns=max(round(figure.seconds * 1e9), 1),
+            repeats=repeats,
+            latencies_ns=(),
+        )
+        more = {"operations": float(figure.operations)}
+        if extra is not None:
+            more.update(extra(case, implementation))
+        rows.append(ResultRow.from_measurement(workload, case, implementation, measurement, more))
+    return rows
 
 
 def render(figures: Sequence[Figure], baseline: str) -> str:
