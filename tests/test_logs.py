@@ -6,12 +6,14 @@ asserts on how long something took."""
 from __future__ import annotations
 
 import gc
+import itertools
 import logging
 import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -21,6 +23,7 @@ from turnout._core import LogBatcher
 from turnout._go_json import dumps_map, go_escape
 from turnout._wire import ZERO_TIME, parse_time
 from turnout.logs import ForwardingHandler, LogEntry, LogForwarder, LogLevel, Overflow
+from turnout.logs import _split_extras as split_extras
 from turnout.protocol import (
     MESSAGE_ID_PATTERN,
     LogBatchPayload,
@@ -232,6 +235,84 @@ def test_refuses_entries_rust_cannot_take(forwarders: Callable[..., LogForwarder
     with pytest.raises((TypeError, ValueError)):
         forwarder.log(LogEntry(None, "info", 5))  # type: ignore[arg-type]
     assert forwarder.stats()["accepted"] == 0
+
+
+def test_rust_reads_subclasses_look_alikes_and_unset_fields_correctly() -> None:
+    """An exact LogEntry is read through its slots; anything else through getattr, so a
+    subclass's override and a duck-typed object are honoured, and an unset field is the
+    AttributeError getattr gives, not a crash."""
+
+    class Shouting(LogEntry):
+        @property  # type: ignore[misc]
+        def message(self) -> str:  # overrides the dataclass field
+            return "LOUD"
+
+        @message.setter
+        def message(self, value: str) -> None:
+            pass
+
+    plain = LogEntry(STAMP, "info", "quiet", workflow_id="wf")
+    assert b'"message":"quiet"' in LogBatcher.payload_json(plain)
+    assert b'"message":"LOUD"' in LogBatcher.payload_json(Shouting(STAMP, "info", "quiet"))
+    alike = SimpleNamespace(
+        timestamp=STAMP,
+        level="warn",
+        message="duck",
+        trace_id=None,
+        span_id="",
+        workflow_id="wf",
+        action_id="",
+        correlation_id="",
+        fields={"k": 1},
+        source_file="",
+        source_line=None,
+    )
+    assert LogBatcher.payload_json(alike) == (
+        b'{"fields":{"k":1},"level":"warn","message":"duck",'
+        b'"timestamp":"2024-05-01T12:00:00.123456789Z","workflow_id":"wf"}'
+    )
+    unset = LogEntry(STAMP, "info", "x")
+    del unset.span_id
+    with pytest.raises(AttributeError, match="span_id"):
+        LogBatcher.payload_json(unset)
+    with pytest.raises(TypeError, match="workflow_id must be str, not int"):
+        LogBatcher.payload_json(LogEntry(STAMP, "info", "x", workflow_id=7))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="level must be str"):
+        LogBatcher.payload_json(LogEntry(STAMP, 3, "x"))  # type: ignore[arg-type]
+
+
+def test_json_escaping_of_every_kind_of_character_matches_python() -> None:
+    """The Rust byte-table escaper against the Python writer, on every code point class
+    that is escaped or shares a UTF-8 lead byte with one that is."""
+    tricky = "".join(
+        [chr(c) for c in range(0x80)] + ["\u2027\u2028\u2029\u202a\u20ac\u00e9\U0001f600", "\ufffd"]
+    )
+    for message in (tricky, tricky[::-1], "\u2028", "\u2029end", "e\u20ac"):
+        case = LogEntry(STAMP, "info", message, fields={"m": message})
+        assert LogBatcher.payload_json(case) == go_escape(dumps_map(case.to_payload()))
+
+
+def test_fields_in_rust_frames_are_written_as_go_writes_them() -> None:
+    """Go's float spelling and HTML-safe escapes inside ``fields`` too; values JSON cannot
+    carry are written with ``str`` rather than failing the log call."""
+    case = LogEntry(
+        STAMP,
+        "info",
+        "m",
+        fields={"ratio": 1.0, "tiny": 1e-7, "html": "<b>&</b>", "nested": {"x": [2.5, "\u2028"]}},
+    )
+    payload = LogBatcher.payload_json(case)
+    assert payload == go_escape(dumps_map(case.to_payload()))
+    assert b'"ratio":1,' in payload and b'"tiny":1e-7' in payload
+    assert b'"html":"\\u003cb\\u003e\\u0026\\u003c/b\\u003e"' in payload
+
+    class Opaque:
+        def __str__(self) -> str:
+            return "opaque <thing>"
+
+    odd = LogEntry(STAMP, "info", "m", fields={"o": Opaque(), "nan": float("nan")})
+    fields = orjson.loads(LogBatcher.payload_json(odd))["fields"]
+    assert fields == {"o": "opaque <thing>", "nan": "nan"}
 
 
 def test_checks_its_arguments() -> None:
@@ -509,6 +590,24 @@ def test_extras_that_are_not_typed_ids_go_to_fields(logger: logging.Logger) -> N
     (entry,) = target.entries
     assert entry.trace_id == "snake" and entry.span_id == ""
     assert entry.fields == {"traceID": "camel", "spanId": 42, "user": "ann", "o": marker}
+
+
+def test_every_spelling_of_an_id_at_once_resolves_the_same_way(logger: logging.Logger) -> None:
+    target = Collector()
+    logger.addHandler(ForwardingHandler(target))
+    logger.info("m", extra={"spanID": "upper", "spanId": "camel"})
+    logger.info("m", extra={"spanID": "upper", "spanId": "camel", "span_id": "snake"})
+    two, three = target.entries
+    assert (two.span_id, two.fields) == ("camel", {"spanID": "upper"})
+    assert (three.span_id, three.fields) == ("snake", {"spanID": "upper", "spanId": "camel"})
+    # Whatever order the record's attributes come in.
+    attributes = {"traceID": "upper", "traceId": "camel", "trace_id": "snake", "n": 1}
+    outcomes = {
+        (found[0], tuple(sorted((found[5] or {}).items())))
+        for order in itertools.permutations(attributes)
+        for found in [split_extras(attributes, dict.fromkeys(order).keys())]
+    }
+    assert outcomes == {("snake", (("n", 1), ("traceID", "upper"), ("traceId", "camel")))}
 
 
 def test_exceptions_and_stacks_go_to_fields(logger: logging.Logger) -> None:

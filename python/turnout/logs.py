@@ -370,9 +370,10 @@ _RECORD_ATTRIBUTES = frozenset(
 ) | {"message", "asctime", "taskName"}
 _PLAIN_RECORD_SIZE = len(logging.LogRecord("", logging.INFO, "", 0, "", (), None).__dict__)
 
-# The typed entry fields an `extra` key fills (when its value is a string).
+# The typed entry field an `extra` key fills (when its value is a string), and the rank of
+# its spelling: when several spellings of one field are given, the lowest rank fills it.
 _ID_SPELLINGS = {
-    spelling: name
+    spelling: (name, rank)
     for name, camel in (
         ("trace_id", "trace"),
         ("span_id", "span"),
@@ -380,7 +381,7 @@ _ID_SPELLINGS = {
         ("action_id", "action"),
         ("correlation_id", "correlation"),
     )
-    for spelling in (name, camel + "Id", camel + "ID")
+    for rank, spelling in enumerate((name, camel + "Id", camel + "ID"))
 }
 
 _FALLBACK_FORMATTER = logging.Formatter()
@@ -397,9 +398,10 @@ class ForwardingHandler(logging.Handler):
       record's ``pathname`` and ``lineno``.
     - ``extra`` keys ``trace_id``, ``span_id``, ``workflow_id``, ``action_id`` and
       ``correlation_id`` (also spelled ``traceId``/``traceID`` and so on) fill those fields
-      when their value is a string; when two spellings of one field are given, the
-      snake_case one wins and the other goes to ``fields``. Every other extra goes to
-      ``fields`` as given (values JSON cannot carry are written with ``str``).
+      when their value is a string; when several spellings of one field are given, the
+      snake_case one wins, then ``traceId`` over ``traceID``, and the others go to
+      ``fields``. Every other extra goes to ``fields`` as given (values JSON cannot carry
+      are written with ``str``).
     - An exception (``exc_info``) adds ``fields["error"]`` (its one-line summary) and
       ``fields["exception"]`` (the formatted traceback); ``stack_info`` adds
       ``fields["stack"]``.
@@ -471,23 +473,23 @@ def _split_extras(
     """A record's extra attributes as (trace_id, span_id, workflow_id, action_id,
     correlation_id, fields); the outcome does not depend on the order of ``extras``."""
     ids: dict[str, str] = {}
-    filled_by: dict[str, str] = {}  # typed field -> the extra key that filled it
+    filled_by: dict[str, tuple[int, str]] = {}  # typed field -> (rank, extra key) filling it
     fields: dict[str, Any] = {}
     for key in extras:
         value = attributes[key]
-        name = _ID_SPELLINGS.get(key)
-        if name is not None and isinstance(value, str):
-            earlier = filled_by.get(name)
-            if earlier is None:
-                filled_by[name] = key
-                ids[name] = value
-                continue
-            if key == name:  # the snake_case spelling wins; the other becomes a field
-                fields[earlier] = ids[name]
-                filled_by[name] = key
-                ids[name] = value
-                continue
-        fields[key] = value
+        spelling = _ID_SPELLINGS.get(key)
+        if spelling is None or not isinstance(value, str):
+            fields[key] = value
+            continue
+        name, rank = spelling
+        earlier = filled_by.get(name)
+        if earlier is None or rank < earlier[0]:
+            if earlier is not None:  # outranked: the earlier spelling becomes a field
+                fields[earlier[1]] = ids[name]
+            filled_by[name] = (rank, key)
+            ids[name] = value
+        else:
+            fields[key] = value
     return (
         ids.get("trace_id", ""),
         ids.get("span_id", ""),

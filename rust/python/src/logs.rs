@@ -188,24 +188,18 @@ fn level_of(value: &Bound<'_, PyAny>) -> PyResult<LogLevel> {
     })
 }
 
-/// Serialises `fields` with orjson, keys sorted as Go sorts map keys; values orjson
-/// cannot encode are written with `str()`, so a log call never fails on them.
+/// Serialises `fields` as Go writes a `map[string]interface{}` (keys sorted, Go's float
+/// spelling, HTML-safe escapes), through `turnout._go_json.dumps_fields`, which writes
+/// values JSON cannot carry with `str()` so a log call never fails on them.
 fn fields_json(fields: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
     if fields.is_none() || fields.cast::<PyDict>().is_ok_and(|d| d.is_empty()) {
         return Ok(None);
     }
-    static DUMPS: PyOnceLock<[Py<PyAny>; 3]> = PyOnceLock::new();
+    static DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let py = fields.py();
-    let [dumps, default, option] = DUMPS.get_or_try_init(py, || {
-        let orjson = py.import("orjson")?;
-        Ok::<_, PyErr>([
-            orjson.getattr("dumps")?.unbind(),
-            py.import("builtins")?.getattr("str")?.unbind(),
-            orjson.getattr("OPT_SORT_KEYS")?.unbind(),
-        ])
-    })?;
-    // Positionally: orjson matches keyword names by identity with its interned strings.
-    let encoded = dumps.bind(py).call1((fields, default, option))?;
+    let encoded = DUMPS
+        .import(py, "turnout._go_json", "dumps_fields")?
+        .call1((fields,))?;
     let bytes = encoded.cast::<PyBytes>()?.as_bytes();
     Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
 }
