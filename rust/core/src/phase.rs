@@ -10,7 +10,6 @@ use std::hash::BuildHasher;
 
 use compact_str::CompactString;
 use foldhash::fast::RandomState;
-use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
 
 /// A workflow's phase; the wire value is [`Phase::as_str`].
@@ -192,12 +191,18 @@ pub struct PhaseState {
 
 /// Every workflow's phase state.
 ///
+/// The states sit in a vector in registration order, found through a small hash index of
+/// positions (Python's compact dict does the same): the index stays in cache, and
+/// workflows handled in the order they were registered walk the states sequentially.
+///
 /// With [`PhaseTable::record_changes`] on, every phase change is also copied, in the
 /// order the changes happen, to a journal the caller drains
 /// ([`PhaseTable::drain_changes`]) to tell its observers; off, a change copies nothing.
 #[derive(Debug, Default)]
 pub struct PhaseTable {
-    states: HashTable<PhaseState>,
+    /// Positions in `states`, by the hash of the workflow id.
+    index: HashTable<usize>,
+    states: Vec<PhaseState>,
     hasher: RandomState,
     journal: Option<Vec<PhaseState>>,
 }
@@ -225,6 +230,13 @@ impl PhaseTable {
         self.hasher.hash_one(id)
     }
 
+    fn position(&self, id: &str) -> Option<usize> {
+        let states = &self.states;
+        self.index
+            .find(self.hash(id), |&at| states[at].workflow_id == id)
+            .copied()
+    }
+
     /// Starts tracking `id` in `pending`; registering again replaces the old state.
     pub fn register(&mut self, id: &str, parent: &str, root: &str, now: i64) -> &PhaseState {
         let state = PhaseState {
@@ -239,33 +251,49 @@ impl PhaseTable {
             parent_workflow_id: CompactString::new(parent),
             root_workflow_id: CompactString::new(root),
         };
-        let hash = self.hash(id);
-        let hasher = &self.hasher;
-        match self.states.entry(
-            hash,
-            |s| s.workflow_id == id,
-            |s| hasher.hash_one(s.workflow_id.as_str()),
-        ) {
-            Entry::Occupied(mut slot) => {
-                *slot.get_mut() = state;
-                slot.into_mut()
+        let at = match self.position(id) {
+            Some(at) => {
+                self.states[at] = state;
+                at
             }
-            Entry::Vacant(slot) => slot.insert(state).into_mut(),
-        }
+            None => {
+                let at = self.states.len();
+                let hash = self.hash(id);
+                self.states.push(state);
+                let (states, hasher) = (&self.states, &self.hasher);
+                self.index.insert_unique(hash, at, |&other| {
+                    hasher.hash_one(states[other].workflow_id.as_str())
+                });
+                at
+            }
+        };
+        &self.states[at]
     }
 
     pub fn remove(&mut self, id: &str) -> Option<PhaseState> {
-        let hash = self.hash(id);
-        self.states
-            .find_entry(hash, |s| s.workflow_id == id)
-            .ok()
-            .map(|slot| slot.remove().0)
+        let states = &self.states;
+        let (at, _) = self
+            .index
+            .find_entry(self.hasher.hash_one(id), |&at| states[at].workflow_id == id)
+            .ok()?
+            .remove();
+        let removed = self.states.swap_remove(at);
+        // The last state moved into the gap: point its index entry there.
+        if let Some(moved) = self.states.get(at) {
+            let old = self.states.len();
+            let hash = self.hasher.hash_one(moved.workflow_id.as_str());
+            if let Some(entry) = self.index.find_mut(hash, |&p| p == old) {
+                *entry = at;
+            }
+        }
+        Some(removed)
     }
 
     pub fn get(&self, id: &str) -> Option<&PhaseState> {
-        self.states.find(self.hash(id), |s| s.workflow_id == id)
+        self.position(id).map(|at| &self.states[at])
     }
 
+    /// Every state, in registration order (a removal moves the last one into its place).
     pub fn all(&self) -> impl Iterator<Item = &PhaseState> {
         self.states.iter()
     }
@@ -276,9 +304,8 @@ impl PhaseTable {
         &mut self,
         id: &str,
     ) -> Result<(&mut PhaseState, Option<&mut Vec<PhaseState>>), PhaseError> {
-        let hash = self.hasher.hash_one(id);
-        match self.states.find_mut(hash, |s| s.workflow_id == id) {
-            Some(state) => Ok((state, self.journal.as_mut())),
+        match self.position(id) {
+            Some(at) => Ok((&mut self.states[at], self.journal.as_mut())),
             None => Err(PhaseError::NotFound(CompactString::new(id))),
         }
     }
@@ -541,5 +568,39 @@ mod tests {
         );
         assert!(t.remove("w").is_none());
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn removals_in_any_order_keep_every_other_workflow_findable() {
+        let mut t = PhaseTable::default();
+        let ids: Vec<String> = (0..200).map(|n| format!("wf-{n}")).collect();
+        for (n, id) in ids.iter().enumerate() {
+            t.register(id, "", "", n as i64);
+        }
+        // Every third goes, in a scrambled order (first, last, and the middle included).
+        let mut gone: Vec<&String> = ids.iter().step_by(3).collect();
+        gone.sort_by_key(|id| id.bytes().rev().collect::<Vec<u8>>());
+        for id in &gone {
+            assert!(t.remove(id).is_some(), "{id}");
+        }
+        for (n, id) in ids.iter().enumerate() {
+            let found = t.get(id);
+            assert_eq!(found.is_none(), gone.contains(&id), "{id}");
+            if let Some(state) = found {
+                assert_eq!(
+                    (state.workflow_id.as_str(), state.changed_at),
+                    (id.as_str(), n as i64)
+                );
+            }
+        }
+        assert_eq!(t.len(), ids.len() - gone.len());
+        assert_eq!(t.all().count(), t.len());
+        for id in &gone {
+            t.register(id, "", "", -1);
+        }
+        assert_eq!(t.len(), ids.len());
+        assert!(ids
+            .iter()
+            .all(|id| t.get(id).is_some_and(|s| s.workflow_id == id.as_str())));
     }
 }
