@@ -280,6 +280,13 @@ def test_rust_reads_subclasses_look_alikes_and_unset_fields_correctly() -> None:
     with pytest.raises(TypeError, match="level must be str"):
         LogBatcher.payload_json(LogEntry(STAMP, 3, "x"))  # type: ignore[arg-type]
 
+    class Odd(datetime):
+        nanosecond = 5_000  # a PreciseDatetime look-alike out of its 0..999 range
+
+    odd = Odd(2024, 5, 1, tzinfo=timezone.utc)
+    with pytest.raises(ValueError, match=r"nanosecond must be in 0\.\.999"):
+        LogBatcher.payload_json(LogEntry(odd, "info", "x"))
+
 
 def test_json_escaping_of_every_kind_of_character_matches_python() -> None:
     """The Rust byte-table escaper against the Python writer, on every code point class

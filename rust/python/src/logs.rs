@@ -44,7 +44,14 @@ fn wire_time(dt: &Bound<'_, PyDateTime>) -> PyResult<WireTime> {
         }
     };
     let extra_nanos = match dt.getattr_opt(intern!(dt.py(), "nanosecond"))? {
-        Some(n) => n.extract::<u32>()?,
+        Some(n) => match n.extract::<u32>() {
+            Ok(n @ 0..=999) => n,
+            _ => {
+                return Err(PyValueError::new_err(format!(
+                    "a timestamp's nanosecond must be in 0..999, not {n}"
+                )))
+            }
+        },
         None => 0,
     };
     Ok(WireTime::from_civil(
