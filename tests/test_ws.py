@@ -12,6 +12,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import nats
 import orjson
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
@@ -20,6 +21,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 import turnout
 from turnout.events import Event
 from turnout.logs import ForwardingHandler, LogEntry
+from turnout.nats_server import NatsServer
 from turnout.phases import Phase, PhaseManager
 from turnout.protocol import MessageType, WSMessage
 from turnout.ws import (
@@ -453,7 +455,7 @@ def free_port() -> int:
         return port
 
 
-async def start_hub_process(port: int) -> asyncio.subprocess.Process:
+async def start_hub_process(port: int, *options: str) -> asyncio.subprocess.Process:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -463,6 +465,7 @@ async def start_hub_process(port: int) -> asyncio.subprocess.Process:
         "127.0.0.1",
         "--port",
         str(port),
+        *options,
         stdout=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
@@ -498,11 +501,16 @@ async def test_the_client_redials_a_restarted_hub_and_delivers_what_waited() -> 
     coordinator.on_disconnected(lambda error: disconnected.set())
     coordinator.on_reconnecting(reconnecting)
     try:
-        await coordinator.connect()
-        phases = coordinator.phases
-        into_execution(phases, "wf-live")
-        into_execution(phases, "wf-done")
-        phases.complete("wf-done")
+        done = coordination_pattern(kind="phase_changed", workflow_id="wf-done")
+        async with connect(f"ws://127.0.0.1:{port}/v1/watch?subject={done}") as first:
+            await coordinator.connect()
+            phases = coordinator.phases
+            into_execution(phases, "wf-live")
+            into_execution(phases, "wf-done")
+            phases.complete("wf-done")
+            # What was sent before the kill has arrived (the last of it is this change).
+            while (await next_event(first))["data"]["message"]["payload"]["to"] != "completed":
+                pass
 
         process.kill()
         await asyncio.wait_for(process.wait(), WAIT)
@@ -559,3 +567,37 @@ async def test_the_send_queue_is_bounded_while_disconnected() -> None:
         ]
         assert percents == list(range(5, 15))  # drop_oldest kept the newest ten
         await coordinator.close()
+
+
+async def test_turnout_hub_on_nats_republishes_onto_the_nats_server(
+    nats_server: NatsServer,
+) -> None:
+    port = free_port()
+    process = await start_hub_process(port, "--nats", nats_server.url, "--node", "hub-n")
+    plain = await nats.connect(nats_server.url)
+    try:
+        subscription = await plain.subscribe("events.coordination.>")
+        await plain.flush()
+        url = f"ws://127.0.0.1:{port}/v1/coordination"
+        async with Coordinator(config(url)) as coordinator:
+            coordinator.send_progress("wf.7", "a-1", 70.0, "deploy")
+            seen = []
+            while len(seen) < 2:
+                message = await subscription.next_msg(timeout=WAIT)
+                seen.append((message.subject, Event.from_json(message.data)))
+        (registered_subject, registered), (subject, progress) = seen
+        assert registered_subject == "events.coordination.register.svc-1._"
+        assert registered.node == "hub-n"
+        assert subject == "events.coordination.progress.svc-1.wf%2E7"
+        assert progress.type == subject.removeprefix("events.")
+        assert progress.data is not None
+        payload = progress.data["message"]["payload"]
+        assert (payload["workflow_id"], payload["percent"], payload["stage"]) == (
+            "wf.7",
+            70,
+            "deploy",
+        )
+    finally:
+        await plain.close()
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), WAIT) == 0

@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from nats.errors import Error as NatsError
+from nats.errors import NoRespondersError
 from nats.js import api
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from turnout._core import subjects_collide, validate_subject
 from turnout._wire import ZERO_TIME
@@ -43,6 +46,9 @@ STREAM_SUBJECTS = SUBJECT_PREFIX + ">"
 _FETCH_BATCH = 512
 # A query's consumer is removed by the server if the query dies before deleting it.
 _CONSUMER_IDLE_SECONDS = 60.0
+# What a cluster answers while it elects leaders after losing a server; queries retry.
+_ELECTING = (asyncio.TimeoutError, NoRespondersError, ServiceUnavailableError)
+_RETRY_SECONDS = 0.25
 
 
 class PersistError(RuntimeError):
@@ -103,6 +109,16 @@ class PersistConfig:
         )
 
 
+def _same_limits(current: api.StreamConfig, wanted: api.StreamConfig) -> bool:
+    return (
+        current.subjects == wanted.subjects
+        and current.storage == wanted.storage
+        and (current.max_msgs or -1) == wanted.max_msgs
+        and abs((current.max_age or 0.0) - (wanted.max_age or 0.0)) < 1e-6
+        and (current.num_replicas or 1) == wanted.num_replicas
+    )
+
+
 class JetStreamHistory:
     """A :class:`turnout.history.History` read from a JetStream stream (see the module
     docstring). The sync queries wait on the NATS I/O thread; ``ahistory`` and
@@ -128,11 +144,12 @@ class JetStreamHistory:
         wanted = self.config.stream_config()
         try:
             try:
-                await jsm.stream_info(self.config.stream_name)
+                info = await jsm.stream_info(self.config.stream_name)
             except NotFoundError:
                 await jsm.add_stream(wanted)
             else:
-                await jsm.update_stream(wanted)
+                if not _same_limits(info.config, wanted):  # updating needs a healthy cluster
+                    await jsm.update_stream(wanted)
         except Exception as exc:
             raise PersistError(
                 f"cannot set up JetStream stream {self.config.stream_name!r} on "
@@ -205,20 +222,33 @@ class JetStreamHistory:
             return []
         self._queries += 1
         await self._transport.barrier()  # this bus reads its own writes
-        try:
-            if since is None and newest:
-                start = await self._newest_start(filter, limit)
-                if start is not None:
-                    skipped = self._undecodable
-                    found = await self._read(filter, start, limit, False, None)
-                    if len(found) == limit:
-                        return found
-                    self._undecodable = skipped  # counted again by the full read below
-            return await self._read(filter, 1, limit, newest, since)
-        except Exception as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            raise PersistError(f"history query on {filter!r} failed: {exc!r}") from exc
+        deadline = time.monotonic() + self._query_timeout
+        while True:
+            skipped = self._undecodable
+            try:
+                return await self._query_once(filter, limit, newest, since)
+            except _ELECTING as exc:
+                # A cluster that lost a server answers again once it has elected new
+                # leaders for its JetStream state and the stream.
+                self._undecodable = skipped
+                if time.monotonic() + _RETRY_SECONDS >= deadline:
+                    raise PersistError(f"history query on {filter!r} failed: {exc!r}") from exc
+                await asyncio.sleep(_RETRY_SECONDS)
+            except (NatsError, OSError) as exc:
+                raise PersistError(f"history query on {filter!r} failed: {exc!r}") from exc
+
+    async def _query_once(
+        self, filter: str, limit: int, newest: bool, since: datetime | None
+    ) -> list[Event]:
+        if since is None and newest:
+            start = await self._newest_start(filter, limit)
+            if start is not None:
+                skipped = self._undecodable
+                found = await self._read(filter, start, limit, False, None)
+                if len(found) == limit:
+                    return found
+                self._undecodable = skipped  # counted again by the full read below
+        return await self._read(filter, 1, limit, newest, since)
 
     async def _newest_start(self, filter: str, limit: int) -> int | None:
         """The sequence where the newest ``limit`` matching messages begin: the largest

@@ -10,6 +10,7 @@ what it had acknowledged from the same folder.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -62,8 +63,10 @@ class NatsServer:
         cluster_port: int | None = None,
         routes: tuple[int, ...] = (),
         cluster_name: str = "turnout",
+        jetstream: bool = True,
     ) -> None:
         self.store = store
+        self.jetstream = jetstream
         self.name = name
         self.port = port or free_port()
         self.cluster_port = cluster_port
@@ -87,14 +90,13 @@ class NatsServer:
             "127.0.0.1",
             "-p",
             str(self.port),
-            "-js",
-            "-sd",
-            str(self.store / self.name),
             "--server_name",
             self.name,
             "-l",
             str(self.log),
         ]
+        if self.jetstream:
+            command += ["-js", "-sd", str(self.store / self.name)]
         if self.cluster_port is not None:
             command += [
                 "--cluster",
@@ -191,6 +193,29 @@ class NatsCluster:
     def stop(self) -> None:
         for server in self.servers:
             server.kill()
+
+    async def wait_jetstream(self, timeout: float = START_TIMEOUT) -> None:
+        """Waits until the cluster's JetStream answers (its meta leader is elected)."""
+        await wait_jetstream(self.urls, timeout)
+
+
+async def wait_jetstream(servers: list[str], timeout: float = START_TIMEOUT) -> None:
+    """Waits until JetStream answers on ``servers`` (needs nats-py)."""
+    import nats  # only the callers of this need the nats extra
+
+    deadline = time.monotonic() + timeout
+    client = await nats.connect(servers=servers, connect_timeout=2)
+    try:
+        while True:
+            try:
+                await client.jsm().account_info()
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+    finally:
+        await client.close()
 
 
 @contextlib.contextmanager

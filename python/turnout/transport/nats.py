@@ -28,10 +28,12 @@ among all processes, this one included (``owns_queue_groups``).
 Shared subscriptions. Local subscriptions are the bus's (its Rust index routes each
 message to its handlers); NATS only sees interest. One NATS subscription serves every local
 subscription whose pattern it covers (``is_subset``): a hundred handlers on ``events.>``,
-``events.tool.*`` and ``events.*.installed`` subscribed broadest first are one NATS
-subscription. A pattern not covered by an existing NATS subscription gets its own, even if
-it is broader than existing ones (those keep serving their handlers: replacing a live NATS
-subscription cannot be done without a window of loss or duplicates). Overlapping NATS
+``events.tool.*`` and ``events.*.installed`` are one NATS subscription when the broad one
+comes first, or in the same batch (subscriptions made in a row reach the I/O loop together
+and are laid out together). A pattern not covered by an existing NATS subscription gets its
+own, even if it is broader than existing ones (those keep serving their handlers:
+replacing a live NATS subscription cannot be done without a window of loss or
+duplicates, as core NATS messages carry no identity). Overlapping NATS
 subscriptions deliver a message once each; only the copy on the oldest matching
 subscription is passed on, the others are dropped before decoding and counted as
 ``duplicates``. A NATS subscription whose local interest is gone stays while a newer
@@ -41,9 +43,14 @@ distinct (pattern, group), reference-counted.
 
 Persistence. With ``ack_prefix`` set (by :func:`turnout.nats.connect` with ``persist``),
 messages on subjects starting with it (``events.``) are published as JetStream publishes:
-each carries a reply subject on this transport's acknowledgement inbox, and each ack,
-error or timeout (``ack_wait`` seconds of connected time) is counted. :meth:`flush` waits
-until everything handed over before it has been written, acknowledged or given up on, and
+each carries a reply subject on this transport's acknowledgement inbox and a
+``Nats-Msg-Id`` header (the payload stays the plain envelope). What is not acknowledged is
+sent again after a reconnect (it may have died with the old connection), after
+``ack_wait`` seconds of connected time, or shortly after a "no responders" answer (a
+cluster electing the stream's leader), for up to five ``ack_wait`` periods; JetStream
+stores a message sent again only once, by its id. Acks, refusals (``ack_errors``) and
+publishes given up on (``ack_timeouts``) are counted. :meth:`flush` waits until
+everything handed over before it has been written, acknowledged or given up on, and
 until NATS has sent back what it routes to this bus for it.
 
 Slow consumers. Received messages are not queued inside nats-py, so its per-subscription
@@ -84,6 +91,16 @@ DEFAULT_ACK_WAIT = 5.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 # How many queued operations the I/O loop writes before letting reads run.
 _WRITE_BATCH = 512
+# A JetStream publish is sent again after a reconnect, a lost ack or a "no responders"
+# answer, until this many ``ack_wait`` periods (of connected time) have passed; then it
+# counts as not acknowledged.
+_ATTEMPTS = 5
+# JetStream's answer to a copy of a message it is still storing.
+_DUPLICATE_IN_PROCESS = 10158
+# How soon a publish answered "no responders" (the stream has no leader) is sent again.
+_RETRY_SECONDS = 0.25
+# How long the I/O loop lets a burst of subscriptions gather before subscribing on NATS.
+_SUBSCRIBE_COALESCE_SECONDS = 0.002
 # How often a blocked publisher rechecks that the transport is still open.
 _ROOM_CHECK_SECONDS = 0.1
 
@@ -121,6 +138,16 @@ class _PlainSub:
     nats_sub: Any
     served: set[str] = field(default_factory=set)
     index_handle: int = -1
+
+
+@dataclass(eq=False)
+class _Unacked:
+    """A JetStream publish waiting for its acknowledgement."""
+
+    subject: str
+    data: bytes
+    due: float
+    give_up_at: float
 
 
 class _Waiter:
@@ -161,6 +188,7 @@ class NatsTransport:
         self.name = name
         self.ack_prefix = ack_prefix
         self.ack_wait = ack_wait
+        self._give_up_after = ack_wait * _ATTEMPTS
         self.max_outbound = max_outbound
         self.connect_timeout = connect_timeout
         self.reconnect_time_wait = reconnect_time_wait
@@ -194,7 +222,8 @@ class NatsTransport:
         self._ack_sid = -1
         self._ack_inbox = ""
         self._next_ack = 0
-        self._awaiting: dict[int, float] = {}  # publish number -> when the ack is due
+        self._awaiting: dict[int, _Unacked] = {}  # publish number -> its message
+        self._msg_id_prefix = ""
         self._ack_waiters: list[_Waiter] = []
         self._ack_sweeper: asyncio.Task[None] | None = None
 
@@ -296,6 +325,7 @@ class NatsTransport:
         await self._connect(self._queue_client, no_echo=False, role="queue")
         if self.ack_prefix is not None:
             self._ack_inbox = self._pub.new_inbox()
+            self._msg_id_prefix = self._ack_inbox.rsplit(".", 1)[-1] + "-"
             sub = await self._pub.subscribe(self._ack_inbox + ".*")
             self._ack_sid = sub._id
             self._ack_sweeper = self._loop.create_task(self._sweep_acks())
@@ -316,7 +346,7 @@ class NatsTransport:
             self._counters["reconnects"] += 1
             logger.info("NATS connection (%s) back on %s", role, client.connected_url)
             if client is self._pub:
-                self._restart_ack_clocks()
+                await self._resend_unacked()
                 self._schedule_write()
 
         options: dict[str, Any] = {
@@ -457,6 +487,11 @@ class NatsTransport:
                             self._queue_subs_unconfirmed = False
                             await self._queue_client.flush()
                         await self._send(op[1], op[2])
+                    elif op[0] == _ADD and op[2] is None:
+                        # Subscriptions come in bursts: a moment's wait lets the whole
+                        # burst be laid out together.
+                        await asyncio.sleep(_SUBSCRIBE_COALESCE_SECONDS)
+                        await self._add_plain(self._plain_batch(op[1]))
                     elif op[0] == _ADD:
                         await self._add(op[1], op[2])
                     else:
@@ -490,38 +525,69 @@ class NatsTransport:
         if ack_prefix is not None and subject.startswith(ack_prefix):
             number = self._next_ack
             self._next_ack = number + 1
-            self._awaiting[number] = time.monotonic() + self.ack_wait
-            await self._pub.publish(subject, data, reply=f"{self._ack_inbox}.{number}")
+            now = time.monotonic()
+            unacked = _Unacked(subject, data, now + self.ack_wait, now + self._give_up_after)
+            self._awaiting[number] = unacked
+            await self._publish_persisted(number, unacked)
         else:
             await self._pub.publish(subject, data)
         self._counters["published"] += 1
 
+    async def _publish_persisted(self, number: int, unacked: _Unacked) -> None:
+        # The message id makes JetStream store a message sent again only once.
+        await self._pub.publish(
+            unacked.subject,
+            unacked.data,
+            reply=f"{self._ack_inbox}.{number}",
+            headers={"Nats-Msg-Id": f"{self._msg_id_prefix}{number}"},
+        )
+
     # -- interest (on the I/O loop) ---------------------------------------------------
 
-    async def _add(self, pattern: str, queue: str | None) -> None:
-        if queue is not None:
-            key = (pattern, queue)
-            entry = self._queues.get(key)
-            if entry is None:
-                sub = await self._queue_client.subscribe(pattern, queue=queue)
-                self._queue_sids[sub._id] = queue
-                self._queue_subs_unconfirmed = True
-                self._queues[key] = (1, sub)
-            else:
-                self._queues[key] = (entry[0] + 1, entry[1])
-            return
-        refs = self._interest.get(pattern, 0)
-        self._interest[pattern] = refs + 1
-        if refs:
-            return
-        serving = next((s for s in self._plain.values() if is_subset(pattern, s.pattern)), None)
-        if serving is None:
+    async def _add(self, pattern: str, queue: str) -> None:
+        key = (pattern, queue)
+        entry = self._queues.get(key)
+        if entry is None:
+            sub = await self._queue_client.subscribe(pattern, queue=queue)
+            self._queue_sids[sub._id] = queue
+            self._queue_subs_unconfirmed = True
+            self._queues[key] = (1, sub)
+        else:
+            self._queues[key] = (entry[0] + 1, entry[1])
+
+    def _plain_batch(self, first: str) -> list[str]:
+        """``first`` and the plain interest additions queued right behind it: added
+        together, a broad pattern among them serves the narrower ones from the start."""
+        batch = [first]
+        outbound = self._outbound
+        while outbound and outbound[0][0] == _ADD and outbound[0][2] is None:
+            batch.append(outbound.popleft()[1])
+        return batch
+
+    async def _add_plain(self, patterns: list[str]) -> None:
+        fresh: list[str] = []
+        for pattern in patterns:
+            refs = self._interest.get(pattern, 0)
+            self._interest[pattern] = refs + 1
+            if not refs:
+                fresh.append(pattern)
+        # The patterns that get a NATS subscription of their own: those no existing one
+        # covers and no other fresh one covers (equal patterns were counted once above).
+        roots = [
+            p
+            for p in fresh
+            if not any(is_subset(p, s.pattern) for s in self._plain.values())
+            and not any(q != p and is_subset(p, q) for q in fresh)
+        ]
+        for pattern in roots:
             nats_sub = await self._pub.subscribe(pattern)
             serving = _PlainSub(pattern, nats_sub._id, nats_sub)
             serving.index_handle = self._plain_index.insert(pattern, serving.sid)
             self._plain[serving.sid] = serving
-        serving.served.add(pattern)
-        self._serving[pattern] = serving
+        for pattern in fresh:
+            serving = next(s for s in self._plain.values() if is_subset(pattern, s.pattern))
+            serving.served.add(pattern)
+            self._serving[pattern] = serving
 
     async def _remove(self, pattern: str, queue: str | None) -> None:
         if queue is not None:
@@ -598,37 +664,69 @@ class NatsTransport:
             number = int(subject.rsplit(b".", 1)[1])
         except (IndexError, ValueError):
             return
-        if self._awaiting.pop(number, None) is None:
-            return  # already counted as timed out
+        unacked = self._awaiting.get(number)
+        if unacked is None:
+            return  # a second ack of a message sent again, or one given up on
         try:
-            reply = orjson.loads(data)
+            reply = orjson.loads(data) if data else None
         except orjson.JSONDecodeError:
             reply = None
-        if isinstance(reply, dict) and "error" not in reply and "seq" in reply:
+        error = reply.get("error") if isinstance(reply, dict) else None
+        if isinstance(reply, dict) and error is None and "seq" in reply:
+            del self._awaiting[number]
             self._counters["acked"] += 1
-        else:
+        elif isinstance(error, dict) and error.get("err_code") == _DUPLICATE_IN_PROCESS:
+            return  # a copy sent again while the first is being stored: its ack follows
+        elif error is not None:
+            del self._awaiting[number]  # refused for good (no such stream, too large...)
             self._counters["ack_errors"] += 1
-            logger.error("JetStream refused a publish: %r", data[:200])
+            logger.error("JetStream refused a publish on %s: %r", unacked.subject, error)
+        else:
+            # No JSON: a "no responders" status while the stream has no leader (a
+            # cluster electing one). Sent again by the sweeper shortly.
+            unacked.due = time.monotonic() + _RETRY_SECONDS
+            return
         self._wake_ack_waiters()
 
-    def _restart_ack_clocks(self) -> None:
-        """After a reconnect every pending ack gets a full ``ack_wait`` again."""
-        due = time.monotonic() + self.ack_wait
-        for number in self._awaiting:
-            self._awaiting[number] = due
+    async def _resend_unacked(self) -> None:
+        """After a reconnect: what was not acknowledged may have died with the old
+        connection, so it is sent again (JetStream drops the copies it already has)."""
+        now = time.monotonic()
+        for number, unacked in sorted(self._awaiting.items()):
+            unacked.due = now + self.ack_wait
+            unacked.give_up_at = now + self._give_up_after
+            try:
+                await self._publish_persisted(number, unacked)
+            except Exception as exc:
+                logger.warning("sending an unacknowledged publish again failed: %r", exc)
+                return  # disconnected again: the next reconnect tries again
 
     async def _sweep_acks(self) -> None:
         while True:
-            await asyncio.sleep(min(0.25, self.ack_wait / 4))
+            await asyncio.sleep(min(_RETRY_SECONDS, self.ack_wait / 4))
             if not self._awaiting or not self._pub.is_connected:
                 continue
             now = time.monotonic()
-            late = [number for number, due in self._awaiting.items() if due <= now]
-            for number in late:
-                del self._awaiting[number]
-            if late:
-                self._counters["ack_timeouts"] += len(late)
-                logger.error("%d JetStream publishes were not acknowledged in time", len(late))
+            late = [(n, u) for n, u in self._awaiting.items() if u.due <= now]
+            given_up = 0
+            for number, unacked in late:
+                if unacked.give_up_at <= now:
+                    del self._awaiting[number]
+                    given_up += 1
+                    continue
+                unacked.due = now + self.ack_wait
+                try:
+                    await self._publish_persisted(number, unacked)
+                except Exception as exc:
+                    logger.warning("sending an unacknowledged publish again failed: %r", exc)
+                    break
+            if given_up:
+                self._counters["ack_timeouts"] += given_up
+                logger.error(
+                    "%d JetStream publishes were not acknowledged within %.1f s",
+                    given_up,
+                    self._give_up_after,
+                )
                 self._wake_ack_waiters()
 
     def _wake_ack_waiters(self) -> None:

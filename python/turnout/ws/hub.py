@@ -62,7 +62,7 @@ from websockets.protocol import State
 from turnout._core import validate_subject
 from turnout._errors import InvalidSubjectError
 from turnout._wire import format_time
-from turnout.bus import Bus, Message, Subscription
+from turnout.bus import Bus, Message
 from turnout.coordination import (
     HUB_PROTOCOL_VERSION,
     HubEvent,
@@ -141,6 +141,7 @@ class Hub:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._watchers: set[_Watcher] = set()
+        self._fanouts: dict[str, _Fanout] = {}
         self._dirty: list[_Watcher] = []
         self._flush_scheduled = False
         self._counts = dict.fromkeys(
@@ -182,8 +183,9 @@ class Hub:
             return
         server.close()
         await server.wait_closed()
-        for watcher in list(self._watchers):
-            watcher.unsubscribe()
+        for fanout in self._fanouts.values():
+            fanout.subscription.unsubscribe()
+        self._fanouts.clear()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -472,14 +474,24 @@ class Hub:
         self._counts["watchers_served"] += 1
         try:
             for pattern in patterns:
-                watcher.subscriptions.append(self.bus.subscribe(pattern, watcher.offer, raw=True))
+                fanout = self._fanouts.get(pattern)
+                if fanout is None:
+                    fanout = self._fanouts[pattern] = _Fanout(self, pattern)
+                fanout.watchers.append(watcher)
             async for _ in connection:
                 self._counts["watcher_ignored"] += 1
         except ConnectionClosed:
             pass
         finally:
-            watcher.unsubscribe()
             self._watchers.discard(watcher)
+            for pattern in patterns:
+                fanout = self._fanouts.get(pattern)
+                if fanout is None:  # the hub stopped
+                    continue
+                fanout.watchers.remove(watcher)
+                if not fanout.watchers:
+                    fanout.subscription.unsubscribe()
+                    del self._fanouts[pattern]
 
     def _schedule_flush(self, watcher: _Watcher) -> None:
         self._dirty.append(watcher)
@@ -491,53 +503,62 @@ class Hub:
     def _flush(self) -> None:
         self._flush_scheduled = False
         dirty, self._dirty = self._dirty, []
-        frames: dict[int, bytes] = {}  # one encoding per event, shared by the watchers
+        # Each event's frame, and each run of events' frames, is made once per turn and
+        # shared by the watchers that get it.
+        frames: dict[object, bytes] = {}
         for watcher in dirty:
             watcher.flush(frames)
 
 
-class _Watcher:
-    """One watcher connection: takes events from its bus subscriptions (on any thread)
-    and writes them on the hub's loop, once per event-loop turn."""
+class _Fanout:
+    """The watchers following one pattern, behind one bus subscription: the bus matches
+    and calls once per pattern, however many watchers share it."""
 
-    __slots__ = (
-        "_connection",
-        "_dirty",
-        "_hub",
-        "_last",
-        "_pending",
-        "_pending_bytes",
-        "subscriptions",
-    )
+    __slots__ = ("_hub", "subscription", "watchers")
+
+    def __init__(self, hub: Hub, pattern: str) -> None:
+        self._hub = hub
+        self.watchers: list[_Watcher] = []
+        self.subscription = hub.bus.subscribe(pattern, self.offer, raw=True)
+
+    def offer(self, message: Message) -> None:
+        """The bus handler, called on the publishing thread."""
+        hub = self._hub
+        if threading.get_ident() == hub._loop_thread:
+            self.deliver(message)
+        elif hub._loop is not None:
+            try:
+                hub._loop.call_soon_threadsafe(self.deliver, message)
+            except RuntimeError:  # the loop is closed: the hub is gone
+                hub._counts["watcher_discarded"] += len(self.watchers)
+
+    def deliver(self, message: Message) -> None:
+        for watcher in self.watchers:
+            watcher.take(message)
+
+
+class _Watcher:
+    """One watcher connection: takes events on the hub's loop and writes them once per
+    event-loop turn."""
+
+    __slots__ = ("_connection", "_dirty", "_hub", "_last", "_pending", "_pending_bytes")
 
     def __init__(self, hub: Hub, connection: ServerConnection) -> None:
         self._hub = hub
         self._connection = connection
-        self.subscriptions: list[Subscription[Message]] = []
         self._pending: list[Message] = []
         self._pending_bytes = 0
         self._dirty = False
         self._last: Message | None = None
 
-    def offer(self, message: Message) -> None:
-        hub = self._hub
-        if threading.get_ident() == hub._loop_thread:
-            self._take(message)
-        elif hub._loop is not None:
-            try:
-                hub._loop.call_soon_threadsafe(self._take, message)
-            except RuntimeError:  # the loop is closed: the hub is gone
-                hub._counts["watcher_discarded"] += 1
-
-    def _take(self, message: Message) -> None:
-        # One bus event reaches a watcher once per pattern it matches; the bus hands all
-        # of them the same Message object, so an event repeats only back to back.
+    def take(self, message: Message) -> None:
+        # One bus event reaches a watcher once per pattern of its that matches; the bus
+        # hands every subscription the same Message object, and one after the other.
         if message is self._last:
             return
         self._last = message
         size = len(message.data)
-        waiting = self._pending_bytes + self._connection.transport.get_write_buffer_size()
-        if waiting + size > self._hub.watcher_buffer and waiting:
+        if self._pending_bytes + size > self._hub.watcher_buffer and self._pending:
             self._hub._counts["watcher_dropped"] += 1
             return
         self._pending.append(message)
@@ -546,36 +567,44 @@ class _Watcher:
             self._dirty = True
             self._hub._schedule_flush(self)
 
-    def flush(self, frames: dict[int, bytes]) -> None:
-        self._dirty = False
-        messages, self._pending = self._pending, []
+    def flush(self, frames: dict[object, bytes]) -> None:
+        messages, waiting = self._pending, self._pending_bytes
+        self._pending = []
         self._pending_bytes = 0
+        self._dirty = False
         counts = self._hub._counts
         connection = self._connection
         if connection.protocol.state is not State.OPEN:
             counts["watcher_discarded"] += len(messages)
+            return
+        transport = connection.transport
+        unsent = transport.get_write_buffer_size()
+        if unsent and unsent + waiting > self._hub.watcher_buffer:
+            counts["watcher_dropped"] += len(messages)
             return
         if connection.protocol.extensions:
             # A negotiated extension (compression) encodes frames per connection.
             for message in messages:
                 broadcast((connection,), message.data, text=True)
         else:
-            # Server frames are unmasked: with no extension, one event's frame is the same
-            # bytes for every watcher, so it is encoded once and written as is.
-            out = []
-            for message in messages:
-                frame = frames.get(id(message))
-                if frame is None:
-                    frame = Frame(Opcode.TEXT, message.data).serialize(mask=False)
-                    frames[id(message)] = frame
-                out.append(frame)
-            connection.transport.writelines(out)
+            transport.write(_frames_of(messages, frames))
         counts["watcher_delivered"] += len(messages)
 
-    def unsubscribe(self) -> None:
-        for subscription in self.subscriptions:
-            subscription.unsubscribe()
-        self.subscriptions.clear()
+
+def _frames_of(messages: list[Message], made: dict[object, bytes]) -> bytes:
+    """The text frames of ``messages``, back to back. Server frames are unmasked: with no
+    extension, an event's frame is the same bytes for every watcher."""
+    key: object = id(messages[0]) if len(messages) == 1 else tuple(map(id, messages))
+    data = made.get(key)
+    if data is None:
+        parts = []
+        for message in messages:
+            frame = made.get(id(message))
+            if frame is None:
+                frame = made[id(message)] = Frame(Opcode.TEXT, message.data).serialize(mask=False)
+            parts.append(frame)
+        data = made[key] = b"".join(parts)
+    return data
 
 
 def watch_patterns(query: str) -> list[str]:

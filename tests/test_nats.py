@@ -1,0 +1,481 @@
+"""turnout.nats against real nats-servers: interop with plain clients, shared
+subscriptions, queue groups across processes, JetStream history, faults, a cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import nats
+import orjson
+import pytest
+
+from turnout.bus import Message
+from turnout.events import Event, tool_installed
+from turnout.nats import (
+    NatsBus,
+    NatsConnectError,
+    PersistConfig,
+    PersistError,
+    connect,
+    connect_sync,
+)
+from turnout.nats_server import NatsServer, free_port, running_cluster
+
+# Every wait below polls until a condition holds, up to this long: long enough for a busy
+# machine, and a hung test still ends.
+PATIENCE = 20.0
+
+
+async def eventually(condition: Callable[[], bool], what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + PATIENCE
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not within {PATIENCE} s: {what}")
+        await asyncio.sleep(0.01)
+
+
+def numbered(i: int, kind: str = "tool.started") -> Event:
+    return Event(kind, "", None, {"i": i})
+
+
+def numbers(events: list[Event]) -> list[int]:
+    return [int(e.data["i"]) for e in events if e.data is not None]
+
+
+# -- interop ---------------------------------------------------------------------------
+
+
+async def test_a_plain_subscriber_reads_the_jb_mesh_envelope_byte_for_byte(
+    nats_server: NatsServer,
+) -> None:
+    plain = await nats.connect(nats_server.url)
+    bus = await connect(nats_server.url, node="n1")
+    try:
+        wire: list[bytes] = []
+
+        async def keep(msg: Any) -> None:
+            wire.append(msg.data)
+
+        await plain.subscribe("events.tool.installed", cb=keep)
+        await plain.flush()
+        local: list[Message] = []
+        bus.subscribe("events.>", local.append, raw=True)
+        assert bus.emit(tool_installed("", "calc", "v1.0.0")) == "events.tool.installed"
+        await bus.flush()
+        await eventually(lambda: len(wire) == 1, "the plain subscriber gets the event")
+        assert wire[0] == local[0].data  # exactly the bytes local raw subscribers saw
+        doc = orjson.loads(wire[0])
+        assert list(doc) == ["type", "node", "timestamp", "data"]  # Go's field order
+        assert (doc["type"], doc["node"], doc["data"]) == (
+            "tool.installed",
+            "n1",
+            {"tool": "calc", "version": "v1.0.0"},
+        )
+        assert Event.from_json(wire[0]).to_json() == wire[0]
+    finally:
+        await bus.aclose()
+        await plain.close()
+
+
+async def test_a_turnout_subscriber_reads_what_a_plain_client_publishes(
+    nats_server: NatsServer,
+) -> None:
+    bus = await connect(nats_server.url, node="n2")
+    plain = await nats.connect(nats_server.url)
+    try:
+        events: list[Event] = []
+        raw: list[Message] = []
+        bus.subscribe("events.node.*", events.append)
+        bus.subscribe("events.>", raw.append, raw=True)
+        await bus.flush()
+        go = (
+            b'{"type":"node.joined","node":"go-1","timestamp":"2024-05-01T12:00:00.123456789Z",'
+            b'"data":{"capabilities":null}}'
+        )
+        await plain.publish("events.node.joined", go)
+        await plain.publish("events.node.left", b"not json")
+        await plain.publish("events.node.left", b'{"node":"no type"}')
+        await plain.flush()
+        await eventually(lambda: len(raw) == 3, "all three messages arrive")
+        assert [m.data for m in raw] == [go, b"not json", b'{"node":"no type"}']
+        assert events == [Event.from_json(go)]
+        assert events[0].to_json() == go  # nanoseconds and null kept when echoed back
+        stats = bus.stats()
+        assert stats["undecodable"] == 2
+        assert stats["received"] == 3
+    finally:
+        await bus.aclose()
+        await plain.close()
+
+
+# -- shared subscriptions, order, queue groups -----------------------------------------
+
+PATTERNS = [
+    ">",
+    "events.>",
+    "events.tool.>",
+    "events.tool.*",
+    "events.*.installed",
+    "events.tool.installed",
+    "*.tool.installed",
+    "*.*.installed",
+    "*.>",
+    "events.*.*",
+]
+
+
+async def test_a_hundred_handlers_share_one_nats_subscription(nats_server: NatsServer) -> None:
+    bus = await connect(nats_server.url, node="many")
+    sender = await connect(nats_server.url, node="sender")
+    try:
+        got: list[list[int]] = [[] for _ in range(100)]
+        for n, seen in enumerate(got):  # broadest pattern first: it covers the others
+            bus.subscribe(
+                PATTERNS[n % len(PATTERNS)], lambda e, seen=seen: seen.append(e.data["i"])
+            )
+        await bus.flush()
+        assert bus.stats()["transport"]["nats_subscriptions"] == 1
+        for i in range(200):
+            sender.emit(numbered(i, "tool.installed"))
+        await sender.flush()
+        await eventually(lambda: all(len(seen) == 200 for seen in got), "every delivery")
+        assert all(seen == list(range(200)) for seen in got)
+        stats = bus.stats()
+        assert stats["received"] == 200 and stats["delivered"] == 20_000
+    finally:
+        await bus.aclose()
+        await sender.aclose()
+
+
+async def test_overlapping_nats_subscriptions_deliver_once_in_order(
+    nats_server: NatsServer,
+) -> None:
+    bus = await connect(nats_server.url, node="overlap")
+    sender = await connect(nats_server.url, node="sender")
+    try:
+        narrow: list[Event] = []
+        wide: list[Event] = []
+        bus.subscribe("events.*.x", narrow.append)
+        bus.subscribe("events.tool.*", wide.append)  # collides with the first, not inside it
+        await bus.flush()
+        assert bus.stats()["transport"]["nats_subscriptions"] == 2
+        kinds = ["tool.x", "tool.y", "other.x"]
+        for i in range(300):
+            sender.emit(numbered(i, kinds[i % 3]))
+        await sender.flush()
+        await eventually(lambda: len(narrow) == 200 and len(wide) == 200, "every delivery")
+        assert numbers(narrow) == [i for i in range(300) if i % 3 != 1]
+        assert numbers(wide) == [i for i in range(300) if i % 3 != 2]
+        assert bus.stats()["transport"]["duplicates"] == 100  # tool.x came twice, once used
+    finally:
+        await bus.aclose()
+        await sender.aclose()
+
+
+async def test_nats_subscriptions_follow_local_interest(nats_server: NatsServer) -> None:
+    async with await connect(nats_server.url) as bus:
+
+        async def nats_subs() -> int:
+            await bus.flush()
+            return int(bus.stats()["transport"]["nats_subscriptions"])
+
+        narrow = bus.subscribe("events.tool.*", print)
+        assert await nats_subs() == 1
+        wide = bus.subscribe("events.>", print)  # broader, but after: a subscription more
+        inner = bus.subscribe("events.tool.started", print)  # served by an existing one
+        assert await nats_subs() == 2
+        wide.unsubscribe()  # the newest overlapping one: gone at once
+        assert await nats_subs() == 1
+        wide = bus.subscribe("events.>", print)
+        narrow.unsubscribe()  # still serves `inner`
+        assert await nats_subs() == 2
+        inner.unsubscribe()  # serves nothing, but a newer one overlaps it: kept
+        assert await nats_subs() == 2
+        wide.unsubscribe()
+        assert await nats_subs() == 0
+        # Added together (subscriptions made in a row), the broad one serves the others.
+        await bus.nats.run(bus.nats._add_plain(["a.b.c", "a.*.c", "a.>", "x.y"]))
+        assert await nats_subs() == 2
+
+
+async def test_order_from_a_remote_publisher_is_kept(nats_server: NatsServer) -> None:
+    bus = await connect(nats_server.url, node="r")
+    sender = await connect(nats_server.url, node="s")
+    try:
+        got: list[Event] = []
+        stream = bus.stream("events.>", maxsize=10_000)
+        bus.subscribe("events.>", got.append)
+        await bus.flush()
+        for i in range(3000):
+            sender.emit(numbered(i))
+        await sender.flush()
+        await eventually(lambda: len(got) == 3000, "every event")
+        assert numbers(got) == list(range(3000))
+        streamed = [await stream.__anext__() for _ in range(3000)]
+        assert numbers(streamed) == list(range(3000))
+        assert {e.node for e in got} == {"s"}
+    finally:
+        await bus.aclose()
+        await sender.aclose()
+
+
+async def test_queue_groups_balance_across_processes(nats_server: NatsServer) -> None:
+    buses = [await connect(nats_server.url, node=f"w{n}") for n in range(2)]
+    plain = await nats.connect(nats_server.url)
+    try:
+        taken: list[tuple[str, int]] = []
+        for bus in buses:
+            for _ in range(2):  # two local members: the bus picks one of them
+                bus.subscribe(
+                    "events.job.*",
+                    lambda e, b=bus: taken.append((b.node, e.data["i"])),
+                    queue="workers",
+                )
+            await bus.flush()
+
+        async def plain_member(msg: Any) -> None:
+            taken.append(("plain", int(orjson.loads(msg.data)["data"]["i"])))
+
+        await plain.subscribe("events.job.*", queue="workers", cb=plain_member)
+        await plain.flush()
+        for i in range(300):
+            buses[i % 2].emit(numbered(i, "job.run"))
+        for bus in buses:
+            await bus.flush()
+        await eventually(lambda: len(taken) == 300, "each job taken once")
+        assert sorted(i for _, i in taken) == list(range(300))  # once across all processes
+        assert {name for name, _ in taken} == {"w0", "w1", "plain"}
+    finally:
+        for bus in buses:
+            await bus.aclose()
+        await plain.close()
+
+
+async def test_async_handler_overflow_on_received_messages_is_counted(
+    nats_server: NatsServer,
+) -> None:
+    bus = await connect(nats_server.url, node="slow")
+    sender = await connect(nats_server.url, node="fast")
+    try:
+        release = asyncio.Event()
+        handled: list[int] = []
+
+        async def slow(event: Event) -> None:
+            await release.wait()
+            handled.append(int(event.data["i"]))
+
+        sub = bus.subscribe("events.>", slow, maxsize=10, overflow="drop_newest")
+        await bus.flush()
+        for i in range(100):
+            sender.emit(numbered(i))
+        await sender.flush()
+        await eventually(lambda: bus.stats()["received"] == 100, "every message received")
+        release.set()
+        await eventually(lambda: len(handled) + sub.dropped == 100, "handled or dropped")
+        assert sub.dropped >= 89  # one in the handler, ten waiting: the rest counted
+        assert bus.stats()["dropped"] == sub.dropped
+        assert handled == sorted(handled)
+    finally:
+        await bus.aclose()
+        await sender.aclose()
+
+
+# -- JetStream history -----------------------------------------------------------------
+
+
+async def test_history_from_jetstream(own_nats_server: NatsServer) -> None:
+    bus = await connect(own_nats_server.url, node="h", persist=PersistConfig())
+    other = await connect(own_nats_server.url, node="o", persist=PersistConfig())
+    try:
+        for i in range(30):  # each node's events in order, the other's after they are stored
+            (other if i < 10 else bus).emit(numbered(i, "tool.started" if i % 3 else "node.health"))
+            if i == 9:
+                await other.flush()
+        everything = await bus.ahistory("events.>", 100)
+        assert numbers(everything) == list(range(30))  # both nodes' events, oldest first
+        assert numbers(await bus.ahistory("events.>", 5)) == [0, 1, 2, 3, 4]
+        assert numbers(await bus.ahistory("events.>", 5, newest=True)) == [25, 26, 27, 28, 29]
+        assert numbers(bus.history("events.node.*", 3, newest=True)) == [21, 24, 27]
+        assert numbers(bus.history("events.*.health", 2)) == [0, 3]
+        assert bus.history("events.>", 0) == [] and bus.history("events.>", -1) == []
+        assert bus.history("orders.>") == []  # outside the stream
+        since = everything[20].timestamp
+        assert since is not None
+        assert numbers(await bus.ahistory_since("events.>", since, 3)) == [20, 21, 22]
+        assert numbers(bus.history_since("events.>", since, 3, newest=True)) == [27, 28, 29]
+        stats = bus.stats()
+        assert stats["transport"]["acked"] == 20
+        assert stats["history"]["retained"] == 30
+    finally:
+        await bus.aclose()
+        await other.aclose()
+
+
+async def test_undecodable_records_are_skipped_and_counted(own_nats_server: NatsServer) -> None:
+    bus = await connect(own_nats_server.url, persist=PersistConfig())
+    try:
+        bus.emit(numbered(0))
+        bus.publish("events.junk", b"\xff not json")
+        bus.emit(numbered(1))
+        bus.publish("events.junk", b"[1, 2]")
+        assert numbers(await bus.ahistory("events.>", 10)) == [0, 1]
+        assert numbers(await bus.ahistory("events.>", 2, newest=True)) == [0, 1]
+        assert bus.stats()["history"]["undecodable"] >= 2
+    finally:
+        await bus.aclose()
+
+
+async def test_history_limits_by_count_and_age(own_nats_server: NatsServer) -> None:
+    bus = await connect(own_nats_server.url, persist=PersistConfig(max_msgs=5))
+    try:
+        for i in range(8):
+            bus.emit(numbered(i))
+        assert numbers(await bus.ahistory("events.>", 50)) == [3, 4, 5, 6, 7]
+    finally:
+        await bus.aclose()
+    # Connecting again with other limits updates the stream; max_age takes seconds too.
+    bus = await connect(own_nats_server.url, persist=PersistConfig(max_age=1.0))
+    try:
+        assert bus.persist is not None and bus.persist.max_age == timedelta(seconds=1)
+        bus.emit(numbered(8))
+        assert numbers(await bus.ahistory("events.>", 50)) == [3, 4, 5, 6, 7, 8]
+        deadline = asyncio.get_running_loop().time() + PATIENCE
+        while await bus.ahistory("events.>", 50):  # the server expires them after 1 s
+            assert asyncio.get_running_loop().time() < deadline, "events never expired"
+            await asyncio.sleep(0.1)
+        assert bus.stats()["history"]["retained"] == 0
+    finally:
+        await bus.aclose()
+
+
+def test_sync_history_works_from_threads_but_not_in_a_received_handler(
+    own_nats_server: NatsServer,
+) -> None:
+    bus = connect_sync(own_nats_server.url, node="t", persist=PersistConfig())
+    sender = connect_sync(own_nats_server.url, node="u")
+    try:
+        errors: list[BaseException] = []
+        done = threading.Event()
+
+        def handler(event: Event) -> None:  # runs on the NATS I/O thread
+            try:
+                bus.history("events.>")
+            except RuntimeError as exc:
+                errors.append(exc)
+            done.set()
+
+        bus.subscribe("events.>", handler)
+        bus.flush_sync()
+        sender.emit(numbered(1))
+        assert done.wait(PATIENCE)
+        assert "I/O thread" in str(errors[0])
+        bus.emit(numbered(2))
+        assert numbers(bus.history("events.>")) == [1, 2]
+    finally:
+        bus.close()
+        sender.close()
+
+
+# -- bad input and faults --------------------------------------------------------------
+
+
+async def test_an_unreachable_server_fails_with_a_typed_error_in_bounded_time() -> None:
+    url = f"nats://127.0.0.1:{free_port()}"
+    with pytest.raises(NatsConnectError, match="cannot connect to NATS") as caught:
+        await asyncio.wait_for(connect(url, connect_timeout=1.0), PATIENCE)
+    assert isinstance(caught.value, ConnectionError)
+    assert url in str(caught.value)
+    assert not [
+        t for t in threading.enumerate() if t.name.startswith("turnout-nats") and t.is_alive()
+    ]
+
+
+async def test_persist_without_jetstream_is_a_typed_error(tmp_path: Path) -> None:
+    server = NatsServer(tmp_path, jetstream=False).start()
+    try:
+        with pytest.raises(PersistError, match="MESH_EVENTS"):
+            await asyncio.wait_for(connect(server.url, persist=PersistConfig()), PATIENCE)
+    finally:
+        server.kill()
+
+
+async def test_a_restarted_server_loses_no_acknowledged_event(own_nats_server: NatsServer) -> None:
+    options: dict[str, Any] = {"reconnect_time_wait": 0.1, "ack_wait": 3.0}
+    bus = await connect(own_nats_server.url, node="p", persist=PersistConfig(), **options)
+    listener = await connect(own_nats_server.url, node="l", **options)
+    try:
+        heard: list[Event] = []
+        listener.subscribe("events.>", heard.append)
+        await listener.flush()
+        for i in range(50):
+            bus.emit(numbered(i))
+        await bus.flush()
+        assert bus.stats()["transport"]["acked"] == 50
+        own_nats_server.kill()
+        for i in range(50, 100):  # held while the server is down, written after
+            bus.emit(numbered(i))
+        own_nats_server.start()
+        await bus.flush(timeout=PATIENCE)
+        transport = bus.stats()["transport"]
+        assert transport["reconnects"] >= 1
+        assert transport["acked"] == 100
+        assert numbers(await bus.ahistory("events.>", 1000)) == list(range(100))
+        await eventually(lambda: listener.stats()["transport"]["connected"], "listener back")
+        await listener.flush()
+        for i in range(100, 110):
+            bus.emit(numbered(i))
+        await eventually(lambda: numbers(heard)[-1:] == [109], "subscriptions resumed")
+        assert numbers(heard)[:50] == list(range(50))
+    finally:
+        await bus.aclose()
+        await listener.aclose()
+
+
+async def test_a_cluster_carries_events_and_survives_losing_a_server(tmp_path: Path) -> None:
+    with running_cluster(tmp_path) as cluster:
+        await cluster.wait_jetstream()
+        first, second, third = cluster.urls
+        options: dict[str, Any] = {"reconnect_time_wait": 0.1, "dont_randomize": True}
+        persist = PersistConfig(replicas=3)
+        publisher = await connect([first, third], node="pub", persist=persist, **options)
+        listener = await connect([second, third], node="sub", **options)
+        try:
+            heard: list[Event] = []
+            listener.subscribe("events.>", heard.append)
+            await listener.flush()
+            assert publisher.stats()["transport"]["connected_url"] == first
+            assert listener.stats()["transport"]["connected_url"] == second
+            for i in range(100):
+                publisher.emit(numbered(i))
+            await publisher.flush()
+            await eventually(lambda: len(heard) == 100, "published on one, heard on another")
+            cluster.servers[0].kill()  # the publisher's server, mid-stream
+            for i in range(100, 200):
+                publisher.emit(numbered(i))
+                await asyncio.sleep(0.002)
+            await publisher.flush(timeout=PATIENCE)
+            stats = publisher.stats()["transport"]
+            assert stats["connected_url"] == third and stats["reconnects"] >= 1
+            await eventually(lambda: numbers(heard)[-1:] == [199], "delivery continues")
+            stored = numbers(await listener_history(listener, persist, second))
+            # Every event acknowledged, each stored once (those sent again after the
+            # loss may be stored after later ones).
+            assert stats["acked"] == 200
+            assert sorted(stored) == list(range(200))
+        finally:
+            await publisher.aclose()
+            await listener.aclose()
+
+
+async def listener_history(listener: NatsBus, persist: PersistConfig, url: str) -> list[Event]:
+    """The history as read from another server of the cluster."""
+    reader = await connect(url, node="reader", persist=persist)
+    try:
+        return await reader.ahistory("events.>", 1000)
+    finally:
+        await reader.aclose()
