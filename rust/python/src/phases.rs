@@ -295,8 +295,11 @@ impl PhaseManager {
         }
     }
 
+    /// Turns change recording on; under the table lock, so that every change from now on
+    /// is both recorded and queued, and none recorded earlier waits in the journal.
     fn observe(&self) {
-        locked(&self.table).record_changes();
+        let mut table = locked(&self.table);
+        table.record_changes();
         self.observed.store(true, Ordering::Release);
     }
 }
