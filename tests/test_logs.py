@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import itertools
 import logging
+import random
 import sys
 import threading
 import weakref
@@ -301,7 +302,7 @@ def test_json_escaping_of_every_kind_of_character_matches_python() -> None:
 
 def test_fields_in_rust_frames_are_written_as_go_writes_them() -> None:
     """Go's float spelling and HTML-safe escapes inside ``fields`` too; values JSON cannot
-    carry are written with ``str`` rather than failing the log call."""
+    carry are written with ``str`` (NaN as null) rather than failing the log call."""
     case = LogEntry(
         STAMP,
         "info",
@@ -313,13 +314,20 @@ def test_fields_in_rust_frames_are_written_as_go_writes_them() -> None:
     assert b'"ratio":1,' in payload and b'"tiny":1e-7' in payload
     assert b'"html":"\\u003cb\\u003e\\u0026\\u003c/b\\u003e"' in payload
 
+    # Go's float spelling over every magnitude, and times inside fields.
+    rng = random.Random(7)
+    floats = [0.1, 1 / 3, 1e-6, 9.99e-7, 1e20, 1e21, 5e-324, 1.7976931348623157e308, 2.0**53]
+    floats += [rng.uniform(-1, 1) * 10.0 ** rng.randint(-320, 300) for _ in range(300)]
+    spread = LogEntry(STAMP, "info", "m", fields={"f": floats, "when": {"at": STAMP}})
+    assert LogBatcher.payload_json(spread) == go_escape(dumps_map(spread.to_payload()))
+
     class Opaque:
         def __str__(self) -> str:
             return "opaque <thing>"
 
     odd = LogEntry(STAMP, "info", "m", fields={"o": Opaque(), "nan": float("nan")})
     fields = orjson.loads(LogBatcher.payload_json(odd))["fields"]
-    assert fields == {"o": "opaque <thing>", "nan": "nan"}
+    assert fields == {"o": "opaque <thing>", "nan": None}
 
 
 def test_checks_its_arguments() -> None:

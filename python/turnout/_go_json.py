@@ -27,7 +27,7 @@ import orjson
 
 from turnout._wire import format_time
 
-__all__ = ["dumps_fields", "dumps_map", "go_escape", "go_float_text"]
+__all__ = ["dumps_map", "go_escape", "go_float_text", "log_field_text"]
 
 # Integers up to 2**53 are exact floats whose shortest spelling is the integer itself.
 _EXACT_INTEGERS = float(2**53)
@@ -84,20 +84,10 @@ def dumps_map(value: Any) -> bytes:
     )
 
 
-def dumps_fields(value: Any) -> bytes:
-    """:func:`dumps_map` for structured log fields, HTML-escaped, and lenient: a value JSON
-    cannot carry (an arbitrary object, NaN, an infinity) is written as its ``str``, so that
+def log_field_text(value: object) -> str:
+    """orjson's ``default`` for structured log fields (the Rust log frames): a ``datetime``
+    as Go writes a ``time.Time``, anything else JSON cannot carry as its ``str``, so that
     logging never fails on what a caller put in ``extra``."""
-    return go_escape(
-        orjson.dumps(
-            _floats_spelled(value, lenient=True),
-            default=_any_value,
-            option=orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME,
-        )
-    )
-
-
-def _any_value(value: object) -> str:
     if isinstance(value, datetime):
         return format_time(value)
     return str(value)
@@ -109,25 +99,22 @@ def _other_value(value: object) -> str:
     raise TypeError(f"json: unsupported type: {type(value).__name__}")
 
 
-def _floats_spelled(value: Any, lenient: bool = False) -> Any:
-    """``value`` with every float swapped for a fragment of Go's spelling (``lenient``: a
-    non-finite one for its ``str``); the very same object when there is no float in it, so
-    float-free trees are not copied."""
+def _floats_spelled(value: Any) -> Any:
+    """``value`` with every float swapped for a fragment of Go's spelling; the very same
+    object when there is no float in it, so float-free trees are not copied."""
     if isinstance(value, float):
-        if lenient and not math.isfinite(value):
-            return str(value)
         return orjson.Fragment(go_float_text(value))
     if isinstance(value, dict):
         changed: dict[Any, Any] | None = None
         for key, item in value.items():
-            spelled = _floats_spelled(item, lenient)
+            spelled = _floats_spelled(item)
             if spelled is not item:
                 if changed is None:
                     changed = dict(value)
                 changed[key] = spelled
         return value if changed is None else changed
     if isinstance(value, (list, tuple)):
-        items = [_floats_spelled(item, lenient) for item in value]
+        items = [_floats_spelled(item) for item in value]
         if any(new is not old for new, old in zip(items, value, strict=True)):
             return items
         return value

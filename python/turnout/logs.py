@@ -400,8 +400,8 @@ class ForwardingHandler(logging.Handler):
       ``correlation_id`` (also spelled ``traceId``/``traceID`` and so on) fill those fields
       when their value is a string; when several spellings of one field are given, the
       snake_case one wins, then ``traceId`` over ``traceID``, and the others go to
-      ``fields``. Every other extra goes to ``fields`` as given (values JSON cannot carry
-      are written with ``str``).
+      ``fields``. Every other extra goes to ``fields`` as given (in frames, values JSON
+      cannot carry are written with ``str``, NaN and infinities as null).
     - An exception (``exc_info``) adds ``fields["error"]`` (its one-line summary) and
       ``fields["exception"]`` (the formatted traceback); ``stack_info`` adds
       ``fields["stack"]``.

@@ -23,4 +23,4 @@ pub use subject::{
     check, is_subset, is_valid_literal, is_valid_subject, subject_matches, subjects_collide,
     tokens, SubjectError, SubjectKind, MAX_SUBJECT_LENGTH, MAX_TOKENS,
 };
-pub use wire::{write_json_str, WireTime};
+pub use wire::{write_go_float, write_go_json, write_json_str, WireTime};

@@ -224,6 +224,98 @@ pub fn write_json_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// Appends `value` as Go's `encoding/json` writes a `float64`: the shortest digits that
+/// read back exactly, positional when `1e-6 <= |value| < 1e21` (`50`, not `50.0`), else
+/// with an exponent, `e+21` or `e-7` (Go trims a negative exponent's leading zero).
+pub fn write_go_float(out: &mut String, value: f64) {
+    let magnitude = value.abs();
+    if magnitude == 0.0 || (1e-6..1e21).contains(&magnitude) {
+        // Rust's `Display` is the shortest round-tripping spelling, never with an exponent.
+        let _ = write!(out, "{value}");
+        return;
+    }
+    let text = format!("{value:e}");
+    match text.split_once('e') {
+        Some((mantissa, exponent)) => {
+            out.push_str(mantissa);
+            out.push('e');
+            if !exponent.starts_with('-') {
+                out.push('+');
+            }
+            out.push_str(exponent);
+        }
+        None => out.push_str(&text),
+    }
+}
+
+/// Appends JSON text written by a standard encoder (orjson) as Go's `encoding/json` would
+/// have written the same values: floats in Go's spelling ([`write_go_float`]) and strings
+/// with Go's HTML-safe escapes (`<`, `>`, `&`, U+2028, U+2029). Those characters only
+/// occur inside strings and numbers only outside them, so one scan that tracks strings
+/// finds both. Integers and everything else are copied as they are.
+pub fn write_go_json(out: &mut String, json: &str) {
+    let bytes = json.as_bytes();
+    let mut plain_from = 0;
+    let mut at = 0;
+    let mut in_string = false;
+    while at < bytes.len() {
+        let byte = bytes[at];
+        if in_string {
+            match byte {
+                b'\\' => at += 2,
+                b'"' => {
+                    in_string = false;
+                    at += 1;
+                }
+                b'<' | b'>' | b'&' => {
+                    out.push_str(&json[plain_from..at]);
+                    out.push_str(match byte {
+                        b'<' => "\\u003c",
+                        b'>' => "\\u003e",
+                        _ => "\\u0026",
+                    });
+                    at += 1;
+                    plain_from = at;
+                }
+                LEAD => match bytes.get(at + 1..at + 3) {
+                    Some([0x80, last @ (0xa8 | 0xa9)]) => {
+                        out.push_str(&json[plain_from..at]);
+                        out.push_str(if *last == 0xa8 { "\\u2028" } else { "\\u2029" });
+                        at += 3;
+                        plain_from = at;
+                    }
+                    _ => at += 1,
+                },
+                _ => at += 1,
+            }
+            continue;
+        }
+        match byte {
+            b'"' => {
+                in_string = true;
+                at += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let end = bytes[at..]
+                    .iter()
+                    .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                    .map_or(bytes.len(), |n| at + n);
+                let token = &json[at..end];
+                if token.contains(['.', 'e', 'E']) {
+                    if let Ok(value) = token.parse::<f64>() {
+                        out.push_str(&json[plain_from..at]);
+                        write_go_float(out, value);
+                        plain_from = end;
+                    }
+                }
+                at = end;
+            }
+            _ => at += 1,
+        }
+    }
+    out.push_str(&json[plain_from.min(json.len())..]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +367,55 @@ mod tests {
         for days in [-719_162i64, -1, 0, 59, 11_016, 2_932_896] {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), days);
+        }
+    }
+
+    #[test]
+    fn floats_as_go_writes_them() {
+        for (value, go) in [
+            (1.0, "1"),
+            (0.1, "0.1"),
+            (-0.0, "-0"),
+            (0.0, "0"),
+            (50.0, "50"),
+            (1e-6, "0.000001"),
+            (1e-7, "1e-7"),
+            (1.5e-7, "1.5e-7"),
+            (1e-10, "1e-10"),
+            (5e-324, "5e-324"),
+            (1e20, "100000000000000000000"),
+            (1e21, "1e+21"),
+            (-1.5e300, "-1.5e+300"),
+            (123_456_789.125, "123456789.125"),
+        ] {
+            let mut out = String::new();
+            write_go_float(&mut out, value);
+            assert_eq!(out, go, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn standard_json_becomes_gos() {
+        let cases = [
+            (
+                r#"{"a":1.0,"b":[1e-7,2,-3.5e+21],"c":"x<y>&z"}"#,
+                r#"{"a":1,"b":[1e-7,2,-3.5e+21],"c":"x\u003cy\u003e\u0026z"}"#,
+            ),
+            // Digits, dots and escaped quotes inside strings are left alone.
+            (
+                r#"{"1.0":"2.0 \"<\" 3e5","n":null,"t":true}"#,
+                r#"{"1.0":"2.0 \"\u003c\" 3e5","n":null,"t":true}"#,
+            ),
+            (
+                "[\"\u{2028}\u{2029}\u{20ac}\",9223372036854775808,-0.0]",
+                r#"["\u2028\u2029€",9223372036854775808,-0]"#,
+            ),
+            ("", ""),
+        ];
+        for (json, go) in cases {
+            let mut out = String::new();
+            write_go_json(&mut out, json);
+            assert_eq!(out, go, "{json}");
         }
     }
 

@@ -14,8 +14,8 @@ use pyo3::types::{
 };
 use pyo3::types::{PyDateAccess, PyTimeAccess};
 use turnout_core::{
-    write_batch_frame, write_log_frame, LogBuffer, LogEntry, LogLevel, LogOverflow, Offered,
-    WireTime,
+    write_batch_frame, write_go_json, write_log_frame, LogBuffer, LogEntry, LogLevel, LogOverflow,
+    Offered, WireTime,
 };
 
 use crate::args::not_a_str;
@@ -195,20 +195,35 @@ fn level_of(value: &Bound<'_, PyAny>) -> PyResult<LogLevel> {
     })
 }
 
-/// Serialises `fields` as Go writes a `map[string]interface{}` (keys sorted, Go's float
-/// spelling, HTML-safe escapes), through `turnout._go_json.dumps_fields`, which writes
-/// values JSON cannot carry with `str()` so a log call never fails on them.
+/// Serialises `fields` as Go writes a `map[string]interface{}`: orjson writes the JSON
+/// (keys sorted; `turnout._go_json.log_field_text` writes datetimes as Go does and
+/// anything else JSON cannot carry with `str()`, so a log call never fails on them; NaN
+/// and infinities become null), then [`write_go_json`] respells floats and strings as Go.
 fn fields_json(fields: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
     if fields.is_none() || fields.cast::<PyDict>().is_ok_and(|d| d.is_empty()) {
         return Ok(None);
     }
-    static DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    static DUMPS: PyOnceLock<[Py<PyAny>; 3]> = PyOnceLock::new();
     let py = fields.py();
-    let encoded = DUMPS
-        .import(py, "turnout._go_json", "dumps_fields")?
-        .call1((fields,))?;
-    let bytes = encoded.cast::<PyBytes>()?.as_bytes();
-    Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
+    let [dumps, default, option] = DUMPS.get_or_try_init(py, || {
+        let orjson = py.import("orjson")?;
+        let sorted = orjson.getattr("OPT_SORT_KEYS")?;
+        let datetimes = orjson.getattr("OPT_PASSTHROUGH_DATETIME")?;
+        Ok::<_, PyErr>([
+            orjson.getattr("dumps")?.unbind(),
+            py.import("turnout._go_json")?
+                .getattr("log_field_text")?
+                .unbind(),
+            sorted.bitor(datetimes)?.unbind(),
+        ])
+    })?;
+    // Positionally: orjson matches keyword names by identity with its interned strings.
+    let encoded = dumps.bind(py).call1((fields, default, option))?;
+    let json = std::str::from_utf8(encoded.cast::<PyBytes>()?.as_bytes())
+        .map_err(|e| PyValueError::new_err(format!("log fields: {e}")))?;
+    let mut out = String::with_capacity(json.len() + 16);
+    write_go_json(&mut out, json);
+    Ok(Some(out))
 }
 
 /// Reads a `turnout.logs.LogEntry` (any object with its attributes).
