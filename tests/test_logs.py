@@ -657,6 +657,30 @@ def test_a_failing_target_goes_to_handle_error(logger: logging.Logger) -> None:
     assert [r.getMessage() for r in failures] == ["lost?"]
 
 
+def test_a_forwarder_target_gets_what_any_other_target_gets(logger: logging.Logger) -> None:
+    """A LogForwarder is given the fields directly (no LogEntry per record); the entries in
+    its frames are those a plain target receives, timestamps aside."""
+    frames: list[bytes] = []
+    forwarder = LogForwarder(frames.append, buffer_size=100, flush_interval=None)
+    collector = Collector()
+    logger.setLevel(1)
+    for target in (forwarder, collector):
+        logger.addHandler(ForwardingHandler(target, level=logging.NOTSET))
+    logger.log(5, "custom level")
+    logger.info("ids %s", "lifted", extra={"traceID": "t", "span_id": "s", "n": 1.5})
+    try:
+        raise KeyError("k")
+    except KeyError:
+        logger.critical("boom <now>", exc_info=True, extra={"workflowId": "wf", "z": [1, None]})
+    forwarder.stop()
+    sent = entries_of(frames)
+    assert [e.timestamp is not None for e in sent] == [True] * 3
+    for entry in sent:
+        entry.timestamp = None
+    assert sent == collector.entries
+    assert [e.level for e in sent] == [LogLevel.DEBUG, LogLevel.INFO, LogLevel.FATAL]
+
+
 def test_handler_through_a_forwarder_end_to_end(logger: logging.Logger) -> None:
     frames: list[bytes] = []
     forwarder = LogForwarder(frames.append, buffer_size=2, flush_interval=None)

@@ -155,6 +155,7 @@ class LogForwarder:
         "_frames",
         "_last_error",
         "_offer",
+        "_offer_fields",
         "_overflow",
         "_send",
         "_send_errors",
@@ -179,6 +180,7 @@ class LogForwarder:
             raise ValueError(f"capacity ({capacity}) must hold one batch ({buffer_size})")
         self._batcher = LogBatcher(buffer_size, capacity, overflow)
         self._offer = self._batcher.offer
+        self._offer_fields = self._batcher.offer_fields
         self._batch_size = buffer_size
         self._overflow = overflow
         self._send = send
@@ -210,6 +212,14 @@ class LogForwarder:
         batches waiting, unless another thread is already sending. ``ValueError`` for an
         unknown level, ``TypeError`` for a field of the wrong type."""
         if self._offer(entry):
+            self._send_full_batches()
+        if self._stopped:
+            self.flush()
+
+    def _log_fields(self, *fields: Any) -> None:
+        """:meth:`log` for an entry given as ``LogBatcher.offer_fields`` takes it, stamped
+        now: how :class:`ForwardingHandler` logs, building no :class:`LogEntry`."""
+        if self._offer_fields(*fields):
             self._send_full_batches()
         if self._stopped:
             self.flush()
@@ -413,6 +423,8 @@ class ForwardingHandler(logging.Handler):
         super().__init__(level)
         self.target = target
         self._log = target.log
+        # A forwarder takes the fields as they are: no LogEntry is built per record.
+        self._log_fields = target._log_fields if isinstance(target, LogForwarder) else None
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -431,21 +443,22 @@ class ForwardingHandler(logging.Handler):
                 fields = None
             if record.exc_info or record.stack_info:
                 fields = self._add_exception(record, fields)
-            self._log(
-                LogEntry(
-                    None,
-                    _LEVEL_OF_NUMBER.get(record.levelno) or _level_of(record.levelno),
-                    record.getMessage(),
-                    trace,
-                    span,
-                    workflow,
-                    action,
-                    correlation,
-                    fields,
-                    record.pathname,
-                    record.lineno,
-                )
+            parts = (
+                _LEVEL_OF_NUMBER.get(record.levelno) or _level_of(record.levelno),
+                record.getMessage(),
+                trace,
+                span,
+                workflow,
+                action,
+                correlation,
+                fields,
+                record.pathname,
+                record.lineno,
             )
+            if self._log_fields is not None:
+                self._log_fields(*parts)
+            else:
+                self._log(LogEntry(None, *parts))
         except RecursionError:
             raise
         except Exception:

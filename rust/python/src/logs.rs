@@ -269,6 +269,16 @@ impl LogBatcher {
     fn buffer(&self) -> MutexGuard<'_, LogBuffer> {
         self.buffer.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Whether a full batch is waiting once `entry` is in (or dropped by the policy).
+    fn buffer_entry(&self, entry: LogEntry) -> bool {
+        let mut buffer = self.buffer();
+        match buffer.offer(entry) {
+            Offered::BatchReady => true,
+            Offered::DisplacedOldest => buffer.batch_ready(),
+            Offered::Held | Offered::Dropped => false,
+        }
+    }
 }
 
 #[pymethods]
@@ -295,13 +305,43 @@ impl LogBatcher {
 
     /// Buffers one entry; True when a full batch is waiting to be sent.
     fn offer(&self, entry: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let entry = entry_from(entry)?;
-        let mut buffer = self.buffer();
-        Ok(match buffer.offer(entry) {
-            Offered::BatchReady => true,
-            Offered::DisplacedOldest => buffer.batch_ready(),
-            Offered::Held | Offered::Dropped => false,
-        })
+        Ok(self.buffer_entry(entry_from(entry)?))
+    }
+
+    /// Buffers one entry given field by field, stamped now (what a logging handler has,
+    /// without building a `LogEntry` first); True when a full batch is waiting.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (
+        level, message, trace_id, span_id, workflow_id, action_id, correlation_id, fields,
+        source_file, source_line
+    ))]
+    fn offer_fields(
+        &self,
+        level: &Bound<'_, PyAny>,
+        message: &Bound<'_, PyAny>,
+        trace_id: &str,
+        span_id: &str,
+        workflow_id: &str,
+        action_id: &str,
+        correlation_id: &str,
+        fields: &Bound<'_, PyAny>,
+        source_file: &Bound<'_, PyAny>,
+        source_line: i64,
+    ) -> PyResult<bool> {
+        let entry = LogEntry {
+            timestamp: now(),
+            level: level_of(level)?,
+            message: text_field(message, "message")?,
+            trace_id: CompactString::new(trace_id),
+            span_id: CompactString::new(span_id),
+            workflow_id: CompactString::new(workflow_id),
+            action_id: CompactString::new(action_id),
+            correlation_id: CompactString::new(correlation_id),
+            fields: fields_json(fields)?,
+            source_file: text_field(source_file, "source_file")?,
+            source_line,
+        };
+        Ok(self.buffer_entry(entry))
     }
 
     /// Takes up to one batch out as a `log_batch` frame with this message id; None
