@@ -16,6 +16,7 @@ import nats
 import orjson
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import turnout
@@ -23,7 +24,7 @@ from turnout.events import Event
 from turnout.logs import ForwardingHandler, LogEntry
 from turnout.nats_server import NatsServer
 from turnout.phases import Phase, PhaseManager
-from turnout.protocol import MessageType, WSMessage
+from turnout.protocol import MessageType, RegisteredPayload, WSMessage
 from turnout.ws import (
     Coordinator,
     CoordinatorConfig,
@@ -233,6 +234,74 @@ async def test_a_request_nobody_answers_expires(hub: Hub) -> None:
         assert settled.outcome is RequestOutcome.EXPIRED
         assert settled.response is None
         assert hub.stats()["pending"] == 0
+
+
+async def test_the_client_sends_the_go_handshake_headers_and_registers() -> None:
+    seen: dict[str, Any] = {}
+
+    async def fake_hub(connection: ServerConnection) -> None:
+        assert connection.request is not None
+        seen["headers"] = dict(connection.request.headers.raw_items())
+        register = WSMessage.parse(await connection.recv())
+        seen["register"] = register
+        answer = WSMessage.with_payload(
+            MessageType.REGISTERED,
+            RegisteredPayload(service_id="svc-9", message="registered", protocol_version="1.0"),
+            id=register.id,
+        )
+        await connection.send(answer.to_json(), text=True)
+        await connection.wait_closed()
+
+    async with serve(fake_hub, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        url = f"ws://127.0.0.1:{port}/v1/coordination"
+        async with Coordinator(config(url, token="t0k", version="2.1")) as coordinator:
+            assert coordinator.service_id == "svc-9"  # the hub's answer wins
+    headers = seen["headers"]
+    assert headers["X-Service-Name"] == "containerservice"
+    assert headers["X-Service-ID"] == "svc-1"
+    assert headers["Authorization"] == "Bearer t0k"
+    register = seen["register"]
+    assert register.type is MessageType.REGISTER
+    payload = register.payload or {}
+    assert (payload["service_name"], payload["service_id"], payload["version"]) == (
+        "containerservice",
+        "svc-1",
+        "2.1",
+    )
+
+
+async def test_pending_requests_settle_as_disconnected_when_the_hub_stops() -> None:
+    hub = Hub(port=0)
+    await hub.start()
+    async with connect(hub.url, additional_headers={"X-Service-Name": "mute"}) as raw:
+        await raw.send(WSMessage.new(MessageType.REGISTER).to_json(), text=True)
+        service_id = (WSMessage.parse(await raw.recv()).payload or {})["service_id"]
+        waiting = asyncio.create_task(hub.ping(service_id, timeout=WAIT))
+        await until(lambda: hub.stats()["pending"] == 1, "the ping to be sent")
+        await hub.stop()
+        settled = await asyncio.wait_for(waiting, WAIT)
+    assert settled.outcome is RequestOutcome.DISCONNECTED
+
+
+async def test_events_emitted_on_other_threads_reach_watchers(hub: Hub) -> None:
+    async with watch(hub, "events.user.>") as watcher:
+        await until(lambda: hub.stats()["watchers"] == 1, "the watcher")
+        for n in range(3):
+            await asyncio.to_thread(hub.bus.emit, Event("user.thread", data={"n": n}))
+        assert [(await next_event(watcher))["data"]["n"] for _ in range(3)] == [0, 1, 2]
+
+
+async def test_serve_forever_starts_the_hub_and_returns_once_it_stops() -> None:
+    hub = Hub(port=0)
+    serving = asyncio.create_task(hub.serve_forever())
+    await until(lambda: hub.port != 0, "the hub to listen")
+    async with Coordinator(config(hub.url)) as coordinator:
+        assert coordinator.is_registered
+    assert not serving.done()
+    await hub.stop()
+    await asyncio.wait_for(serving, WAIT)
+    assert hub.bus.closed  # the hub made it, so the hub closed it
 
 
 async def test_unknown_workflows_are_a_lookup_error(hub: Hub) -> None:
@@ -455,7 +524,9 @@ def free_port() -> int:
         return port
 
 
-async def start_hub_process(port: int, *options: str) -> asyncio.subprocess.Process:
+async def start_hub_process(
+    port: int, *options: str, env: dict[str, str] | None = None
+) -> asyncio.subprocess.Process:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -467,7 +538,7 @@ async def start_hub_process(port: int, *options: str) -> asyncio.subprocess.Proc
         str(port),
         *options,
         stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
     assert process.stdout is not None
     line = await asyncio.wait_for(process.stdout.readline(), 30)
@@ -550,6 +621,31 @@ async def test_the_client_redials_a_restarted_hub_and_delivers_what_waited() -> 
             assert await asyncio.wait_for(process.wait(), WAIT) == 0
 
 
+async def test_the_client_gives_up_after_max_attempts_with_jittered_delays() -> None:
+    hub = Hub(port=0)
+    await hub.start()
+    coordinator = Coordinator(
+        config(
+            hub.url,
+            reconnect_initial_delay=0.01,
+            reconnect_max_delay=0.04,
+            reconnect_max_attempts=3,
+        ),
+        jitter=0.5,
+    )
+    delays: list[tuple[int, float]] = []
+    coordinator.on_reconnecting(lambda attempt, delay: delays.append((attempt, delay)))
+    await coordinator.connect()
+    await hub.stop()  # closes with 1001 and listens no more
+    await until(lambda: not coordinator.running, "the client to give up")
+    assert [attempt for attempt, _ in delays] == [1, 2, 3]
+    for (attempt, delay), base in zip(delays, (0.01, 0.02, 0.04), strict=True):
+        assert base * 0.5 <= delay <= base * 1.5, (attempt, delay)
+    assert coordinator.stats()["dial_failures"] == 3
+    assert isinstance(coordinator.last_error, OSError)
+    await coordinator.close()
+
+
 async def test_the_send_queue_is_bounded_while_disconnected() -> None:
     port = free_port()
     coordinator = Coordinator(config(f"ws://127.0.0.1:{port}/v1/coordination"), queue_size=10)
@@ -600,4 +696,18 @@ async def test_turnout_hub_on_nats_republishes_onto_the_nats_server(
     finally:
         await plain.close()
         process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), WAIT) == 0
+
+
+async def test_turnout_hub_takes_its_token_from_the_environment() -> None:
+    port = free_port()
+    process = await start_hub_process(port, env={"TURNOUT_HUB_TOKEN": "from-env"})
+    url = f"ws://127.0.0.1:{port}/v1/coordination"
+    try:
+        with pytest.raises(HubRefusedError, match="missing bearer token"):
+            await Coordinator(config(url)).connect()
+        async with Coordinator(config(url, token="from-env")) as coordinator:
+            assert coordinator.is_registered
+    finally:
+        process.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(process.wait(), WAIT) == 0

@@ -181,16 +181,14 @@ class JetStreamHistory:
 
     def _sync(self, filter: str, limit: int, newest: bool, since: datetime | None) -> list[Event]:
         validate_subject(filter)
-        return self._transport.run_sync(
-            self.query(filter, limit, newest, since), self._query_timeout
-        )
+        return self._transport.run_sync(self.query(filter, limit, newest, since), None)
 
     def stats(self) -> dict[str, int]:
         """``retained`` (messages in the stream), ``appended`` (its last sequence),
         ``removed`` (by the limits or purges), ``undecodable`` (records skipped by
-        queries) and ``queries``. Read from the server except on the NATS I/O thread,
-        where the last known figures are given."""
-        if not self._transport.on_io_thread():
+        queries) and ``queries``. Read from the server, except on the NATS I/O thread or
+        while disconnected, where the last known figures are given."""
+        if self._transport.connected and not self._transport.on_io_thread():
             # Stats answer even when the server does not: the last known figures then.
             with contextlib.suppress(ConnectionError, TimeoutError, PersistError):
                 self._transport.run_sync(self._refresh_state(), 5.0)
@@ -217,10 +215,23 @@ class JetStreamHistory:
     async def query(
         self, filter: str, limit: int, newest: bool, since: datetime | None
     ) -> list[Event]:
-        """The events of a query, oldest first (see the module docstring)."""
+        """The events of a query, oldest first (see the module docstring); raises
+        :class:`PersistError` when it cannot be answered within ``query_timeout``."""
         if limit <= 0 or not subjects_collide(filter, STREAM_SUBJECTS):
             return []
         self._queries += 1
+        try:
+            return await asyncio.wait_for(
+                self._query(filter, limit, newest, since), self._query_timeout
+            )
+        except asyncio.TimeoutError:
+            raise PersistError(
+                f"history query on {filter!r} not answered within {self._query_timeout} s"
+            ) from None
+
+    async def _query(
+        self, filter: str, limit: int, newest: bool, since: datetime | None
+    ) -> list[Event]:
         await self._transport.barrier()  # this bus reads its own writes
         deadline = time.monotonic() + self._query_timeout
         while True:
@@ -313,8 +324,10 @@ class JetStreamHistory:
                     if not newest and len(kept) == limit:
                         return list(kept)
         finally:
-            await sub.unsubscribe()
-            with contextlib.suppress(NotFoundError):
+            # The server also removes the consumer once idle: a failed clean-up must not
+            # hide what went wrong before it.
+            with contextlib.suppress(NatsError, OSError, asyncio.TimeoutError):
+                await sub.unsubscribe()
                 await jsm.delete_consumer(stream, name)
         return list(kept)
 

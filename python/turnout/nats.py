@@ -19,7 +19,8 @@ reads theirs.
   ``await bus.flush()`` waits for the acknowledgements of everything emitted before it.
 - Reconnects are nats-py's, forever, every ``reconnect_time_wait`` seconds; subscriptions
   resume on the new connection; publishes are held in the bounded outbound queue while
-  disconnected and written after.
+  disconnected and written after, and JetStream publishes not acknowledged are sent
+  again (stored once, by their ``Nats-Msg-Id``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from turnout.events import SUBJECT_PREFIX, Event
 from turnout.transport.nats import (
     DEFAULT_ACK_WAIT,
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_BLOCK,
     DEFAULT_MAX_OUTBOUND,
     NatsConnectError,
     NatsTransport,
@@ -78,8 +80,9 @@ class NatsBus(Bus):
         await self.nats.flush(timeout)
 
     def flush_sync(self, timeout: float | None = 10.0) -> None:
-        """:meth:`flush` from a thread without a running event loop... or with one, which
-        it blocks meanwhile. Refused on the NATS I/O thread (in a sync handler)."""
+        """:meth:`flush` for sync code (on an event loop's thread it blocks that loop
+        meanwhile). Refused on the NATS I/O thread, where sync handlers of received
+        messages run."""
         self.nats.flush_sync(timeout)
 
     async def ahistory(self, filter: str, limit: int = 50, *, newest: bool = False) -> list[Event]:
@@ -111,6 +114,7 @@ _OWN_OPTIONS = {
     "connect_timeout": DEFAULT_CONNECT_TIMEOUT,
     "ack_wait": DEFAULT_ACK_WAIT,
     "max_outbound": DEFAULT_MAX_OUTBOUND,
+    "max_block": DEFAULT_MAX_BLOCK,
     "reconnect_time_wait": 0.5,
 }
 
@@ -145,11 +149,13 @@ async def connect(
     :class:`NatsConnectError`; ``ack_wait`` (5 s): how long (connected) a JetStream publish
     may go without an acknowledgement before it is counted as timed out;
     ``max_outbound`` (65,536): the bound of the queue of messages not yet written
-    (publishers wait for room); ``reconnect_time_wait`` (0.5 s) between reconnect
-    attempts. ``loop`` runs ``async def`` handlers subscribed from outside any event loop
-    (default: the loop calling this). The other ``options`` go to nats-py's ``connect``
-    (``user``, ``password``, ``token``, ``tls``...). With ``persist``, raises
-    :class:`PersistError` when the JetStream stream cannot be set up. Close the bus with
+    (publishers wait for room, up to ``max_block``, 60 s, then the message is refused and
+    counted); ``reconnect_time_wait`` (0.5 s) between reconnect attempts. ``loop`` runs
+    ``async def`` handlers subscribed from outside any event loop (default: the loop
+    calling this). The other ``options`` go to nats-py's ``connect`` (``user``,
+    ``password``, ``token``, ``tls``...). With ``persist``, raises :class:`PersistError`
+    when the JetStream stream cannot be set up. Without it, ``history`` is the bus's own
+    in-memory record of what it emitted, as on the embedded bus. Close the bus with
     ``await bus.aclose()``."""
     transport = _transport(servers, node, persist, options)
     await transport.open()

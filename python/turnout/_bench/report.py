@@ -106,7 +106,7 @@ class BenchReport:
     columns: dict[str, WorkloadColumns] = field(default_factory=dict)
     """Workload key -> its table's columns; a workload missing here shows ``implementations``."""
     skipped: tuple[str, ...] = ()
-    """Implementations left out because they cannot be imported, and why."""
+    """Implementations left out because what they need is not installed, and why."""
 
     def columns_of(self, workload: str) -> WorkloadColumns:
         found = self.columns.get(workload)

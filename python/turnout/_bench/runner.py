@@ -40,8 +40,8 @@ def run_benchmarks(
                 available.append(implementation)
             else:
                 skipped.append(
-                    f"{workload.key} {implementation.label}: {implementation.module} "
-                    "cannot be imported"
+                    f"{workload.key} {implementation.label}: {implementation.module} cannot "
+                    "be imported, or what it runs against is not installed"
                 )
         columns[workload.key] = WorkloadColumns(
             title=workload.title,

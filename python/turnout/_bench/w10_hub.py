@@ -17,6 +17,9 @@ over the time from the first event sent until the watchers have counted every fr
 - ``relay``: a service connection sends ``progress`` messages, which the server passes on
   (the hub: registration, parsing, tracking, republishing on its bus, the watchers; the
   reference: each frame received is sent to the 100 connections as it is).
+- ``latency``: ``emit`` one event at a time, each waiting until the last watcher counted
+  the one before: the time to reach all 100 (ops are events; P50/P95/P99 theirs). The
+  hub's batching of writes has its price here, if anywhere.
 
 No event may be lost: a run where the hub dropped deliveries for a slow watcher (its
 counters say) is an error, not a figure; its watcher buffer is made large enough that it
@@ -45,13 +48,25 @@ from turnout.events import Event
 from turnout.protocol import MessageType, ProgressPayload, RegisterPayload, WSMessage
 from turnout.ws import Hub
 
-__all__ = ["CASES", "FULL", "QUICK", "Session", "W10Scale", "main", "measure_case", "run"]
+__all__ = [
+    "CASES",
+    "FULL",
+    "LATENCY",
+    "QUICK",
+    "Session",
+    "W10Scale",
+    "main",
+    "measure_case",
+    "run",
+    "session_for",
+]
 
 WATCHERS = 100
 TARGET_PER_S = 100_000.0
 EMIT = "emit: 1 event to 100 watchers"
 RELAY = "relay: a service's message to 100 watchers"
-CASES = (EMIT, RELAY)
+LATENCY = "latency: 1 event at a time to 100 watchers"
+CASES = (EMIT, RELAY, LATENCY)
 BROADCAST = "broadcast"
 _WAIT_S = 60.0
 _EVENT_TYPE = "bench.progress.svc-1.wf-1"
@@ -66,10 +81,12 @@ class W10Scale:
     """Events per timed round (each is delivered ``WATCHERS`` times)."""
     rounds: int
     """Timed rounds; the fastest gives the figure."""
+    latency_events: int
+    """Events sent one at a time (each waits for the last delivery of the one before)."""
 
 
-QUICK = W10Scale("quick", events=200, rounds=2)
-FULL = W10Scale("full", events=3_000, rounds=3)
+QUICK = W10Scale("quick", events=200, rounds=2, latency_events=50)
+FULL = W10Scale("full", events=3_000, rounds=3, latency_events=500)
 
 
 def _event_data(n: int) -> dict[str, object]:
@@ -91,7 +108,7 @@ def _progress_frames(count: int) -> list[bytes]:
     ]
 
 
-# -- the servers ------------------------------------------------------------------------
+# -- the servers (no keepalive pings: the counting watchers do not answer them) --------
 
 
 class _Server:
@@ -177,11 +194,11 @@ async def _server(name: str, case: str, scale: W10Scale) -> AsyncIterator[_Serve
     if name == "rust":
         # Large enough that nothing is dropped: the figure is for complete delivery.
         buffer = scale.events * 1024
-        async with Hub(port=0, node="bench", watcher_buffer=buffer) as hub:
+        async with Hub(port=0, node="bench", watcher_buffer=buffer, ping_interval=None) as hub:
             yield _TurnoutHub(hub, case)
         return
     plain = _PlainBroadcast() if name == BROADCAST else _PlainWebsockets()
-    async with serve(plain.handle, "127.0.0.1", 0, compression=None) as server:
+    async with serve(plain.handle, "127.0.0.1", 0, compression=None, ping_interval=None) as server:
         port = server.sockets[0].getsockname()[1]
         plain.url = f"ws://127.0.0.1:{port}/v1/coordination"
         plain.watch_url = f"ws://127.0.0.1:{port}/v1/watch"
@@ -237,7 +254,7 @@ class Session:
         assert self._produce is not None and self._receivers is not None
         try:
             await asyncio.wait_for(self._produce(), _WAIT_S)
-        except TimeoutError:
+        except asyncio.TimeoutError:
             raise WorkloadError("W10: sending a round did not finish in time") from None
         await _line(self._receivers, b"done")
 
@@ -269,7 +286,7 @@ async def _stop(receivers: asyncio.subprocess.Process) -> None:
         receivers.stdin.close()
     try:
         await asyncio.wait_for(receivers.wait(), 10)
-    except TimeoutError:
+    except asyncio.TimeoutError:
         receivers.kill()
         await receivers.wait()
 
@@ -278,13 +295,15 @@ async def _line(process: asyncio.subprocess.Process, expected: bytes) -> None:
     assert process.stdout is not None
     try:
         line = await asyncio.wait_for(process.stdout.readline(), _WAIT_S)
-    except TimeoutError:
+    except asyncio.TimeoutError:
         raise WorkloadError(f"W10: the watchers did not say {expected!r} in time") from None
     if line.strip() != expected:
         raise WorkloadError(f"W10: the watchers said {line!r}, not {expected!r}")
 
 
 async def _measure(name: str, case: str, scale: W10Scale) -> Measurement:
+    if case == LATENCY:
+        return await _measure_latency(name, scale)
     best = 0
     async with Session(name, case, scale) as session:
         for _ in range(scale.rounds):
@@ -298,9 +317,33 @@ async def _measure(name: str, case: str, scale: W10Scale) -> Measurement:
     )
 
 
+def session_for(name: str, case: str, scale: W10Scale) -> Session:
+    """The session measuring ``case``: the latency case is ``emit`` one event a round."""
+    if case == LATENCY:
+        return Session(name, EMIT, W10Scale(scale.name, 1, scale.latency_events, 0))
+    return Session(name, case, scale)
+
+
+async def _measure_latency(name: str, scale: W10Scale) -> Measurement:
+    samples = []
+    async with session_for(name, LATENCY, scale) as session:
+        for _ in range(scale.latency_events):
+            start = time.perf_counter_ns()
+            await session.round()
+            samples.append(float(time.perf_counter_ns() - start))
+        session.check()
+    return Measurement(
+        ops=len(samples),
+        elapsed_ns=max(int(sum(samples)), 1),
+        repeats=1,
+        latencies_ns=tuple(samples),
+    )
+
+
 def measure_case(name: str, case: str, scale: W10Scale) -> Measurement:
-    """The best of ``scale.rounds`` rounds of one case for one implementation (``rust``,
-    ``reference`` or ``broadcast``)."""
+    """One case for one implementation (``rust``, ``reference`` or ``broadcast``): the
+    best of ``scale.rounds`` rounds (ops are deliveries), or for the latency case every
+    event's time until its last delivery (ops are events; the percentiles are theirs)."""
     return asyncio.run(_measure(name, case, scale))
 
 
@@ -317,7 +360,10 @@ def run(implementation: Implementation, scale: Scale, step: StepReporter) -> lis
                 case,
                 implementation.name,
                 measurement,
-                {"watchers": float(WATCHERS), "events": float(chosen.events)},
+                {
+                    "watchers": float(WATCHERS),
+                    "events": float(chosen.latency_events if case == LATENCY else chosen.events),
+                },
             )
         )
     return rows
@@ -329,6 +375,13 @@ def main() -> None:
     print(f"  {'deliveries/s':<44} {'turnout Hub':>12} {'websockets':>12} {'broadcast()':>12}")
     for case in CASES:
         hub, plain, fast = (measure_case(n, case, scale) for n in ("rust", "reference", BROADCAST))
+        if case == LATENCY:
+            print(
+                f"  {case:<44} "
+                + " ".join(f"{_p50_us(m):>9.0f} µs" for m in (hub, plain, fast))
+                + "   (P50 until the 100th watcher has it)"
+            )
+            continue
         print(
             f"  {case:<44} {format_rate(hub.ops_per_s):>12} {format_rate(plain.ops_per_s):>12} "
             f"{format_rate(fast.ops_per_s):>12}   "
@@ -336,6 +389,10 @@ def main() -> None:
             f"{fast.ns_per_op / hub.ns_per_op:.2f}x broadcast)"
         )
     print(f"target: >= {TARGET_PER_S:,.0f} deliveries/s")
+
+
+def _p50_us(measurement: Measurement) -> float:
+    return (measurement.percentile(0.5) or 0.0) / 1000
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ share a core with the server under test.
 ``python -m turnout._bench.ws_receivers URL WATCHERS FRAMES_PER_ROUND`` opens ``WATCHERS``
 WebSocket connections to ``URL`` (loopback only), prints ``ready`` once every handshake is
 done, then ``done`` each time the connections together have received another
-``FRAMES_PER_ROUND`` frames. It exits when its stdin closes (Linux: it polls with epoll).
+``FRAMES_PER_ROUND`` frames. It exits when its stdin closes.
 
 The reading is deliberately lean (frame headers are parsed to count frames, payloads are
 skipped, no per-frame object is made): it is the same for every server measured, and it
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import os
-import select
+import selectors
 import socket
 import sys
 from urllib.parse import urlsplit
@@ -84,29 +84,24 @@ def _open(url: str) -> _Watcher:
 
 
 def _run(url: str, count: int, per_round: int) -> None:
-    watchers = {}
-    poller = select.epoll()
-    for _ in range(count):
-        watcher = _open(url)
-        watchers[watcher.socket.fileno()] = watcher
-        poller.register(watcher.socket.fileno(), select.EPOLLIN)
-    stdin = sys.stdin.fileno()
-    poller.register(stdin, select.EPOLLIN | select.EPOLLHUP)
+    watchers = [_open(url) for _ in range(count)]
+    poller = selectors.DefaultSelector()  # epoll on Linux
+    for watcher in watchers:
+        poller.register(watcher.socket, selectors.EVENT_READ, watcher)
+    poller.register(sys.stdin, selectors.EVENT_READ, None)
     out = sys.stdout
     out.write("ready\n")
     out.flush()
-    received = 0
+    received = sum(watcher.frames_in_buffer() for watcher in watchers)
     rounds = 0
-    for watcher in watchers.values():
-        received += watcher.frames_in_buffer()
     while True:
-        for fd, _ in poller.poll():
-            if fd == stdin:
-                return  # the parent closed stdin: the run is over
-            watcher = watchers[fd]
+        for key, _ in poller.select():
+            watcher = key.data
+            if watcher is None:
+                return  # stdin is readable only once the parent closed it: the run is over
             data = watcher.socket.recv(1 << 18)
             if not data:
-                poller.unregister(fd)
+                poller.unregister(watcher.socket)
                 continue
             watcher.buffer += data
             received += watcher.frames_in_buffer()

@@ -8,10 +8,13 @@ bus works the same from plain threads and from any event loop:
   that order. Subscription changes go through the same queue, so they keep their order
   relative to publishes. The queue is bounded (``max_outbound``) with the ``"block"``
   policy: a publisher on a thread without an event loop waits for room (backpressure while
-  the server is slow or unreachable); the I/O thread itself cannot wait, and what it
-  publishes beyond the bound is taken and counted as ``overfilled``. While the client is
+  the server is slow or unreachable); one on an event loop's thread (the I/O thread
+  included) cannot wait, and what it publishes beyond the bound is taken and counted as
+  ``overfilled``. While the client is
   disconnected the queue is held, not written, so nothing queued is lost to nats-py's
-  reconnect buffer limit.
+  reconnect buffer limit. A publisher that waited ``max_block`` seconds without room
+  gets :class:`ConnectionError` (the bus logs it and counts it in ``transport_errors``;
+  here it is ``refused``), so closing a bus never hangs on a server that stays away.
 - Messages from NATS are handed to the bus's ``receive`` on the I/O thread as they are
   parsed, in wire order, before nats-py would queue them per subscription: sync handlers of
   received messages run on the I/O thread (keep them short), async handlers and streams get
@@ -28,13 +31,14 @@ among all processes, this one included (``owns_queue_groups``).
 Shared subscriptions. Local subscriptions are the bus's (its Rust index routes each
 message to its handlers); NATS only sees interest. One NATS subscription serves every local
 subscription whose pattern it covers (``is_subset``): a hundred handlers on ``events.>``,
-``events.tool.*`` and ``events.*.installed`` are one NATS subscription when the broad one
-comes first, or in the same batch (subscriptions made in a row reach the I/O loop together
-and are laid out together). A pattern not covered by an existing NATS subscription gets its
-own, even if it is broader than existing ones (those keep serving their handlers:
-replacing a live NATS subscription cannot be done without a window of loss or
-duplicates, as core NATS messages carry no identity). Overlapping NATS
-subscriptions deliver a message once each; only the copy on the oldest matching
+``events.tool.*`` and ``events.*.installed`` are one NATS subscription. Subscriptions made
+in a row reach the I/O loop together and are laid out together, broadest first. A broader
+pattern subscribed later takes over the NATS subscriptions inside it: the new one is
+subscribed and confirmed (a PING's PONG), the old ones unsubscribed and their removal
+confirmed; in between a message may come on both, and its first copy is passed on, the
+other dropped, paired by subject and payload (:class:`_Handover`; core NATS messages carry
+no identity, but copies are byte-identical). Where NATS subscriptions overlap without
+one covering the other, each delivers its own copy; only the copy on the oldest matching
 subscription is passed on, the others are dropped before decoding and counted as
 ``duplicates``. A NATS subscription whose local interest is gone stays while a newer
 overlapping one exists (it may be the one whose copy counts), so which copy counts never
@@ -48,7 +52,8 @@ each carries a reply subject on this transport's acknowledgement inbox and a
 sent again after a reconnect (it may have died with the old connection), after
 ``ack_wait`` seconds of connected time, or shortly after a "no responders" answer (a
 cluster electing the stream's leader), for up to five ``ack_wait`` periods; JetStream
-stores a message sent again only once, by its id. Acks, refusals (``ack_errors``) and
+stores a message sent again only once, by its id, but live subscribers that got the first
+copy get the second too (at least once, around a failure). Acks, refusals (``ack_errors``) and
 publishes given up on (``ack_timeouts``) are counted. :meth:`flush` waits until
 everything handed over before it has been written, acknowledged or given up on, and
 until NATS has sent back what it routes to this bus for it.
@@ -67,7 +72,7 @@ import concurrent.futures
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -87,6 +92,7 @@ logger = logging.getLogger("turnout.nats")
 T = TypeVar("T")
 
 DEFAULT_MAX_OUTBOUND = 65_536
+DEFAULT_MAX_BLOCK = 60.0
 DEFAULT_ACK_WAIT = 5.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 # How many queued operations the I/O loop writes before letting reads run.
@@ -103,6 +109,9 @@ _RETRY_SECONDS = 0.25
 _SUBSCRIBE_COALESCE_SECONDS = 0.002
 # How often a blocked publisher rechecks that the transport is still open.
 _ROOM_CHECK_SECONDS = 0.1
+
+# Subjects whose counting copy is remembered (cleared when full).
+_CANONICAL_CACHE_LIMIT = 4096
 
 # Outbound operations.
 _PUBLISH = 0
@@ -150,6 +159,40 @@ class _Unacked:
     give_up_at: float
 
 
+@dataclass(eq=False)
+class _Handover:
+    """Old NATS subscriptions being replaced by a new, broader one. From before the new
+    one exists until the server has dropped the old ones, a message on a subject an old
+    one delivered may come on both: its first copy is passed on, the other dropped, paired
+    by subject and payload (copies are identical; a count per payload keeps identical
+    messages apart)."""
+
+    old: frozenset[int]
+    new: int = -1
+    from_old: Counter[tuple[bytes, bytes]] = field(default_factory=Counter)
+    from_new: Counter[tuple[bytes, bytes]] = field(default_factory=Counter)
+
+    def first_copy(self, sid: int, canonical: int, subject: bytes, data: bytes) -> bool:
+        """Whether this copy (on ``sid``, of a message ``canonical`` delivers) is the
+        first of its message."""
+        if sid == canonical:
+            mine, other = self.from_old, self.from_new
+        elif sid == self.new:
+            mine, other = self.from_new, self.from_old
+        else:
+            return False  # a third overlapping subscription: never the counting copy
+        key = (subject, data)
+        waiting = other.get(key, 0)
+        if waiting:
+            if waiting == 1:
+                del other[key]
+            else:
+                other[key] = waiting - 1
+            return False
+        mine[key] += 1
+        return True
+
+
 class _Waiter:
     """A flush waiting for acknowledgements up to a publish number."""
 
@@ -176,6 +219,7 @@ class NatsTransport:
         ack_prefix: str | None = None,
         ack_wait: float = DEFAULT_ACK_WAIT,
         max_outbound: int = DEFAULT_MAX_OUTBOUND,
+        max_block: float = DEFAULT_MAX_BLOCK,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         reconnect_time_wait: float = 0.5,
         options: dict[str, Any] | None = None,
@@ -190,6 +234,7 @@ class NatsTransport:
         self.ack_wait = ack_wait
         self._give_up_after = ack_wait * _ATTEMPTS
         self.max_outbound = max_outbound
+        self.max_block = max_block
         self.connect_timeout = connect_timeout
         self.reconnect_time_wait = reconnect_time_wait
         self._options = dict(options or {})
@@ -214,6 +259,9 @@ class NatsTransport:
         self._serving: dict[str, _PlainSub] = {}  # plain pattern -> the NATS sub serving it
         self._plain: dict[int, _PlainSub] = {}  # sid -> NATS sub of plain interest
         self._plain_index = SubjectIndex(1024)  # patterns of self._plain, values sids
+        # subject -> the sid whose copy counts, while NATS subscriptions overlap
+        self._canonical: dict[bytes, int] = {}
+        self._handover: _Handover | None = None
         self._queues: dict[tuple[str, str], tuple[int, Any]] = {}  # -> (refs, nats sub)
         self._queue_sids: dict[int, str] = {}  # sid -> queue group
         self._queue_subs_unconfirmed = False
@@ -233,7 +281,9 @@ class NatsTransport:
                 "published",
                 "received",
                 "duplicates",
+                "handovers",
                 "overfilled",
+                "refused",
                 "publish_errors",
                 "acked",
                 "ack_errors",
@@ -291,6 +341,10 @@ class NatsTransport:
         if self.on_io_thread():
             return await coro
         return await asyncio.wrap_future(self.submit(coro))
+
+    @property
+    def connected(self) -> bool:
+        return bool(self._pub.is_connected)
 
     @property
     def client(self) -> Client:
@@ -444,6 +498,12 @@ class NatsTransport:
                     await client.close()
                 except Exception as exc:  # closing must go on with the other client
                     logger.warning("closing a NATS client failed: %r", exc)
+        # What a failed close left behind (nats-py's subscription tasks) ends with the loop.
+        current = asyncio.current_task()
+        leftovers = [task for task in asyncio.all_tasks() if task is not current]
+        for task in leftovers:
+            task.cancel()
+        await asyncio.gather(*leftovers, return_exceptions=True)
 
     # -- outbound ---------------------------------------------------------------------
 
@@ -462,8 +522,14 @@ class NatsTransport:
             self._loop.call_soon_threadsafe(self._schedule_write)
 
     def _wait_for_room(self) -> None:
+        deadline = time.monotonic() + self.max_block
         with self._room:
             while len(self._outbound) >= self.max_outbound and not self._closed:
+                if time.monotonic() >= deadline:
+                    self._counters["refused"] += 1
+                    raise ConnectionError(
+                        f"NATS outbound queue full ({self.max_outbound}) for {self.max_block} s"
+                    )
                 self._room.wait(_ROOM_CHECK_SECONDS)
 
     def _schedule_write(self) -> None:
@@ -579,15 +645,72 @@ class NatsTransport:
             if not any(is_subset(p, s.pattern) for s in self._plain.values())
             and not any(q != p and is_subset(p, q) for q in fresh)
         ]
+        handed_over = False
         for pattern in roots:
+            replaced = self._replaceable(pattern)
+            if replaced:
+                self._handover = _Handover(frozenset(sub.sid for sub in replaced))
             nats_sub = await self._pub.subscribe(pattern)
             serving = _PlainSub(pattern, nats_sub._id, nats_sub)
             serving.index_handle = self._plain_index.insert(pattern, serving.sid)
+            self._canonical.clear()
             self._plain[serving.sid] = serving
+            if replaced:
+                await self._hand_over(replaced, serving)
+                handed_over = True
         for pattern in fresh:
             serving = next(s for s in self._plain.values() if is_subset(pattern, s.pattern))
             serving.served.add(pattern)
             self._serving[pattern] = serving
+        if handed_over:
+            await self._retire_idle()
+
+    def _replaceable(self, pattern: str) -> list[_PlainSub]:
+        """The NATS subscriptions a new one on ``pattern`` can take over: inside it, and
+        overlapped by no newer subscription that stays (whose copies count otherwise)."""
+        chosen = {sub.sid: sub for sub in self._plain.values() if is_subset(sub.pattern, pattern)}
+        changed = True
+        while changed:
+            changed = False
+            for sid, sub in list(chosen.items()):
+                staying = (s for s in self._plain.values() if s.sid > sid and s.sid not in chosen)
+                if any(subjects_collide(sub.pattern, s.pattern) for s in staying):
+                    del chosen[sid]
+                    changed = True
+        return sorted(chosen.values(), key=lambda sub: sub.sid)
+
+    async def _hand_over(self, replaced: list[_PlainSub], serving: _PlainSub) -> None:
+        """Moves what ``replaced`` serve to the new ``serving`` subscription without a
+        message lost or doubled (see the module docstring)."""
+        handover = self._handover
+        assert handover is not None
+        handover.new = serving.sid
+        for old in replaced:
+            for pattern in old.served:
+                self._serving[pattern] = serving
+            serving.served |= old.served
+            old.served.clear()
+        try:
+            # Both deliver for a while (one round trip), which the pairing is for; the
+            # old ones go only once the server surely has the new one.
+            await self._pub.flush()
+        except Exception as exc:  # the connection went: nats-py resubscribes the new one
+            self._on_error(exc)
+        try:
+            for old in replaced:
+                await old.nats_sub.unsubscribe()
+            # After this PONG the server has the new subscription and none of the old:
+            # no copy on an old one can follow.
+            await self._pub.flush()
+        except Exception as exc:
+            self._on_error(exc)
+        finally:
+            for old in replaced:
+                del self._plain[old.sid]
+                self._plain_index.remove(old.index_handle)
+            self._handover = None
+            self._canonical.clear()
+            self._counters["handovers"] += len(replaced)
 
     async def _remove(self, pattern: str, queue: str | None) -> None:
         if queue is not None:
@@ -609,8 +732,9 @@ class NatsTransport:
         if not refs:
             return
         del self._interest[pattern]
-        serving = self._serving.pop(pattern)
-        serving.served.discard(pattern)
+        serving = self._serving.pop(pattern, None)
+        if serving is not None:  # None: its NATS subscription failed (logged then)
+            serving.served.discard(pattern)
         await self._retire_idle()
 
     async def _retire_idle(self) -> None:
@@ -624,6 +748,7 @@ class NatsTransport:
                 continue
             del self._plain[sub.sid]
             self._plain_index.remove(sub.index_handle)
+            self._canonical.clear()
             await sub.nats_sub.unsubscribe()
 
     # -- inbound (on the I/O loop, called by the parser) ------------------------------
@@ -635,12 +760,22 @@ class NatsTransport:
                 self._on_ack(subject, data)
                 return True
             return False
-        text = subject.decode()
         if len(plain) > 1:
-            sids = self._plain_index.match(text).plain
-            if len(sids) > 1 and min(sids) != sid:
+            canonical = self._canonical.get(subject)
+            if canonical is None:
+                canonical = min(self._plain_index.match(subject.decode()).plain, default=sid)
+                if len(self._canonical) >= _CANONICAL_CACHE_LIMIT:
+                    self._canonical.clear()
+                self._canonical[subject] = canonical
+            handover = self._handover
+            if handover is not None and canonical in handover.old:
+                if not handover.first_copy(sid, canonical, subject, data):
+                    self._counters["duplicates"] += 1
+                    return True
+            elif canonical != sid:
                 self._counters["duplicates"] += 1
                 return True
+        text = subject.decode()
         self._counters["received"] += 1
         receive = self._receive
         if receive is not None:
@@ -775,9 +910,11 @@ class NatsTransport:
 
     def stats(self) -> dict[str, Any]:
         """Counters: ``published`` (written to NATS), ``received`` (passed to the bus),
-        ``duplicates`` (overlap copies dropped), ``outbound`` (queued, not yet written),
-        ``overfilled``, ``publish_errors``; JetStream ``acked``, ``ack_errors``,
-        ``ack_timeouts``, ``awaiting_ack``; nats-py ``errors``, ``slow_consumers``;
+        ``duplicates`` (overlap copies dropped), ``handovers`` (NATS subscriptions taken
+        over by broader ones), ``outbound`` (queued, not yet written),
+        ``overfilled``, ``refused`` (no room within ``max_block``), ``publish_errors``;
+        JetStream ``acked``, ``ack_errors``, ``ack_timeouts``, ``awaiting_ack``; nats-py
+        ``errors``, ``slow_consumers``;
         ``disconnects``, ``reconnects``, ``connected``; ``nats_subscriptions`` (plain
         and queue) and the ``interest`` they serve."""
         return {

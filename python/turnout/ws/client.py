@@ -83,7 +83,8 @@ logger = logging.getLogger("turnout.ws.client")
 _CONNECTION_BOUND = frozenset(
     {MessageType.REGISTER.value, MessageType.PONG.value, MessageType.STATUS_RESPONSE.value}
 )
-_DIAL_ERRORS = (OSError, InvalidHandshake, TimeoutError)
+# asyncio.TimeoutError is TimeoutError from Python 3.11 on, not before.
+_DIAL_ERRORS = (OSError, InvalidHandshake, TimeoutError, asyncio.TimeoutError)
 
 Callback = Callable[..., object]
 
@@ -163,6 +164,12 @@ class Coordinator:
     @property
     def is_registered(self) -> bool:
         return self._protocol.state is ClientState.REGISTERED
+
+    @property
+    def running(self) -> bool:
+        """Whether it is connected or still dialling (False before :meth:`connect`, after
+        :meth:`close`, and once ``reconnect_max_attempts`` dials in a row failed)."""
+        return self._supervisor is not None and not self._supervisor.done()
 
     def stats(self) -> dict[str, Any]:
         """The protocol's counters (``queued``, ``dropped``, ``sent``, ``received``,

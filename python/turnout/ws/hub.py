@@ -27,10 +27,13 @@ handshake; a missing or wrong token is refused with HTTP 401 and a body saying w
 
 **Limits.** A frame larger than ``max_message_size`` closes the connection with code 1009
 (message too big) and a reason giving the sizes. A watcher never slows the hub: events
-for it are written straight to its socket, batched per event-loop turn; once more than
-``watcher_buffer`` bytes wait unsent for one watcher, further events for it are dropped
-(policy drop_newest, since the bytes already queued cannot be taken back) and counted in
-``stats()["watcher_dropped"]``, until it catches up.
+for it are written straight to its socket, each event's frame made once for all
+watchers, in one write per watcher per event-loop turn (while events keep arriving turn
+after turn, for up to :data:`MAX_FLUSH_DEFERRALS` turns, so that a steady stream costs a
+write per batch rather than per event); once more than ``watcher_buffer`` bytes wait
+unsent for one watcher, further events for it are dropped (policy drop_newest, since the
+bytes already queued cannot be taken back) and counted in ``stats()["watcher_dropped"]``,
+until it catches up.
 
 **Commands.** :meth:`Hub.pause`, :meth:`Hub.resume`, :meth:`Hub.cancel`,
 :meth:`Hub.status` and :meth:`Hub.ping` send a request to the service that reports the
@@ -80,9 +83,11 @@ from turnout.ws.subjects import DISCONNECTED, coordination_event_type
 __all__ = [
     "COORDINATION_PATH",
     "DEFAULT_MAX_MESSAGE_SIZE",
+    "MAX_FLUSH_DEFERRALS",
     "MAX_WATCH_PATTERNS",
     "WATCH_PATH",
     "Hub",
+    "watch_patterns",
 ]
 
 logger = logging.getLogger("turnout.ws.hub")
@@ -91,6 +96,8 @@ COORDINATION_PATH = "/v1/coordination"
 WATCH_PATH = "/v1/watch"
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 MAX_WATCH_PATTERNS = 64
+#: The most event-loop turns watcher writes wait for more events to go out together.
+MAX_FLUSH_DEFERRALS = 8
 
 
 class Hub:
@@ -101,7 +108,8 @@ class Hub:
     ``compression="deflate"`` offers permessage-deflate to peers; it is off by default, as
     in Go's WebSocket libraries: it costs CPU per frame and per watcher, and turns the
     watchers' fan-out (one encoding of an event written to every watcher) into one
-    compression per watcher.
+    compression per watcher. Every ``ping_interval`` seconds each peer gets a WebSocket
+    ping; one that does not answer within as long again is disconnected (None: no pings).
     """
 
     def __init__(
@@ -116,6 +124,7 @@ class Hub:
         request_timeout: float = 10.0,
         watcher_buffer: int = 1 << 20,
         compression: Literal["deflate"] | None = None,
+        ping_interval: float | None = 20.0,
         protocol_version: str = HUB_PROTOCOL_VERSION,
     ) -> None:
         if max_message_size < 1:
@@ -130,6 +139,7 @@ class Hub:
         self.request_timeout = request_timeout
         self.watcher_buffer = watcher_buffer
         self.compression = compression
+        self.ping_interval = ping_interval
         self._owns_bus = bus is None
         self.bus = Bus(node) if bus is None else bus
         self.protocol = HubProtocol(protocol_version, token)
@@ -144,6 +154,9 @@ class Hub:
         self._fanouts: dict[str, _Fanout] = {}
         self._dirty: list[_Watcher] = []
         self._flush_scheduled = False
+        self._deliveries = 0  # events handed to watchers, to see whether more are coming
+        self._deliveries_seen = 0
+        self._deferrals = 0
         self._counts = dict.fromkeys(
             (
                 "published",
@@ -173,6 +186,8 @@ class Hub:
             process_request=self._check_request,
             max_size=self.max_message_size,
             compression=self.compression,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_interval,
         )
 
     async def stop(self) -> None:
@@ -497,10 +512,22 @@ class Hub:
         self._dirty.append(watcher)
         if not self._flush_scheduled:
             self._flush_scheduled = True
+            self._deferrals = 0
+            # Whatever scheduled this turn may well go on producing on its next step,
+            # which runs after this callback: the first look always waits a turn.
+            self._deliveries_seen = -1
             assert self._loop is not None
             self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
+        assert self._loop is not None
+        if self._deliveries != self._deliveries_seen and self._deferrals < MAX_FLUSH_DEFERRALS:
+            # Events keep coming, turn after turn: wait one more turn, so that they go out
+            # in one write per watcher rather than one write per event.
+            self._deferrals += 1
+            self._deliveries_seen = self._deliveries
+            self._loop.call_soon(self._flush)
+            return
         self._flush_scheduled = False
         dirty, self._dirty = self._dirty, []
         # Each event's frame, and each run of events' frames, is made once per turn and
@@ -533,6 +560,7 @@ class _Fanout:
                 hub._counts["watcher_discarded"] += len(self.watchers)
 
     def deliver(self, message: Message) -> None:
+        self._hub._deliveries += 1
         for watcher in self.watchers:
             watcher.take(message)
 
