@@ -681,6 +681,33 @@ def test_a_forwarder_target_gets_what_any_other_target_gets(logger: logging.Logg
     assert [e.level for e in sent] == [LogLevel.DEBUG, LogLevel.INFO, LogLevel.FATAL]
 
 
+def test_threads_logging_through_the_handler_lose_nothing(logger: logging.Logger) -> None:
+    frames: list[bytes] = []
+    forwarder = LogForwarder(frames.append, buffer_size=50, flush_interval=0.01, capacity=50_000)
+    logger.addHandler(ForwardingHandler(forwarder))
+    per_thread = 2_000
+    start = threading.Barrier(4)
+
+    def work(t: int) -> None:
+        start.wait(WAIT)
+        for n in range(per_thread):
+            logger.info("%d:%d", t, n, extra={"workflow_id": f"wf-{t}"})
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    forwarder.stop()
+    entries = entries_of(frames)
+    seen = [tuple(map(int, e.message.split(":"))) for e in entries]
+    assert len(seen) == len(set(seen)) == 4 * per_thread
+    for t in range(4):  # each thread's records in the order it logged them
+        assert [n for who, n in seen if who == t] == list(range(per_thread))
+    assert all(e.workflow_id == f"wf-{e.message.split(':')[0]}" for e in entries)
+    assert forwarder.stats()["dropped"] == 0
+
+
 def test_handler_through_a_forwarder_end_to_end(logger: logging.Logger) -> None:
     frames: list[bytes] = []
     forwarder = LogForwarder(frames.append, buffer_size=2, flush_interval=None)
