@@ -56,6 +56,31 @@ def messages_of(frames: list[bytes]) -> list[str]:
     return [e.message for e in entries_of(frames)]
 
 
+def run_at_once(work: Callable[[int], None], count: int) -> None:
+    """Runs ``work(0)`` .. ``work(count - 1)`` on threads released together; the joins are
+    bounded, and a thread still running fails the test."""
+    start = threading.Barrier(count)
+
+    def begin(t: int) -> None:
+        start.wait(WAIT)
+        work(t)
+
+    threads = [threading.Thread(target=begin, args=(t,)) for t in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    assert not any(thread.is_alive() for thread in threads)
+
+
+def assert_all_in_order(messages: list[str], threads: int, per_thread: int) -> None:
+    """Messages ``"<thread>:<n>"``: every one there once, each thread's in its order."""
+    seen = [tuple(map(int, m.split(":"))) for m in messages]
+    assert len(seen) == len(set(seen)) == threads * per_thread
+    for t in range(threads):
+        assert [n for who, n in seen if who == t] == list(range(per_thread))
+
+
 @pytest.fixture
 def forwarders() -> Iterator[Callable[..., LogForwarder]]:
     """Makes forwarders and stops them all at the end of the test."""
@@ -362,25 +387,16 @@ def test_eight_threads_logging_at_once_lose_nothing(
 
     forwarder = forwarders(sink, buffer_size=100, flush_interval=0.005, capacity=100_000)
     per_thread = 5_000
-    start = threading.Barrier(8)
 
     def work(t: int) -> None:
-        start.wait(WAIT)
         for n in range(per_thread):
             forwarder.log(entry(f"{t}:{n}"))
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(WAIT)
+    run_at_once(work, 8)
     forwarder.stop()
 
     assert overlaps == []
-    seen = [tuple(map(int, m.split(":"))) for m in messages_of(frames)]
-    assert len(seen) == len(set(seen)) == 8 * per_thread
-    for t in range(8):  # each thread's entries in the order it logged them
-        assert [n for who, n in seen if who == t] == list(range(per_thread))
+    assert_all_in_order(messages_of(frames), 8, per_thread)
     stats = forwarder.stats()
     assert (stats["accepted"], stats["sent"], stats["dropped"], stats["pending"]) == (
         40_000,
@@ -686,24 +702,15 @@ def test_threads_logging_through_the_handler_lose_nothing(logger: logging.Logger
     forwarder = LogForwarder(frames.append, buffer_size=50, flush_interval=0.01, capacity=50_000)
     logger.addHandler(ForwardingHandler(forwarder))
     per_thread = 2_000
-    start = threading.Barrier(4)
 
     def work(t: int) -> None:
-        start.wait(WAIT)
         for n in range(per_thread):
             logger.info("%d:%d", t, n, extra={"workflow_id": f"wf-{t}"})
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(WAIT)
+    run_at_once(work, 4)
     forwarder.stop()
     entries = entries_of(frames)
-    seen = [tuple(map(int, e.message.split(":"))) for e in entries]
-    assert len(seen) == len(set(seen)) == 4 * per_thread
-    for t in range(4):  # each thread's records in the order it logged them
-        assert [n for who, n in seen if who == t] == list(range(per_thread))
+    assert_all_in_order([e.message for e in entries], 4, per_thread)
     assert all(e.workflow_id == f"wf-{e.message.split(':')[0]}" for e in entries)
     assert forwarder.stats()["dropped"] == 0
 
