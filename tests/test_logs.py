@@ -697,6 +697,20 @@ def test_a_forwarder_target_gets_what_any_other_target_gets(logger: logging.Logg
     assert [e.level for e in sent] == [LogLevel.DEBUG, LogLevel.INFO, LogLevel.FATAL]
 
 
+def test_a_forwarder_subclass_still_sees_every_entry(logger: logging.Logger) -> None:
+    class Tagging(LogForwarder):
+        def log(self, entry: LogEntry) -> None:
+            entry.correlation_id = "tagged"
+            super().log(entry)
+
+    frames: list[bytes] = []
+    forwarder = Tagging(frames.append, flush_interval=None)
+    logger.addHandler(ForwardingHandler(forwarder))
+    logger.info("x")
+    forwarder.stop()
+    assert [e.correlation_id for e in entries_of(frames)] == ["tagged"]
+
+
 def test_threads_logging_through_the_handler_lose_nothing(logger: logging.Logger) -> None:
     frames: list[bytes] = []
     forwarder = LogForwarder(frames.append, buffer_size=50, flush_interval=0.01, capacity=50_000)

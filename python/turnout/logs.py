@@ -423,8 +423,9 @@ class ForwardingHandler(logging.Handler):
         super().__init__(level)
         self.target = target
         self._log = target.log
-        # A forwarder takes the fields as they are: no LogEntry is built per record.
-        self._log_fields = target._log_fields if isinstance(target, LogForwarder) else None
+        # A forwarder takes the fields as they are: no LogEntry is built per record. Not a
+        # subclass, whose own `log` must see every entry.
+        self._log_fields = target._log_fields if type(target) is LogForwarder else None
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
