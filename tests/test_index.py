@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -588,3 +590,71 @@ def test_fanout_is_over_cached_results(impl: ModuleType) -> None:
     assert stats["max_fanout"] <= 5
     if stats["cache_entries"] == 0:
         assert stats["max_fanout"] == 0 and stats["avg_fanout"] == 0
+
+
+@pytest.mark.parametrize("cache_size", CACHE_SIZES)
+def test_a_held_result_keeps_what_it_matched(impl: ModuleType, cache_size: int) -> None:
+    index = impl.SubjectIndex(cache_size=cache_size)
+    handles = [index.insert("a.b", n) for n in range(50)]
+    queued = [index.insert("a.*", n, queue="q") for n in range(100, 120)]
+    held = [index.match("a.b") for _ in range(3)]  # the later ones may be cache hits
+    index.insert("a.b", 50)
+    index.insert("a.>", 51)
+    for handle in handles[::3] + queued[:5]:
+        index.remove(handle)
+    for result in held:
+        assert result.plain == list(range(50))
+        assert result.queues == {"q": list(range(100, 120))}
+        assert len(result) == 70
+    now = index.match("a.b")
+    # Trie order: the `>` child's entries come before the literal's.
+    assert now.plain == [51] + [n for n in range(50) if n % 3] + [50]
+    assert now.queues == {"q": list(range(105, 120))}
+
+
+def test_values_keep_insertion_order_through_removals(impl: ModuleType) -> None:
+    # Enough entries on one pattern, removed scattered, that the Rust index compacts the
+    # pattern's value list more than once.
+    index = impl.SubjectIndex(cache_size=0)
+    plain = {index.insert("fan.out", n): n for n in range(600)}
+    queued = {index.insert("fan.out", n, queue="g"): n for n in range(1000, 1300)}
+    for handles in (plain, queued):
+        for position, handle in enumerate(list(handles)):
+            if position % 4 != 1:
+                assert index.remove(handle) is True
+                del handles[handle]
+    later = {index.insert("fan.out", n): n for n in range(700, 710)}
+    result = index.match("fan.out")
+    assert result.plain == sorted(plain.values()) + list(range(700, 710))
+    assert result.queues == {"g": sorted(queued.values())}
+    # Every handle still names its own entry after its value moved.
+    for handle, value in [*plain.items(), *later.items()]:
+        assert index.remove(handle) is True
+        assert value not in index.match("fan.out").plain
+    assert index.match("fan.out").queues == {"g": sorted(queued.values())}
+
+
+@pytest.mark.parametrize("cache_size", [0, 1024])
+def test_removed_values_are_released(impl: ModuleType, cache_size: int) -> None:
+    class Value:
+        pass
+
+    index = impl.SubjectIndex(cache_size=cache_size)
+    values = [Value() for _ in range(20)]
+    refs = [weakref.ref(v) for v in values]
+    handles = [index.insert("x.y", v) for v in values]
+    held = index.match("x.y")
+    index.match("x.y")
+    del values
+    for handle in handles[:10]:
+        index.remove(handle)
+    gc.collect()
+    assert all(ref() is not None for ref in refs), "a held result keeps its values"
+    del held
+    gc.collect()
+    assert [ref() is None for ref in refs] == [True] * 10 + [False] * 10
+    for handle in handles[10:]:
+        index.remove(handle)
+    gc.collect()
+    assert all(ref() is None for ref in refs)
+    assert index.stats()["nodes"] == 1

@@ -172,3 +172,50 @@ def test_eight_threads_share_one_index(impl: ModuleType, cache_size: int) -> Non
             assert index.count(subject) == len(expected)
         for handle, _ in worker.removed:
             assert index.remove(handle) is False
+
+
+@pytest.mark.parametrize("cache_size", [0, 1024])
+def test_fan_out_results_are_snapshots_under_change(impl: ModuleType, cache_size: int) -> None:
+    """A writer appends increasing values to one pattern (and one queue group) and removes
+    old ones while readers match it: every result must be one consistent state, in
+    insertion order, and read the same every time."""
+    index = impl.SubjectIndex(cache_size=cache_size)
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        rng = random.Random(7)
+        live: list[int] = []
+        try:
+            for value in range(3000):
+                live.append(index.insert("fan.out", value, queue="g" if value % 5 == 0 else None))
+                if len(live) > 300:
+                    index.remove(live.pop(rng.randrange(len(live))))
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            done.set()
+
+    def read() -> None:
+        try:
+            for _ in range(100_000):  # bounded; the writer normally finishes first
+                if done.is_set():
+                    return
+                for result in [index.match("fan.out"), *index.match_many(["fan.out"] * 3)]:
+                    plain, queues = result.plain, result.queues
+                    members = queues.get("g", [])
+                    assert plain == sorted(plain) and members == sorted(members)
+                    assert len(result) == len(plain) + len(members)
+                    assert (result.plain, result.queues) == (plain, queues)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=write)] + [threading.Thread(target=read) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=100)
+    assert not any(thread.is_alive() for thread in threads), "a thread hung"
+    if errors:
+        raise errors[0]
+    assert len(index.match("fan.out")) == len(index) == 300

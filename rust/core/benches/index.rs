@@ -1,11 +1,11 @@
-//! The core on SPEC 9's W1 and W4, with no Python in the loop, comparable with
+//! The core on SPEC 9's W1, W2 and W4, with no Python in the loop, comparable with
 //! nats-server's Go sublist benchmarks. Run: `cargo bench -p turnout-core`
 //! (`TURNOUT_BENCH_QUICK=1` for a smoke run).
 
 use std::hint::black_box;
 use std::time::Instant;
 
-use turnout_core::{KeyRouter, SubjectIndex};
+use turnout_core::{KeyRouter, Matched, SubjectIndex};
 
 const W1_TOKENS: [&str; 8] = [
     "synadia",
@@ -133,6 +133,53 @@ fn w4() {
     });
 }
 
+/// W2: one subject matching 1,000 entries, plain and in 10 queue groups of 100; the
+/// match alone, and the match with every value read (what `.plain` / `.queues` then do).
+fn w2() {
+    let n = if quick() { 2_000 } else { 200_000 };
+    let rounds = if quick() { 1 } else { 5 };
+    let subject = "w2.fanout.orders";
+    for groups in [0u32, 10] {
+        let shape = if groups == 0 { "plain" } else { "10 groups" };
+        for cache_size in [1024, 0] {
+            let idx = SubjectIndex::new(cache_size);
+            for i in 0..1_000u32 {
+                let queue = (groups > 0).then(|| format!("q{}", i % groups));
+                idx.insert(subject, queue.as_deref(), i).unwrap();
+            }
+            let calls = vec![subject; n];
+            time_per_op(
+                &format!("W2 1,000 {shape}: match (cache {cache_size})"),
+                &calls,
+                rounds,
+                |s| {
+                    black_box(idx.matches(s));
+                },
+            );
+            time_per_op(
+                &format!("W2 1,000 {shape}: match + read (cache {cache_size})"),
+                &calls,
+                rounds,
+                |s| {
+                    let m = idx.matches(s);
+                    black_box(read_all(&m));
+                },
+            );
+        }
+    }
+}
+
+/// Reads every value of a result, as building the Python lists does.
+fn read_all(m: &Matched<u32>) -> u64 {
+    let plain: u64 = m.plain().map(|&v| u64::from(v)).sum();
+    let queued: u64 = m
+        .queues()
+        .flat_map(|(_, members)| members)
+        .map(|&v| u64::from(v))
+        .sum();
+    plain + queued
+}
+
 /// W6's routing step alone: build updates as JSON, routed by `workspace_name`.
 fn w6() {
     let n = if quick() { 10_000 } else { 1_000_000 };
@@ -154,6 +201,7 @@ fn w6() {
 
 fn main() {
     w1();
+    w2();
     w4();
     w6();
 }

@@ -10,10 +10,19 @@ use turnout_core::{self as core, InsertError, Matched};
 
 use crate::args::{invalid_subject, not_a_str, subject_error, text, NOT_UTF8};
 
-/// A stored value. The `Arc` lets results be cloned and shared without the GIL (a match
-/// under `py.detach` cannot touch reference counts); the last drop of a `Py` without the
-/// GIL is deferred by PyO3 to the next time it is held.
-type Value = Arc<Py<PyAny>>;
+/// A stored value. Results share the trie's value lists, not the values, so matching
+/// (under `py.detach` in `match_many`) never touches a Python reference count; the last
+/// drop of a `Py` without the GIL is deferred by PyO3 to the next time it is held.
+#[derive(Debug)]
+struct Value(Py<PyAny>);
+
+impl Clone for Value {
+    /// Cloned only when an insert or remove copies a value list a result still holds,
+    /// and those run attached, so `attach` just lends the held GIL.
+    fn clone(&self) -> Self {
+        Python::attach(|py| Self(self.0.clone_ref(py)))
+    }
+}
 
 /// The entries one subject matched. Immutable and shared with the cache, so lists are
 /// built on access and callers can never corrupt a cached result.
@@ -27,17 +36,17 @@ impl MatchResult {
     /// Values of the matched entries that are in no queue group.
     #[getter]
     fn plain<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        PyList::new(py, self.inner.plain.iter().map(|v| v.bind(py)))
+        PyList::new(py, self.inner.plain().map(|v| v.0.bind(py)))
     }
 
     /// Each matched queue group and the values of all its matched members.
     #[getter]
     fn queues<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let dict = PyDict::new(py);
-        for (name, members) in &self.inner.queues {
+        for (name, members) in self.inner.queues() {
             dict.set_item(
                 PyString::new(py, name),
-                PyList::new(py, members.iter().map(|v| v.bind(py)))?,
+                PyList::new(py, members.map(|v| v.0.bind(py)))?,
             )?;
         }
         Ok(dict)
@@ -153,7 +162,7 @@ impl SubjectIndex {
             ),
         };
         self.inner
-            .insert(p, queue, Arc::new(value))
+            .insert(p, queue, Value(value))
             .map_err(|err| match err {
                 InsertError::Subject(err) => subject_error(py, pattern, err),
                 InsertError::Queue(err) => PyValueError::new_err(err.to_string()),

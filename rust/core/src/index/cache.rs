@@ -353,17 +353,19 @@ impl<V> MatchCache<V> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::values::ValueList;
     use super::*;
 
     fn result(v: u32) -> Arc<Matched<u32>> {
         Arc::new(Matched {
-            plain: smallvec::smallvec![v],
+            plain: smallvec::smallvec![ValueList::single(0, v)],
             queues: Vec::new(),
         })
     }
 
     fn hit(c: &MatchCache<u32>, key: &str) -> Option<u32> {
-        c.peek(c.hash(key), key).map(|r| r.plain[0])
+        c.peek(c.hash(key), key)
+            .and_then(|r| r.plain().next().copied())
     }
 
     #[test]

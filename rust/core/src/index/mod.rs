@@ -2,12 +2,14 @@
 //!
 //! A [`Trie`] behind a read-write lock (matches run in parallel), a [`MatchCache`] in
 //! front of it, and queue groups. Values are opaque: whatever `V` the caller stores comes
-//! back (cloned) in match results.
+//! back in match results, which share the trie's value lists. A value is cloned only when
+//! an insert or remove must copy a list that a result still holds.
 
 mod cache;
 mod counter;
 mod matched;
 mod trie;
+mod values;
 
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -15,7 +17,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use cache::CacheStats;
 use cache::{Lookup, MatchCache};
 use counter::StripedCounter;
-pub use matched::Matched;
+pub use matched::{Matched, Values};
 pub use trie::Handle;
 use trie::Trie;
 
@@ -147,10 +149,10 @@ impl<V: Clone> SubjectIndex<V> {
         }
         let literal = check(pattern, SubjectKind::Literal).is_ok();
         let mut trie = self.write();
-        let handle = trie.insert_checked(pattern, queue, value);
-        let retired = self.invalidate(pattern, literal);
+        self.invalidate(pattern, literal);
+        let (handle, replaced) = trie.insert_checked(pattern, queue, value);
         drop(trie);
-        drop(retired);
+        drop(replaced);
         Ok(handle)
     }
 
@@ -160,28 +162,31 @@ impl<V: Clone> SubjectIndex<V> {
     /// the lock is released.
     pub fn remove(&self, handle: Handle) -> Option<V> {
         let mut trie = self.write();
-        let pattern = match &self.cache {
-            Some(_) => Some(trie.pattern_of(handle)?),
-            None => None,
-        };
-        let value = trie.remove(handle)?;
-        let retired = pattern.map(|(pattern, literal)| self.invalidate(&pattern, literal));
+        if self.cache.is_some() {
+            let (pattern, literal) = trie.pattern_of(handle)?;
+            self.invalidate(&pattern, literal);
+        }
+        let (value, replaced) = trie.remove(handle)?;
         drop(trie);
-        drop(retired);
+        drop(replaced);
         Some(value)
     }
 
-    /// Drops every cached result a change to `pattern` may have made stale. A literal
-    /// pattern matches one subject only; a wildcard may match any, so it clears the cache.
-    /// Called with the write lock held; the caller drops what comes back after releasing it.
-    fn invalidate(&self, pattern: &str, literal: bool) -> Vec<cache::CachedResult<V>> {
+    /// Drops every cached result a change to `pattern` will make stale. A literal pattern
+    /// matches one subject only; a wildcard may match any, so it clears the cache. Done
+    /// just before the change, so that value lists only the cache held change in place
+    /// instead of being copied.
+    ///
+    /// Called with the write lock held, yet it drops no value: the cache never holds a
+    /// stale result, so every list a cached result holds is also held by the trie.
+    fn invalidate(&self, pattern: &str, literal: bool) {
         let Some(cache) = &self.cache else {
-            return Vec::new();
+            return;
         };
         if literal {
-            cache.forget(pattern).into_iter().collect()
+            drop(cache.forget(pattern));
         } else {
-            cache.clear()
+            drop(cache.clear());
         }
     }
 
@@ -313,8 +318,8 @@ mod tests {
     use super::*;
 
     fn values(m: &Matched<u32>) -> Vec<u32> {
-        let mut v = m.plain.to_vec();
-        for (_, members) in &m.queues {
+        let mut v: Vec<u32> = m.plain().copied().collect();
+        for (_, members) in m.queues() {
             v.extend(members);
         }
         v.sort_unstable();
@@ -406,5 +411,92 @@ mod tests {
         assert_eq!(idx.len(), 1);
         idx.remove(stable);
         assert_eq!(idx.stats().nodes, 1);
+    }
+
+    /// A value that counts its clones: a clone means a value list was copied.
+    #[derive(Debug)]
+    struct Counted(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Clone for Counted {
+        fn clone(&self) -> Self {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Self(self.0.clone())
+        }
+    }
+
+    #[test]
+    fn lists_are_copied_only_for_results_still_held() {
+        let clones = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let copies = || clones.load(std::sync::atomic::Ordering::Relaxed);
+        let idx = SubjectIndex::new(64);
+        for _ in 0..100 {
+            idx.insert("a.b", None, Counted(clones.clone())).unwrap();
+        }
+        // Cached (second miss admits it) and dropped by the caller: only the cache holds
+        // the result, and the insert that makes it stale changes the list in place.
+        drop((idx.matches("a.b"), idx.matches("a.b")));
+        assert_eq!(idx.stats().cache.entries, 1);
+        let h = idx.insert("a.b", None, Counted(clones.clone())).unwrap();
+        assert_eq!(copies(), 0);
+        assert_eq!(idx.matches("a.b").len(), 101);
+        // A result the caller holds is copied once, then changes are in place again.
+        let held = idx.matches("a.b");
+        idx.remove(h);
+        assert_eq!(
+            copies(),
+            100 + 1,
+            "the list less one value, and the value returned"
+        );
+        idx.insert("a.*", None, Counted(clones.clone())).unwrap();
+        idx.insert("a.b", None, Counted(clones.clone())).unwrap();
+        assert_eq!(copies(), 101);
+        assert_eq!(held.len(), 101);
+        assert_eq!(idx.matches("a.b").len(), 102);
+    }
+
+    #[test]
+    fn readers_see_whole_snapshots_while_a_writer_changes_the_lists() {
+        // No GIL here: readers clone and drop the lists' holders while the writer
+        // changes them in place or copies them, on every interleaving the threads find.
+        for cache_size in [0, 64] {
+            let idx = Arc::new(SubjectIndex::new(cache_size));
+            let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let started = Arc::new(std::sync::Barrier::new(4));
+            let readers: Vec<_> = (0..3)
+                .map(|_| {
+                    let (idx, done, started) = (idx.clone(), done.clone(), started.clone());
+                    std::thread::spawn(move || {
+                        started.wait();
+                        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                            for m in idx.matches_many(["f.o", "f.o"]) {
+                                let plain: Vec<u32> = m.plain().copied().collect();
+                                let queued: Vec<u32> =
+                                    m.queues().flat_map(|(_, v)| v.copied()).collect();
+                                assert!(plain.windows(2).all(|w| w[0] < w[1]), "{plain:?}");
+                                assert!(queued.windows(2).all(|w| w[0] < w[1]));
+                                assert_eq!(m.len(), plain.len() + queued.len());
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let mut live = std::collections::VecDeque::new();
+            started.wait();
+            for value in 0..20_000u32 {
+                let queue = (value % 3 == 0).then_some("g");
+                live.push_back(idx.insert("f.o", queue, value).unwrap());
+                if live.len() > 200 {
+                    // Oldest first, and now and then one from the middle.
+                    let at = if value % 7 == 0 { live.len() / 2 } else { 0 };
+                    let handle = live.remove(at).unwrap();
+                    assert!(idx.remove(handle).is_some());
+                }
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            for reader in readers {
+                reader.join().unwrap();
+            }
+            assert_eq!(idx.matches("f.o").len(), 200);
+        }
     }
 }

@@ -4,6 +4,8 @@
 //! Nodes and entries live in two arenas indexed by `u32`, so a node costs no allocation of
 //! its own (tokens up to 24 bytes are stored inline) and a literal child is 4 bytes in its
 //! parent's table. Freed nodes and entry slots are reused, so churn does not grow memory.
+//! A node's plain values, and each queue group's, are a [`ValueList`] that match results
+//! share: a match costs one reference per matched list, however many values it holds.
 
 use std::hash::BuildHasher;
 use std::mem;
@@ -14,9 +16,10 @@ use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 
 use super::matched::Matched;
+use super::values::ValueList;
 use crate::subject::{FULL_WILDCARD, SINGLE_WILDCARD};
 
-/// "No node" / "no entry" in the arenas' `u32` links.
+/// "No node" in the `u32` references between nodes and entries.
 const NONE: u32 = u32::MAX;
 const ROOT: u32 = 0;
 
@@ -24,33 +27,15 @@ const ROOT: u32 = 0;
 /// half, so a handle kept after `remove` never names the entry that reuses its slot.
 pub type Handle = u64;
 
-/// Head and tail of an intrusive doubly linked list of entry slots, so entries are kept
-/// in insertion order and any one is unlinked in O(1) without a vector per node.
-#[derive(Debug, Clone, Copy)]
-struct Links {
-    head: u32,
-    tail: u32,
-}
-
-impl Links {
-    const EMPTY: Self = Self {
-        head: NONE,
-        tail: NONE,
-    };
-
-    fn is_empty(&self) -> bool {
-        self.head == NONE
-    }
-}
-
 #[derive(Debug)]
-struct QueueGroup {
+struct QueueGroup<V> {
     name: Arc<str>,
-    members: Links,
+    /// Never `None` while the group exists: an emptied group is dropped.
+    members: Option<ValueList<V>>,
 }
 
 #[derive(Debug)]
-struct Node {
+struct Node<V> {
     /// The token leading here from `parent` (`*` and `>` for wildcard children).
     token: CompactString,
     parent: u32,
@@ -58,16 +43,16 @@ struct Node {
     literals: HashTable<u32>,
     star: u32,
     full: u32,
-    plain: Links,
+    plain: Option<ValueList<V>>,
     /// Queue groups with members here; boxed because most nodes have none (8 bytes a
     /// node instead of a `Vec`'s 24).
     #[allow(clippy::box_collection)]
-    queues: Option<Box<Vec<QueueGroup>>>,
+    queues: Option<Box<Vec<QueueGroup<V>>>>,
     /// Entries stored at this node, plain and queued.
     entries: u32,
 }
 
-impl Node {
+impl<V> Node<V> {
     fn new(token: &str, parent: u32) -> Self {
         Self {
             token: CompactString::new(token),
@@ -75,7 +60,7 @@ impl Node {
             literals: HashTable::new(),
             star: NONE,
             full: NONE,
-            plain: Links::EMPTY,
+            plain: None,
             queues: None,
             entries: 0,
         }
@@ -85,29 +70,40 @@ impl Node {
     fn is_vacant(&self) -> bool {
         self.entries == 0 && self.literals.is_empty() && self.star == NONE && self.full == NONE
     }
+
+    /// The list of the entries in this node's queue group number `group` (`NONE`: the
+    /// plain entries).
+    fn list_mut(&mut self, group: u32) -> &mut Option<ValueList<V>> {
+        if group == NONE {
+            return &mut self.plain;
+        }
+        &mut self
+            .queues
+            .as_mut()
+            .and_then(|groups| groups.get_mut(group as usize))
+            .expect("an entry's queue group exists")
+            .members
+    }
 }
 
+/// Where an entry lives: its node, its queue group there, and its position in the
+/// node's (or the group's) value list, which holds the value. 16 bytes an entry.
 #[derive(Debug)]
-struct Entry<V> {
-    value: V,
-    node: u32,
-    prev: u32,
-    next: u32,
-    queue: Option<Arc<str>>,
-}
-
-#[derive(Debug)]
-struct Slot<V> {
+struct Slot {
     generation: u32,
-    entry: Option<Entry<V>>,
+    /// `NONE` while the slot is free.
+    node: u32,
+    /// The index of its queue group in the node's groups; `NONE` for a plain entry.
+    group: u32,
+    pos: u32,
 }
 
 /// The trie and its entries. Not synchronised: `SubjectIndex` wraps it in a lock.
 #[derive(Debug)]
 pub struct Trie<V> {
-    nodes: Vec<Node>,
+    nodes: Vec<Node<V>>,
     free_nodes: Vec<u32>,
-    slots: Vec<Slot<V>>,
+    slots: Vec<Slot>,
     free_slots: Vec<u32>,
     hasher: RandomState,
     entries: usize,
@@ -148,8 +144,24 @@ impl<V> Trie<V> {
         self.nodes.len() - self.free_nodes.len()
     }
 
-    /// Stores `value` under a pattern the caller has already checked.
-    pub fn insert_checked(&mut self, pattern: &str, queue: Option<&str>, value: V) -> Handle {
+    /// The live entry `handle` names, if any.
+    fn slot(&self, handle: Handle) -> Option<(usize, &Slot)> {
+        let (slot, generation) = split_handle(handle);
+        let s = self.slots.get(slot)?;
+        (s.generation == generation && s.node != NONE).then_some((slot, s))
+    }
+}
+
+impl<V: Clone> Trie<V> {
+    /// Stores `value` under a pattern the caller has already checked. Also returns the
+    /// value list it replaced, if a result still held that one, for the caller to drop
+    /// once it holds no lock.
+    pub fn insert_checked(
+        &mut self,
+        pattern: &str,
+        queue: Option<&str>,
+        value: V,
+    ) -> (Handle, Option<ValueList<V>>) {
         let mut node = ROOT;
         for token in pattern.split('.') {
             node = self.child_or_new(node, token);
@@ -157,84 +169,77 @@ impl<V> Trie<V> {
         let slot = self.free_slots.pop().unwrap_or_else(|| {
             self.slots.push(Slot {
                 generation: 1,
-                entry: None,
+                node: NONE,
+                group: NONE,
+                pos: 0,
             });
             (self.slots.len() - 1) as u32
         });
-        let queue = queue.map(|name| self.group_or_new(node, name));
+        let group = queue.map_or(NONE, |name| self.group_or_new(node, name));
+        let slots = &mut self.slots;
         let target = &mut self.nodes[node as usize];
-        let links = match &queue {
-            None => &mut target.plain,
-            Some(name) => &mut group_links(target, name).expect("group just made").members,
-        };
-        let prev = links.tail;
-        links.tail = slot;
-        if prev == NONE {
-            links.head = slot;
-        } else if let Some(e) = self.slots[prev as usize].entry.as_mut() {
-            e.next = slot;
-        }
+        let (pos, retired) =
+            ValueList::push(target.list_mut(group), slot, value, &mut |id, pos| {
+                slots[id as usize].pos = pos
+            });
         target.entries += 1;
-        let s = &mut self.slots[slot as usize];
-        s.entry = Some(Entry {
-            value,
-            node,
-            prev,
-            next: NONE,
-            queue,
-        });
+        let s = &mut slots[slot as usize];
+        (s.node, s.group, s.pos) = (node, group, pos);
         self.entries += 1;
         self.inserts += 1;
-        (u64::from(s.generation) << 32) | u64::from(slot)
+        ((u64::from(s.generation) << 32) | u64::from(slot), retired)
     }
 
     /// Removes the entry `handle` names, pruning nodes left vacant; `None` if it names
-    /// nothing (never issued, or already removed).
-    pub fn remove(&mut self, handle: Handle) -> Option<V> {
-        let (slot, generation) = split_handle(handle);
-        let s = self.slots.get_mut(slot)?;
-        if s.generation != generation {
-            return None;
-        }
-        let entry = s.entry.take()?;
+    /// nothing (never issued, or already removed). Also returns the value list it
+    /// replaced, if a result still held that one, for the caller to drop once it holds
+    /// no lock.
+    pub fn remove(&mut self, handle: Handle) -> Option<(V, Option<ValueList<V>>)> {
+        let (slot, _) = self.slot(handle)?;
+        let s = &mut self.slots[slot];
+        let (node_id, group, pos) = (s.node, s.group, s.pos);
+        s.node = NONE;
         // Wrapping is harmless: a stale handle would need 2^32 reuses of one slot.
         s.generation = s.generation.wrapping_add(1);
         self.free_slots.push(slot as u32);
 
-        let node = &mut self.nodes[entry.node as usize];
+        let slots = &mut self.slots;
+        let node = &mut self.nodes[node_id as usize];
         node.entries -= 1;
-        let links = match &entry.queue {
-            None => &mut node.plain,
-            Some(name) => {
-                &mut group_links(node, name)
-                    .expect("entry's group exists")
-                    .members
-            }
-        };
-        if entry.prev == NONE {
-            links.head = entry.next;
-        } else if let Some(e) = self.slots[entry.prev as usize].entry.as_mut() {
-            e.next = entry.next;
-        }
-        if entry.next == NONE {
-            links.tail = entry.prev;
-        } else if let Some(e) = self.slots[entry.next as usize].entry.as_mut() {
-            e.prev = entry.prev;
-        }
-        if let Some(name) = &entry.queue {
-            drop_group_if_empty(node, name);
+        let list = node.list_mut(group);
+        let (value, retired) =
+            ValueList::remove(list, pos, &mut |id, pos| slots[id as usize].pos = pos);
+        if group != NONE && list.is_none() {
+            drop_group(node, group, slots);
         }
         self.entries -= 1;
         self.removes += 1;
-        self.prune(entry.node);
-        Some(entry.value)
+        self.prune(node_id);
+        Some((value, retired))
     }
 
+    /// The values of every entry matching the checked `subject`.
+    pub fn collect(&self, subject: &str) -> Matched<V> {
+        let mut out = Matched::default();
+        self.walk(ROOT, subject, &mut |node| {
+            out.plain.extend(node.plain.iter().cloned());
+            if let Some(groups) = &node.queues {
+                out.queues.reserve(groups.len());
+                for group in groups.iter() {
+                    out.group_mut(&group.name)
+                        .extend(group.members.iter().cloned());
+                }
+            }
+            false
+        });
+        out
+    }
+}
+
+impl<V> Trie<V> {
     /// The pattern an entry was inserted under, and whether it has no wildcard token.
     pub fn pattern_of(&self, handle: Handle) -> Option<(String, bool)> {
-        let (slot, generation) = split_handle(handle);
-        let s = self.slots.get(slot)?;
-        let entry = s.entry.as_ref().filter(|_| s.generation == generation)?;
+        let (_, entry) = self.slot(handle)?;
         let mut path = Vec::new();
         let mut node = entry.node;
         while node != ROOT {
@@ -294,21 +299,21 @@ impl<V> Trie<V> {
         }
     }
 
-    fn group_or_new(&mut self, node: u32, name: &str) -> Arc<str> {
+    /// The index of `node`'s queue group `name`, made if new.
+    fn group_or_new(&mut self, node: u32, name: &str) -> u32 {
         let n = &mut self.nodes[node as usize];
         let groups = n.queues.get_or_insert_with(Box::default);
-        if let Some(g) = groups.iter().find(|g| &*g.name == name) {
-            return g.name.clone();
+        if let Some(at) = groups.iter().position(|g| &*g.name == name) {
+            return at as u32;
         }
-        let name: Arc<str> = Arc::from(name);
         groups.push(QueueGroup {
-            name: name.clone(),
-            members: Links::EMPTY,
+            name: Arc::from(name),
+            members: None,
         });
-        name
+        (groups.len() - 1) as u32
     }
 
-    fn literal_child(&self, node: &Node, token: &str) -> Option<u32> {
+    fn literal_child(&self, node: &Node<V>, token: &str) -> Option<u32> {
         if node.literals.is_empty() {
             return None;
         }
@@ -356,7 +361,12 @@ impl<V> Trie<V> {
 
     /// Calls `visit` on every node whose entries match `subject` (already checked as a
     /// subject), stopping early when `visit` returns true; returns whether it stopped.
-    fn walk(&self, mut node: u32, mut rest: &str, visit: &mut impl FnMut(&Node) -> bool) -> bool {
+    fn walk(
+        &self,
+        mut node: u32,
+        mut rest: &str,
+        visit: &mut impl FnMut(&Node<V>) -> bool,
+    ) -> bool {
         loop {
             // Tokens are short: a plain byte scan beats the generic substring searcher.
             let (token, tail) = match rest.bytes().position(|b| b == b'.') {
@@ -401,46 +411,18 @@ impl<V> Trie<V> {
         });
         total
     }
-
-    fn list(&self, links: Links) -> impl Iterator<Item = &V> + '_ {
-        let mut at = links.head;
-        std::iter::from_fn(move || {
-            let entry = self.slots.get(at as usize)?.entry.as_ref()?;
-            at = entry.next;
-            Some(&entry.value)
-        })
-    }
 }
 
-impl<V: Clone> Trie<V> {
-    /// The values of every entry matching the checked `subject`.
-    pub fn collect(&self, subject: &str) -> Matched<V> {
-        let mut out = Matched::default();
-        self.walk(ROOT, subject, &mut |node| {
-            out.plain.extend(self.list(node.plain).cloned());
-            for group in node.queues.iter().flat_map(|g| g.iter()) {
-                out.group_mut(&group.name)
-                    .extend(self.list(group.members).cloned());
-            }
-            false
-        });
-        out
-    }
-}
-
-fn group_links<'a>(node: &'a mut Node, name: &str) -> Option<&'a mut QueueGroup> {
-    node.queues.as_mut()?.iter_mut().find(|g| &*g.name == name)
-}
-
-fn drop_group_if_empty(node: &mut Node, name: &str) {
-    let Some(groups) = node.queues.as_mut() else {
-        return;
-    };
-    if let Some(at) = groups
-        .iter()
-        .position(|g| &*g.name == name && g.members.is_empty())
-    {
-        groups.swap_remove(at);
+/// Drops `node`'s emptied queue group number `at`. The last group takes its place, and
+/// its members' slots learn their group's new index.
+fn drop_group<V>(node: &mut Node<V>, at: u32, slots: &mut [Slot]) {
+    let groups = node.queues.as_mut().expect("an entry's queue group exists");
+    groups.swap_remove(at as usize);
+    if let Some(moved) = groups.get(at as usize) {
+        let members = moved.members.as_ref().expect("a group has members");
+        for id in members.entry_ids() {
+            slots[id as usize].group = at;
+        }
     }
     if groups.is_empty() {
         node.queues = None;
@@ -451,25 +433,37 @@ fn drop_group_if_empty(node: &mut Node, name: &str) {
 mod tests {
     use super::*;
 
-    fn sorted(v: impl AsRef<[u32]>) -> Vec<u32> {
-        let mut v = v.as_ref().to_vec();
+    fn sorted<'a>(v: impl IntoIterator<Item = &'a u32>) -> Vec<u32> {
+        let mut v: Vec<u32> = v.into_iter().copied().collect();
         v.sort_unstable();
         v
+    }
+
+    fn plain(t: &Trie<u32>, subject: &str) -> Vec<u32> {
+        t.collect(subject).plain().copied().collect()
+    }
+
+    fn insert(t: &mut Trie<u32>, pattern: &str, queue: Option<&str>, value: u32) -> Handle {
+        t.insert_checked(pattern, queue, value).0
+    }
+
+    fn take(t: &mut Trie<u32>, handle: Handle) -> Option<u32> {
+        t.remove(handle).map(|(value, _)| value)
     }
 
     #[test]
     fn literal_and_wildcards() {
         let mut t = Trie::default();
-        t.insert_checked("a.b.c", None, 1);
-        t.insert_checked("a.*.c", None, 2);
-        t.insert_checked("a.>", None, 3);
-        t.insert_checked(">", None, 4);
-        t.insert_checked("a.b", None, 5);
-        assert_eq!(sorted(t.collect("a.b.c").plain), vec![1, 2, 3, 4]);
-        assert_eq!(sorted(t.collect("a.b").plain), vec![3, 4, 5]);
-        assert_eq!(sorted(t.collect("a").plain), vec![4]);
+        insert(&mut t, "a.b.c", None, 1);
+        insert(&mut t, "a.*.c", None, 2);
+        insert(&mut t, "a.>", None, 3);
+        insert(&mut t, ">", None, 4);
+        insert(&mut t, "a.b", None, 5);
+        assert_eq!(sorted(&plain(&t, "a.b.c")), vec![1, 2, 3, 4]);
+        assert_eq!(sorted(&plain(&t, "a.b")), vec![3, 4, 5]);
+        assert_eq!(sorted(&plain(&t, "a")), vec![4]);
         // Subject tokens are literal: `>` here is just a token.
-        assert_eq!(sorted(t.collect("a.>").plain), vec![3, 4]);
+        assert_eq!(sorted(&plain(&t, "a.>")), vec![3, 4]);
         assert_eq!(t.count("a.b.c"), 4);
         assert!(t.has_interest("x"));
     }
@@ -477,15 +471,14 @@ mod tests {
     #[test]
     fn queue_groups_merge_across_nodes() {
         let mut t = Trie::default();
-        t.insert_checked("a.b", Some("g"), 1);
-        t.insert_checked("a.*", Some("g"), 2);
-        t.insert_checked("a.*", Some("h"), 3);
-        t.insert_checked("a.b", None, 4);
+        insert(&mut t, "a.b", Some("g"), 1);
+        insert(&mut t, "a.*", Some("g"), 2);
+        insert(&mut t, "a.*", Some("h"), 3);
+        insert(&mut t, "a.b", None, 4);
         let m = t.collect("a.b");
-        assert_eq!(m.plain.as_slice(), [4]);
+        assert_eq!(m.plain().copied().collect::<Vec<_>>(), [4]);
         let mut groups: Vec<_> = m
-            .queues
-            .iter()
+            .queues()
             .map(|(n, v)| (n.to_string(), sorted(v)))
             .collect();
         groups.sort();
@@ -500,42 +493,155 @@ mod tests {
     fn remove_prunes_and_reuses() {
         let mut t = Trie::default();
         let handles: Vec<_> = (0..100)
-            .map(|i| t.insert_checked(&format!("x.{i}.y"), None, i))
+            .map(|i| insert(&mut t, &format!("x.{i}.y"), None, i))
             .collect();
-        let q = t.insert_checked("x.*.>", Some("q"), 999);
+        let q = insert(&mut t, "x.*.>", Some("q"), 999);
         assert!(t.node_count() > 200);
         for (i, h) in handles.iter().enumerate() {
-            assert_eq!(t.remove(*h), Some(i as u32));
-            assert_eq!(t.remove(*h), None, "a handle works once");
+            assert_eq!(take(&mut t, *h), Some(i as u32));
+            assert_eq!(take(&mut t, *h), None, "a handle works once");
         }
-        assert_eq!(t.remove(q), Some(999));
+        assert_eq!(take(&mut t, q), Some(999));
         assert_eq!(t.len(), 0);
         assert_eq!(t.node_count(), 1, "only the root is left");
-        let again = t.insert_checked("x.1.y", None, 7);
+        let again = insert(&mut t, "x.1.y", None, 7);
         assert!(!handles.contains(&again), "a reused slot gets a new handle");
-        assert_eq!(t.collect("x.1.y").plain.as_slice(), [7]);
+        assert_eq!(plain(&t, "x.1.y"), [7]);
     }
 
     #[test]
     fn pattern_of_rebuilds_the_pattern() {
         let mut t = Trie::default();
-        let h = t.insert_checked("a.*.c.>", None, 0);
-        let l = t.insert_checked("a.b", None, 0);
+        let h = insert(&mut t, "a.*.c.>", None, 0);
+        let l = insert(&mut t, "a.b", None, 0);
         assert_eq!(t.pattern_of(h), Some(("a.*.c.>".to_string(), false)));
         assert_eq!(t.pattern_of(l), Some(("a.b".to_string(), true)));
-        t.remove(l);
+        take(&mut t, l);
         assert_eq!(t.pattern_of(l), None);
     }
 
     #[test]
     fn removal_keeps_order_of_the_rest() {
         let mut t = Trie::default();
-        let hs: Vec<_> = (0..5).map(|i| t.insert_checked("s", None, i)).collect();
-        t.remove(hs[0]);
-        t.remove(hs[2]);
-        t.remove(hs[4]);
-        assert_eq!(t.collect("s").plain.as_slice(), [1, 3]);
-        t.insert_checked("s", None, 9);
-        assert_eq!(t.collect("s").plain.as_slice(), [1, 3, 9]);
+        let hs: Vec<_> = (0..5).map(|i| insert(&mut t, "s", None, i)).collect();
+        take(&mut t, hs[0]);
+        take(&mut t, hs[2]);
+        take(&mut t, hs[4]);
+        assert_eq!(plain(&t, "s"), [1, 3]);
+        insert(&mut t, "s", None, 9);
+        assert_eq!(plain(&t, "s"), [1, 3, 9]);
+    }
+
+    #[test]
+    fn handles_follow_values_through_compaction() {
+        // Enough entries on one node, removed in a scattered order, that the node's list
+        // is compacted several times and every entry's position moves.
+        let mut t = Trie::default();
+        let hs: Vec<_> = (0..1_000).map(|i| insert(&mut t, "a.b", None, i)).collect();
+        let gone = |i: u32| i % 3 != 0 || i % 5 == 0;
+        for i in (0..1_000u32).rev().filter(|&i| gone(i) && i % 2 == 0) {
+            assert_eq!(take(&mut t, hs[i as usize]), Some(i));
+        }
+        for i in (0..1_000u32).filter(|&i| gone(i) && i % 2 == 1) {
+            assert_eq!(take(&mut t, hs[i as usize]), Some(i));
+        }
+        let kept: Vec<u32> = (0..1_000).filter(|&i| !gone(i)).collect();
+        assert_eq!(plain(&t, "a.b"), kept);
+        assert_eq!(t.count("a.b"), kept.len());
+        // Each remaining handle still removes its own value, in any order.
+        for &i in kept.iter().rev() {
+            assert_eq!(take(&mut t, hs[i as usize]), Some(i));
+        }
+        assert_eq!(t.node_count(), 1);
+    }
+
+    #[test]
+    fn an_outstanding_result_keeps_what_it_saw() {
+        let mut t = Trie::default();
+        let hs: Vec<_> = (0..4).map(|i| insert(&mut t, "s", None, i)).collect();
+        insert(&mut t, "s", Some("g"), 10);
+        let before = t.collect("s");
+        // Changing a list a result holds copies it and hands the old one back.
+        let (h, replaced) = t.insert_checked("s", None, 4);
+        assert!(replaced.is_some());
+        drop(replaced);
+        let (value, replaced) = t.remove(hs[1]).unwrap();
+        assert_eq!(
+            (value, replaced.is_none()),
+            (1, true),
+            "the copy is not shared"
+        );
+        let (_, replaced) = t.insert_checked("s", Some("g"), 11);
+        assert!(replaced.is_some());
+        assert_eq!(before.plain().copied().collect::<Vec<_>>(), [0, 1, 2, 3]);
+        let groups: Vec<_> = before
+            .queues()
+            .map(|(n, v)| (n.to_string(), v.copied().collect::<Vec<_>>()))
+            .collect();
+        assert_eq!(groups, vec![("g".to_string(), vec![10])]);
+        assert_eq!(before.len(), 5);
+        assert_eq!(plain(&t, "s"), [0, 2, 3, 4]);
+        assert_eq!(t.collect("s").len(), 6);
+        // The handle made while a result was held names the right entry.
+        assert_eq!(take(&mut t, h), Some(4));
+        drop(before);
+        assert_eq!(plain(&t, "s"), [0, 2, 3]);
+    }
+
+    #[test]
+    fn handles_follow_a_queue_group_that_takes_an_emptied_ones_place() {
+        let mut t = Trie::default();
+        let a = insert(&mut t, "q", Some("a"), 1);
+        let b: Vec<_> = (2..5).map(|v| insert(&mut t, "q", Some("b"), v)).collect();
+        let c: Vec<_> = (5..7).map(|v| insert(&mut t, "q", Some("c"), v)).collect();
+        // Emptying "a" moves "c", the last group, into its place.
+        assert_eq!(take(&mut t, a), Some(1));
+        assert_eq!(take(&mut t, c[1]), Some(6));
+        assert_eq!(take(&mut t, b[0]), Some(2));
+        let mut groups: Vec<(String, Vec<u32>)> = t
+            .collect("q")
+            .queues()
+            .map(|(n, v)| (n.to_string(), v.copied().collect()))
+            .collect();
+        groups.sort();
+        assert_eq!(
+            groups,
+            vec![("b".to_string(), vec![3, 4]), ("c".to_string(), vec![5])]
+        );
+        assert_eq!(take(&mut t, c[0]), Some(5));
+        assert_eq!((take(&mut t, b[2]), take(&mut t, b[1])), (Some(4), Some(3)));
+        assert_eq!(t.node_count(), 1);
+    }
+
+    #[test]
+    fn queue_members_keep_insertion_order_and_empty_groups_go() {
+        let mut t = Trie::default();
+        let g: Vec<_> = (0..6).map(|i| insert(&mut t, "q", Some("g"), i)).collect();
+        let h = insert(&mut t, "q", Some("h"), 100);
+        take(&mut t, g[0]);
+        take(&mut t, g[3]);
+        let members = |t: &Trie<u32>| -> Vec<(String, Vec<u32>)> {
+            let mut groups: Vec<_> = t
+                .collect("q")
+                .queues()
+                .map(|(n, v)| (n.to_string(), v.copied().collect()))
+                .collect();
+            groups.sort();
+            groups
+        };
+        assert_eq!(
+            members(&t),
+            vec![
+                ("g".to_string(), vec![1, 2, 4, 5]),
+                ("h".to_string(), vec![100])
+            ]
+        );
+        take(&mut t, h);
+        assert_eq!(members(&t), vec![("g".to_string(), vec![1, 2, 4, 5])]);
+        for i in [1, 2, 4, 5] {
+            take(&mut t, g[i]);
+        }
+        assert!(members(&t).is_empty());
+        assert_eq!(t.node_count(), 1);
     }
 }
