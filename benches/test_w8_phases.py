@@ -1,6 +1,7 @@
 """W8, phases: 1,000,000 transitions over 100,000 workflows (20,000 over 10,000 with
-TURNOUT_BENCH_QUICK=1): PhaseManager.transition_to one call at a time, transition_many in
-batches, a plain-Python dict-of-states baseline, and the ``transitions`` library when it is
+TURNOUT_BENCH_QUICK=1): PhaseManager.transition_to one call at a time and transition_many
+in batches, each beside a plain-Python dict-of-states baseline doing the same, and
+transition_to beside the ``transitions`` library when it is
 installed (a benches-only dependency, ``pip install 'turnout[bench]'``; it runs on 10,000
 workflows, its machine being slow to build). Each round is one whole prepared run
 (``extra_info["ops_per_round"]`` transitions); the measurement code is
@@ -14,31 +15,30 @@ import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from turnout._bench.rates import Prepared, quick_mode
-from turnout._bench.w8_phases import FULL, IMPLEMENTATIONS, QUICK, transitions_available
+from turnout._bench.w8_phases import CASES, FULL, QUICK, transitions_available, workflows_of
 
 SCALE = QUICK if quick_mode() else FULL
 ROUNDS = 1 if quick_mode() else 3
+PAIRS = [(case, name) for case, prepares in CASES.items() for name in prepares]
 
 
 def _run(prepared: Prepared) -> int:
     return prepared.run()
 
 
-@pytest.mark.parametrize("implementation", list(IMPLEMENTATIONS))
-def test_w8_phases(benchmark: BenchmarkFixture, implementation: str) -> None:
+@pytest.mark.parametrize(("case", "implementation"), PAIRS, ids=[" ".join(p) for p in PAIRS])
+def test_w8_phases(benchmark: BenchmarkFixture, case: str, implementation: str) -> None:
     if implementation == "transitions" and not transitions_available():
         pytest.skip("the transitions library is not installed (pip install 'turnout[bench]')")
-    prepare = IMPLEMENTATIONS[implementation]
+    prepare = CASES[case][implementation]
     runs: list[Prepared] = []
 
     def setup() -> tuple[tuple[Prepared], dict[str, object]]:
         runs.append(prepare(SCALE))
         return (runs[-1],), {}
 
-    workflows = (
-        SCALE.transitions_library_workflows if implementation == "transitions" else SCALE.workflows
-    )
-    benchmark.group = "W8 phase transitions"
+    workflows = workflows_of(SCALE, implementation)
+    benchmark.group = f"W8 {case}"
     benchmark.extra_info["ops_per_round"] = workflows * SCALE.rounds
     benchmark.extra_info["workflows"] = workflows
     pedantic: Callable[..., object] = benchmark.pedantic  # untyped in pytest-benchmark

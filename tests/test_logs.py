@@ -6,12 +6,15 @@ asserts on how long something took."""
 from __future__ import annotations
 
 import gc
+import itertools
 import logging
+import random
 import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -21,6 +24,7 @@ from turnout._core import LogBatcher
 from turnout._go_json import dumps_map, go_escape
 from turnout._wire import ZERO_TIME, parse_time
 from turnout.logs import ForwardingHandler, LogEntry, LogForwarder, LogLevel, Overflow
+from turnout.logs import _split_extras as split_extras
 from turnout.protocol import (
     MESSAGE_ID_PATTERN,
     LogBatchPayload,
@@ -50,6 +54,31 @@ def entries_of(frames: list[bytes]) -> list[LogEntry]:
 
 def messages_of(frames: list[bytes]) -> list[str]:
     return [e.message for e in entries_of(frames)]
+
+
+def run_at_once(work: Callable[[int], None], count: int) -> None:
+    """Runs ``work(0)`` .. ``work(count - 1)`` on threads released together; the joins are
+    bounded, and a thread still running fails the test."""
+    start = threading.Barrier(count)
+
+    def begin(t: int) -> None:
+        start.wait(WAIT)
+        work(t)
+
+    threads = [threading.Thread(target=begin, args=(t,)) for t in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    assert not any(thread.is_alive() for thread in threads)
+
+
+def assert_all_in_order(messages: list[str], threads: int, per_thread: int) -> None:
+    """Messages ``"<thread>:<n>"``: every one there once, each thread's in its order."""
+    seen = [tuple(map(int, m.split(":"))) for m in messages]
+    assert len(seen) == len(set(seen)) == threads * per_thread
+    for t in range(threads):
+        assert [n for who, n in seen if who == t] == list(range(per_thread))
 
 
 @pytest.fixture
@@ -234,6 +263,98 @@ def test_refuses_entries_rust_cannot_take(forwarders: Callable[..., LogForwarder
     assert forwarder.stats()["accepted"] == 0
 
 
+def test_rust_reads_subclasses_look_alikes_and_unset_fields_correctly() -> None:
+    """An exact LogEntry is read through its slots; anything else through getattr, so a
+    subclass's override and a duck-typed object are honoured, and an unset field is the
+    AttributeError getattr gives, not a crash."""
+
+    class Shouting(LogEntry):
+        @property  # type: ignore[misc]
+        def message(self) -> str:  # overrides the dataclass field
+            return "LOUD"
+
+        @message.setter
+        def message(self, value: str) -> None:
+            pass
+
+    plain = LogEntry(STAMP, "info", "quiet", workflow_id="wf")
+    assert b'"message":"quiet"' in LogBatcher.payload_json(plain)
+    assert b'"message":"LOUD"' in LogBatcher.payload_json(Shouting(STAMP, "info", "quiet"))
+    alike = SimpleNamespace(
+        timestamp=STAMP,
+        level="warn",
+        message="duck",
+        trace_id=None,
+        span_id="",
+        workflow_id="wf",
+        action_id="",
+        correlation_id="",
+        fields={"k": 1},
+        source_file="",
+        source_line=None,
+    )
+    assert LogBatcher.payload_json(alike) == (
+        b'{"fields":{"k":1},"level":"warn","message":"duck",'
+        b'"timestamp":"2024-05-01T12:00:00.123456789Z","workflow_id":"wf"}'
+    )
+    unset = LogEntry(STAMP, "info", "x")
+    del unset.span_id
+    with pytest.raises(AttributeError, match="span_id"):
+        LogBatcher.payload_json(unset)
+    with pytest.raises(TypeError, match="workflow_id must be str, not int"):
+        LogBatcher.payload_json(LogEntry(STAMP, "info", "x", workflow_id=7))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="level must be str"):
+        LogBatcher.payload_json(LogEntry(STAMP, 3, "x"))  # type: ignore[arg-type]
+
+    class Odd(datetime):
+        nanosecond = 5_000  # a PreciseDatetime look-alike out of its 0..999 range
+
+    odd = Odd(2024, 5, 1, tzinfo=timezone.utc)
+    with pytest.raises(ValueError, match=r"nanosecond must be in 0\.\.999"):
+        LogBatcher.payload_json(LogEntry(odd, "info", "x"))
+
+
+def test_json_escaping_of_every_kind_of_character_matches_python() -> None:
+    """The Rust byte-table escaper against the Python writer, on every code point class
+    that is escaped or shares a UTF-8 lead byte with one that is."""
+    tricky = "".join(
+        [chr(c) for c in range(0x80)] + ["\u2027\u2028\u2029\u202a\u20ac\u00e9\U0001f600", "\ufffd"]
+    )
+    for message in (tricky, tricky[::-1], "\u2028", "\u2029end", "e\u20ac"):
+        case = LogEntry(STAMP, "info", message, fields={"m": message})
+        assert LogBatcher.payload_json(case) == go_escape(dumps_map(case.to_payload()))
+
+
+def test_fields_in_rust_frames_are_written_as_go_writes_them() -> None:
+    """Go's float spelling and HTML-safe escapes inside ``fields`` too; values JSON cannot
+    carry are written with ``str`` (NaN as null) rather than failing the log call."""
+    case = LogEntry(
+        STAMP,
+        "info",
+        "m",
+        fields={"ratio": 1.0, "tiny": 1e-7, "html": "<b>&</b>", "nested": {"x": [2.5, "\u2028"]}},
+    )
+    payload = LogBatcher.payload_json(case)
+    assert payload == go_escape(dumps_map(case.to_payload()))
+    assert b'"ratio":1,' in payload and b'"tiny":1e-7' in payload
+    assert b'"html":"\\u003cb\\u003e\\u0026\\u003c/b\\u003e"' in payload
+
+    # Go's float spelling over every magnitude, and times inside fields.
+    rng = random.Random(7)
+    floats = [0.1, 1 / 3, 1e-6, 9.99e-7, 1e20, 1e21, 5e-324, 1.7976931348623157e308, 2.0**53]
+    floats += [rng.uniform(-1, 1) * 10.0 ** rng.randint(-320, 300) for _ in range(300)]
+    spread = LogEntry(STAMP, "info", "m", fields={"f": floats, "when": {"at": STAMP}})
+    assert LogBatcher.payload_json(spread) == go_escape(dumps_map(spread.to_payload()))
+
+    class Opaque:
+        def __str__(self) -> str:
+            return "opaque <thing>"
+
+    odd = LogEntry(STAMP, "info", "m", fields={"o": Opaque(), "nan": float("nan")})
+    fields = orjson.loads(LogBatcher.payload_json(odd))["fields"]
+    assert fields == {"o": "opaque <thing>", "nan": None}
+
+
 def test_checks_its_arguments() -> None:
     for arguments in (
         {"flush_interval": 0},
@@ -266,25 +387,16 @@ def test_eight_threads_logging_at_once_lose_nothing(
 
     forwarder = forwarders(sink, buffer_size=100, flush_interval=0.005, capacity=100_000)
     per_thread = 5_000
-    start = threading.Barrier(8)
 
     def work(t: int) -> None:
-        start.wait(WAIT)
         for n in range(per_thread):
             forwarder.log(entry(f"{t}:{n}"))
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(WAIT)
+    run_at_once(work, 8)
     forwarder.stop()
 
     assert overlaps == []
-    seen = [tuple(map(int, m.split(":"))) for m in messages_of(frames)]
-    assert len(seen) == len(set(seen)) == 8 * per_thread
-    for t in range(8):  # each thread's entries in the order it logged them
-        assert [n for who, n in seen if who == t] == list(range(per_thread))
+    assert_all_in_order(messages_of(frames), 8, per_thread)
     stats = forwarder.stats()
     assert (stats["accepted"], stats["sent"], stats["dropped"], stats["pending"]) == (
         40_000,
@@ -511,6 +623,24 @@ def test_extras_that_are_not_typed_ids_go_to_fields(logger: logging.Logger) -> N
     assert entry.fields == {"traceID": "camel", "spanId": 42, "user": "ann", "o": marker}
 
 
+def test_every_spelling_of_an_id_at_once_resolves_the_same_way(logger: logging.Logger) -> None:
+    target = Collector()
+    logger.addHandler(ForwardingHandler(target))
+    logger.info("m", extra={"spanID": "upper", "spanId": "camel"})
+    logger.info("m", extra={"spanID": "upper", "spanId": "camel", "span_id": "snake"})
+    two, three = target.entries
+    assert (two.span_id, two.fields) == ("camel", {"spanID": "upper"})
+    assert (three.span_id, three.fields) == ("snake", {"spanID": "upper", "spanId": "camel"})
+    # Whatever order the record's attributes come in.
+    attributes = {"traceID": "upper", "traceId": "camel", "trace_id": "snake", "n": 1}
+    outcomes = {
+        (found[0], tuple(sorted((found[5] or {}).items())))
+        for order in itertools.permutations(attributes)
+        for found in [split_extras(attributes, dict.fromkeys(order).keys())]
+    }
+    assert outcomes == {("snake", (("n", 1), ("traceID", "upper"), ("traceId", "camel")))}
+
+
 def test_exceptions_and_stacks_go_to_fields(logger: logging.Logger) -> None:
     target = Collector()
     logger.addHandler(ForwardingHandler(target))
@@ -541,6 +671,62 @@ def test_a_failing_target_goes_to_handle_error(logger: logging.Logger) -> None:
     logger.addHandler(Recording(Broken()))
     logger.error("lost?")
     assert [r.getMessage() for r in failures] == ["lost?"]
+
+
+def test_a_forwarder_target_gets_what_any_other_target_gets(logger: logging.Logger) -> None:
+    """A LogForwarder is given the fields directly (no LogEntry per record); the entries in
+    its frames are those a plain target receives, timestamps aside."""
+    frames: list[bytes] = []
+    forwarder = LogForwarder(frames.append, buffer_size=100, flush_interval=None)
+    collector = Collector()
+    logger.setLevel(1)
+    for target in (forwarder, collector):
+        logger.addHandler(ForwardingHandler(target, level=logging.NOTSET))
+    logger.log(5, "custom level")
+    logger.info("ids %s", "lifted", extra={"traceID": "t", "span_id": "s", "n": 1.5})
+    try:
+        raise KeyError("k")
+    except KeyError:
+        logger.critical("boom <now>", exc_info=True, extra={"workflowId": "wf", "z": [1, None]})
+    forwarder.stop()
+    sent = entries_of(frames)
+    assert [e.timestamp is not None for e in sent] == [True] * 3
+    for entry in sent:
+        entry.timestamp = None
+    assert sent == collector.entries
+    assert [e.level for e in sent] == [LogLevel.DEBUG, LogLevel.INFO, LogLevel.FATAL]
+
+
+def test_a_forwarder_subclass_still_sees_every_entry(logger: logging.Logger) -> None:
+    class Tagging(LogForwarder):
+        def log(self, entry: LogEntry) -> None:
+            entry.correlation_id = "tagged"
+            super().log(entry)
+
+    frames: list[bytes] = []
+    forwarder = Tagging(frames.append, flush_interval=None)
+    logger.addHandler(ForwardingHandler(forwarder))
+    logger.info("x")
+    forwarder.stop()
+    assert [e.correlation_id for e in entries_of(frames)] == ["tagged"]
+
+
+def test_threads_logging_through_the_handler_lose_nothing(logger: logging.Logger) -> None:
+    frames: list[bytes] = []
+    forwarder = LogForwarder(frames.append, buffer_size=50, flush_interval=0.01, capacity=50_000)
+    logger.addHandler(ForwardingHandler(forwarder))
+    per_thread = 2_000
+
+    def work(t: int) -> None:
+        for n in range(per_thread):
+            logger.info("%d:%d", t, n, extra={"workflow_id": f"wf-{t}"})
+
+    run_at_once(work, 4)
+    forwarder.stop()
+    entries = entries_of(frames)
+    assert_all_in_order([e.message for e in entries], 4, per_thread)
+    assert all(e.workflow_id == f"wf-{e.message.split(':')[0]}" for e in entries)
+    assert forwarder.stats()["dropped"] == 0
 
 
 def test_handler_through_a_forwarder_end_to_end(logger: logging.Logger) -> None:

@@ -137,6 +137,19 @@ class LogBatcher:
         cls, batch_size: int = 100, capacity: int = 10_000, overflow: str = "drop_oldest"
     ) -> LogBatcher: ...
     def offer(self, entry: Any) -> bool: ...
+    def offer_fields(
+        self,
+        level: str,
+        message: str,
+        trace_id: str,
+        span_id: str,
+        workflow_id: str,
+        action_id: str,
+        correlation_id: str,
+        fields: dict[str, Any] | None,
+        source_file: str,
+        source_line: int,
+    ) -> bool: ...
     def take_frame(self, message_id: str) -> bytes | None: ...
     @staticmethod
     def log_frame(entry: Any, message_id: str) -> bytes: ...

@@ -27,7 +27,7 @@ import orjson
 
 from turnout._wire import format_time
 
-__all__ = ["dumps_map", "go_escape", "go_float_text"]
+__all__ = ["dumps_map", "go_escape", "go_float_text", "log_field_text"]
 
 # Integers up to 2**53 are exact floats whose shortest spelling is the integer itself.
 _EXACT_INTEGERS = float(2**53)
@@ -82,6 +82,15 @@ def dumps_map(value: Any) -> bytes:
         default=_other_value,
         option=orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME,
     )
+
+
+def log_field_text(value: object) -> str:
+    """orjson's ``default`` for structured log fields (the Rust log frames): a ``datetime``
+    as Go writes a ``time.Time``, anything else JSON cannot carry as its ``str``, so that
+    logging never fails on what a caller put in ``extra``."""
+    if isinstance(value, datetime):
+        return format_time(value)
+    return str(value)
 
 
 def _other_value(value: object) -> str:

@@ -155,6 +155,7 @@ class LogForwarder:
         "_frames",
         "_last_error",
         "_offer",
+        "_offer_fields",
         "_overflow",
         "_send",
         "_send_errors",
@@ -179,6 +180,7 @@ class LogForwarder:
             raise ValueError(f"capacity ({capacity}) must hold one batch ({buffer_size})")
         self._batcher = LogBatcher(buffer_size, capacity, overflow)
         self._offer = self._batcher.offer
+        self._offer_fields = self._batcher.offer_fields
         self._batch_size = buffer_size
         self._overflow = overflow
         self._send = send
@@ -210,6 +212,14 @@ class LogForwarder:
         batches waiting, unless another thread is already sending. ``ValueError`` for an
         unknown level, ``TypeError`` for a field of the wrong type."""
         if self._offer(entry):
+            self._send_full_batches()
+        if self._stopped:
+            self.flush()
+
+    def _log_fields(self, *fields: Any) -> None:
+        """:meth:`log` for an entry given as ``LogBatcher.offer_fields`` takes it, stamped
+        now: how :class:`ForwardingHandler` logs, building no :class:`LogEntry`."""
+        if self._offer_fields(*fields):
             self._send_full_batches()
         if self._stopped:
             self.flush()
@@ -370,9 +380,10 @@ _RECORD_ATTRIBUTES = frozenset(
 ) | {"message", "asctime", "taskName"}
 _PLAIN_RECORD_SIZE = len(logging.LogRecord("", logging.INFO, "", 0, "", (), None).__dict__)
 
-# The typed entry fields an `extra` key fills (when its value is a string).
+# The typed entry field an `extra` key fills (when its value is a string), and the rank of
+# its spelling: when several spellings of one field are given, the lowest rank fills it.
 _ID_SPELLINGS = {
-    spelling: name
+    spelling: (name, rank)
     for name, camel in (
         ("trace_id", "trace"),
         ("span_id", "span"),
@@ -380,7 +391,7 @@ _ID_SPELLINGS = {
         ("action_id", "action"),
         ("correlation_id", "correlation"),
     )
-    for spelling in (name, camel + "Id", camel + "ID")
+    for rank, spelling in enumerate((name, camel + "Id", camel + "ID"))
 }
 
 _FALLBACK_FORMATTER = logging.Formatter()
@@ -397,9 +408,10 @@ class ForwardingHandler(logging.Handler):
       record's ``pathname`` and ``lineno``.
     - ``extra`` keys ``trace_id``, ``span_id``, ``workflow_id``, ``action_id`` and
       ``correlation_id`` (also spelled ``traceId``/``traceID`` and so on) fill those fields
-      when their value is a string; when two spellings of one field are given, the
-      snake_case one wins and the other goes to ``fields``. Every other extra goes to
-      ``fields`` as given (values JSON cannot carry are written with ``str``).
+      when their value is a string; when several spellings of one field are given, the
+      snake_case one wins, then ``traceId`` over ``traceID``, and the others go to
+      ``fields``. Every other extra goes to ``fields`` as given (in frames, values JSON
+      cannot carry are written with ``str``, NaN and infinities as null).
     - An exception (``exc_info``) adds ``fields["error"]`` (its one-line summary) and
       ``fields["exception"]`` (the formatted traceback); ``stack_info`` adds
       ``fields["stack"]``.
@@ -411,6 +423,9 @@ class ForwardingHandler(logging.Handler):
         super().__init__(level)
         self.target = target
         self._log = target.log
+        # A forwarder takes the fields as they are: no LogEntry is built per record. Not a
+        # subclass, whose own `log` must see every entry.
+        self._log_fields = target._log_fields if type(target) is LogForwarder else None
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -429,21 +444,22 @@ class ForwardingHandler(logging.Handler):
                 fields = None
             if record.exc_info or record.stack_info:
                 fields = self._add_exception(record, fields)
-            self._log(
-                LogEntry(
-                    None,
-                    _LEVEL_OF_NUMBER.get(record.levelno) or _level_of(record.levelno),
-                    record.getMessage(),
-                    trace,
-                    span,
-                    workflow,
-                    action,
-                    correlation,
-                    fields,
-                    record.pathname,
-                    record.lineno,
-                )
+            parts = (
+                _LEVEL_OF_NUMBER.get(record.levelno) or _level_of(record.levelno),
+                record.getMessage(),
+                trace,
+                span,
+                workflow,
+                action,
+                correlation,
+                fields,
+                record.pathname,
+                record.lineno,
             )
+            if self._log_fields is not None:
+                self._log_fields(*parts)
+            else:
+                self._log(LogEntry(None, *parts))
         except RecursionError:
             raise
         except Exception:
@@ -471,23 +487,23 @@ def _split_extras(
     """A record's extra attributes as (trace_id, span_id, workflow_id, action_id,
     correlation_id, fields); the outcome does not depend on the order of ``extras``."""
     ids: dict[str, str] = {}
-    filled_by: dict[str, str] = {}  # typed field -> the extra key that filled it
+    filled_by: dict[str, tuple[int, str]] = {}  # typed field -> (rank, extra key) filling it
     fields: dict[str, Any] = {}
     for key in extras:
         value = attributes[key]
-        name = _ID_SPELLINGS.get(key)
-        if name is not None and isinstance(value, str):
-            earlier = filled_by.get(name)
-            if earlier is None:
-                filled_by[name] = key
-                ids[name] = value
-                continue
-            if key == name:  # the snake_case spelling wins; the other becomes a field
-                fields[earlier] = ids[name]
-                filled_by[name] = key
-                ids[name] = value
-                continue
-        fields[key] = value
+        spelling = _ID_SPELLINGS.get(key)
+        if spelling is None or not isinstance(value, str):
+            fields[key] = value
+            continue
+        name, rank = spelling
+        earlier = filled_by.get(name)
+        if earlier is None or rank < earlier[0]:
+            if earlier is not None:  # outranked: the earlier spelling becomes a field
+                fields[earlier[1]] = ids[name]
+            filled_by[name] = (rank, key)
+            ids[name] = value
+        else:
+            fields[key] = value
     return (
         ids.get("trace_id", ""),
         ids.get("span_id", ""),

@@ -16,8 +16,17 @@ from dataclasses import dataclass, field
 
 from turnout._bench.report import ResultRow
 from turnout._bench.timing import Measurement, gc_paused
+from turnout._bench.workloads import Scale, StepReporter, WorkloadError
 
-__all__ = ["Figure", "Prepared", "best_of", "quick_mode", "render"]
+__all__ = [
+    "CaseTable",
+    "Figure",
+    "Prepared",
+    "best_of",
+    "quick_mode",
+    "render",
+    "run_cases",
+]
 
 
 def quick_mode() -> bool:
@@ -66,7 +75,7 @@ class Figure:
         are no percentiles."""
         measurement = Measurement(
             ops=self.operations,
-            elapsed_ns=round(self.seconds * 1e9),
+            elapsed_ns=max(round(self.seconds * 1e9), 1),
             repeats=self.repeats,
             latencies_ns=(),
         )
@@ -76,7 +85,8 @@ class Figure:
 def best_of(
     case: str, implementation: str, prepare: Callable[[], Prepared], repeats: int = 3
 ) -> Figure:
-    """Prepares and times ``repeats`` runs; the fastest gives the figure."""
+    """Prepares and times ``repeats`` runs; the fastest gives the figure. A run whose check
+    fails raises ``WorkloadError``: its time would mean nothing."""
     best: Figure | None = None
     for _ in range(max(repeats, 1)):
         prepared = prepare()
@@ -86,12 +96,47 @@ def best_of(
             seconds = time.perf_counter() - start
         if prepared.measured_seconds is not None:
             seconds = prepared.measured_seconds()
-        prepared.check()
+        try:
+            prepared.check()
+        except AssertionError as exc:
+            raise WorkloadError(f"{case} ({implementation}): {exc}") from exc
         figure = Figure(case, implementation, operations, max(seconds, 1e-9), max(repeats, 1))
         if best is None or figure.ops_per_s > best.ops_per_s:
             best = figure
     assert best is not None
     return best
+
+
+CaseTable = Mapping[str, Mapping[str, Callable[[], Prepared]]]
+"""Case -> implementation name -> what prepares one run of that case."""
+
+
+def run_cases(
+    workload: str,
+    cases: CaseTable,
+    implementation: str,
+    scale: Scale,
+    step: StepReporter,
+    extra: Callable[[str, str], Mapping[str, float]] | None = None,
+    repeats: int | None = None,
+) -> list[ResultRow]:
+    """The ``turnout bench`` rows of ``implementation``: every case it has, best of
+    ``repeats`` runs (default 1 quick, 3 full). ``extra(case, implementation)`` adds
+    case-specific figures."""
+    if repeats is None:
+        repeats = 1 if scale.name == "quick" else 3
+    rows = []
+    for case, prepares in cases.items():
+        prepare = prepares.get(implementation)
+        if prepare is None:
+            continue
+        step(case)
+        figure = best_of(case, implementation, prepare, repeats)
+        more = {"operations": float(figure.operations)}
+        if extra is not None:
+            more.update(extra(case, implementation))
+        rows.append(figure.row(workload, implementation, more))
+    return rows
 
 
 def render(figures: Sequence[Figure], baseline: str) -> str:

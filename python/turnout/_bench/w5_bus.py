@@ -34,7 +34,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from turnout._bench.implementations import Implementation
-from turnout._bench.rates import Figure, Prepared, best_of, quick_mode, render
+from turnout._bench.rates import Figure, Prepared, best_of, quick_mode, render, run_cases
 from turnout._bench.report import ResultRow
 from turnout._bench.workloads import Scale, StepReporter
 from turnout.bus import Bus
@@ -274,17 +274,11 @@ def run(implementation: Implementation, scale: Scale, step: StepReporter) -> lis
     """The catalog's entry point: every case ``implementation`` has (blinker has no
     stream), best of the scale's repeats."""
     chosen = QUICK if scale.name == "quick" else FULL
-    rows = []
-    for case, implementations in CASES.items():
-        prepare = implementations.get(implementation.name)
-        if prepare is None:
-            continue
-        step(case)
-        figure = best_of(
-            case, implementation.name, functools.partial(prepare, chosen), scale.repeats
-        )
-        rows.append(figure.row("W5", implementation.name))
-    return rows
+    table = {
+        case: {name: functools.partial(prepare, chosen) for name, prepare in prepares.items()}
+        for case, prepares in CASES.items()
+    }
+    return run_cases("W5", table, implementation.name, scale, step, repeats=scale.repeats)
 
 
 def main() -> None:

@@ -10,15 +10,18 @@ Cases, each on the same entries (1,000 distinct ones, cycled; one thread):
 - ``frames``: ``LogBatcher.take_frame`` emptying a buffer filled with the whole run:
   entries/s serialised into ``log_batch`` frames (the GIL released while writing);
   ``(steady)``: chunks of 1,000 offered (untimed) just before, as in use.
-- ``python`` beside each: the obvious pure-Python forwarder (a locked list, dicts and
-  ``orjson`` per batch), the baseline of the ratios.
+- ``reference`` beside the others: the obvious pure-Python forwarder (a locked list, dicts
+  and ``orjson`` per batch), the baseline of the ratios.
 - ``logging call``: ``logger.info(...)`` with an ``extra`` field, through a
-  ``ForwardingHandler`` to a forwarder, beside the same call through the standard library's
-  ``logging.handlers.QueueHandler`` (on a ``queue.SimpleQueue``): ns per call.
+  ``ForwardingHandler`` to a forwarder (``rust``), beside the same call through the
+  standard library's ``logging.handlers.QueueHandler`` on a ``queue.SimpleQueue``
+  (``queuehandler``) and through a plain-Python handler building the same entry for the
+  pure-Python forwarder (``reference``): ns per call.
 
-``TURNOUT_BENCH_QUICK=1`` selects the small scale. ``python -m turnout._bench.w7_logs``
-prints the figures with the targets (log ≥ 1,000,000 entries/s, frames ≥ 2,000,000
-entries/s, the handler no dearer than ``QueueHandler``).
+``turnout bench --workload W7`` runs it (through :func:`run`); ``TURNOUT_BENCH_QUICK=1``
+selects the small scale of ``python -m turnout._bench.w7_logs``, which prints the figures
+with the targets (log ≥ 1,000,000 entries/s, frames ≥ 2,000,000 entries/s, the handler no
+dearer than ``QueueHandler``).
 """
 
 from __future__ import annotations
@@ -37,25 +40,36 @@ from datetime import datetime, timezone
 
 import orjson
 
-from turnout._bench.rates import Figure, Prepared, best_of, quick_mode, render
+from turnout._bench.implementations import Implementation
+from turnout._bench.rates import CaseTable, Figure, Prepared, best_of, quick_mode, render, run_cases
+from turnout._bench.report import ResultRow
+from turnout._bench.workloads import Scale, StepReporter
 from turnout._core import LogBatcher
 from turnout._message_ids import new_message_id
 from turnout._wire import format_time
 from turnout.logs import ForwardingHandler, LogEntry, LogForwarder, LogLevel
 
 __all__ = [
+    "CASES",
     "FULL",
+    "LOGGING_CALL",
     "QUICK",
+    "SELF_TIMED",
     "W7Scale",
+    "cases",
     "main",
+    "operations_of",
     "prepare_buffer_only",
     "prepare_buffer_only_steady",
     "prepare_end_to_end",
     "prepare_frames",
     "prepare_frames_steady",
     "prepare_logging_call",
+    "prepare_python_buffer_only",
     "prepare_python_end_to_end",
     "prepare_python_frames",
+    "prepare_python_logging_call",
+    "run",
     "run_all",
     "sample_entries",
 ]
@@ -280,6 +294,20 @@ def prepare_python_end_to_end(scale: W7Scale) -> Prepared:
     return Prepared(run, lambda: _expect("python end to end", len(sent) * BATCH, len(entries)))
 
 
+def prepare_python_buffer_only(scale: W7Scale) -> Prepared:
+    entries = sample_entries(scale.entries)
+    forwarder = _PythonForwarder(_discard, len(entries) + 1)
+
+    def run() -> int:
+        deque(map(forwarder.log, entries), maxlen=0)
+        return len(entries)
+
+    def check() -> None:
+        _expect("python buffer only", len(forwarder._buffer), len(entries))
+
+    return Prepared(run, check)
+
+
 def prepare_python_frames(scale: W7Scale) -> Prepared:
     now = time.time_ns()
     stamped = [(now, entry) for entry in sample_entries(scale.entries)]
@@ -293,16 +321,57 @@ def prepare_python_frames(scale: W7Scale) -> Prepared:
     return Prepared(run, lambda: _expect("python frames", len(frames) * BATCH, scale.entries))
 
 
+# Every attribute the logging machinery puts on a record; the rest came from `extra`.
+_RECORD_ATTRIBUTES = frozenset(
+    logging.LogRecord("", logging.INFO, "", 0, "", (), None).__dict__
+) | {"message", "asctime", "taskName"}
+_LEVELS = {
+    logging.DEBUG: LogLevel.DEBUG,
+    logging.INFO: LogLevel.INFO,
+    logging.WARNING: LogLevel.WARN,
+    logging.ERROR: LogLevel.ERROR,
+    logging.CRITICAL: LogLevel.FATAL,
+}
+
+
+class _PythonHandler(logging.Handler):
+    """The baseline handler: the same entry as ``ForwardingHandler`` builds (level mapped,
+    ``workflow_id`` lifted, other extras as fields, source file and line), written plainly."""
+
+    def __init__(self, forwarder: _PythonForwarder) -> None:
+        super().__init__()
+        self._forwarder = forwarder
+
+    def emit(self, record: logging.LogRecord) -> None:
+        extras = {k: v for k, v in record.__dict__.items() if k not in _RECORD_ATTRIBUTES}
+        workflow_id = extras.pop("workflow_id", "")
+        self._forwarder.log(
+            LogEntry(
+                None,
+                _LEVELS.get(record.levelno, LogLevel.INFO),
+                record.getMessage(),
+                workflow_id=workflow_id if isinstance(workflow_id, str) else "",
+                fields=extras or None,
+                source_file=record.pathname,
+                source_line=record.lineno,
+            )
+        )
+
+
 def prepare_logging_call(scale: W7Scale, handler_kind: str) -> Prepared:
-    """``logger.info`` with one ``extra`` through ``handler_kind``: ``forwarding`` or
-    ``queue``."""
+    """``logger.info`` with one ``extra`` through ``handler_kind``: ``forwarding``,
+    ``queue`` or ``python``."""
     logger = logging.Logger(f"turnout.bench.w7.{handler_kind}", logging.INFO)
     logger.propagate = False
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     forwarder = LogForwarder(_discard, BATCH, flush_interval=None, capacity=2 * BATCH)
+    frames: list[int] = []
+    plain = _PythonForwarder(lambda frame: frames.append(len(frame)), BATCH)
     handler: logging.Handler
     if handler_kind == "forwarding":
         handler = ForwardingHandler(forwarder)
+    elif handler_kind == "python":
+        handler = _PythonHandler(plain)
     else:
         handler = logging.handlers.QueueHandler(records)
     logger.addHandler(handler)
@@ -317,53 +386,83 @@ def prepare_logging_call(scale: W7Scale, handler_kind: str) -> Prepared:
 
     def check() -> None:
         forwarder.stop()
-        got = forwarder.stats()["sent"] if handler_kind == "forwarding" else records.qsize()
+        plain.stop()
+        got = {
+            "forwarding": forwarder.stats()["sent"],
+            "python": len(frames) * BATCH,
+            "queue": records.qsize(),
+        }[handler_kind]
         _expect(f"logging call ({handler_kind})", got, calls)
 
     return Prepared(run, check)
 
 
+def prepare_python_logging_call(scale: W7Scale) -> Prepared:
+    return prepare_logging_call(scale, "python")
+
+
+LOGGING_CALL = "logging call"
+
+CASES: dict[str, dict[str, Callable[[W7Scale], Prepared]]] = {
+    "log, end to end": {"rust": prepare_end_to_end, "reference": prepare_python_end_to_end},
+    "log, buffer only": {"rust": prepare_buffer_only, "reference": prepare_python_buffer_only},
+    "log, buffer only (steady)": {"rust": prepare_buffer_only_steady},
+    "frames": {"rust": prepare_frames, "reference": prepare_python_frames},
+    "frames (steady)": {"rust": prepare_frames_steady},
+    LOGGING_CALL: {
+        "rust": functools.partial(prepare_logging_call, handler_kind="forwarding"),
+        "reference": prepare_python_logging_call,
+        "queuehandler": functools.partial(prepare_logging_call, handler_kind="queue"),
+    },
+}
+"""Case -> implementation (``turnout bench``'s names) -> what prepares one run."""
+
+SELF_TIMED = frozenset({"log, buffer only (steady)", "frames (steady)"})
+"""Cases that time only part of each run, which a harness timing whole runs cannot."""
+
+
+def operations_of(scale: W7Scale, case: str) -> int:
+    """Operations in one run of ``case``: log calls, or entries."""
+    return scale.logging_calls if case == LOGGING_CALL else scale.entries
+
+
+def cases(scale: W7Scale) -> CaseTable:
+    """:data:`CASES` at ``scale``."""
+    return {
+        case: {name: functools.partial(prepare, scale) for name, prepare in prepares.items()}
+        for case, prepares in CASES.items()
+    }
+
+
+def run(implementation: Implementation, scale: Scale, step: StepReporter) -> list[ResultRow]:
+    """``turnout bench``'s W7 rows for one implementation."""
+    w7 = QUICK if scale.name == "quick" else FULL
+    return run_cases("W7", cases(w7), implementation.name, scale, step)
+
+
 def run_all(scale: W7Scale, repeats: int = 3) -> list[Figure]:
-    cases: list[tuple[str, str, Callable[[], Prepared]]] = [
-        ("W7 log, end to end", "rust", functools.partial(prepare_end_to_end, scale)),
-        ("W7 log, end to end", "python", functools.partial(prepare_python_end_to_end, scale)),
-        ("W7 log, buffer only", "rust", functools.partial(prepare_buffer_only, scale)),
-        (
-            "W7 log, buffer only (steady)",
-            "rust",
-            functools.partial(prepare_buffer_only_steady, scale),
-        ),
-        ("W7 frames", "rust", functools.partial(prepare_frames, scale)),
-        ("W7 frames (steady)", "rust", functools.partial(prepare_frames_steady, scale)),
-        ("W7 frames", "python", functools.partial(prepare_python_frames, scale)),
-        (
-            "W7 logging call",
-            "ForwardingHandler",
-            functools.partial(prepare_logging_call, scale, "forwarding"),
-        ),
-        (
-            "W7 logging call",
-            "QueueHandler",
-            functools.partial(prepare_logging_call, scale, "queue"),
-        ),
+    """Every case and implementation, best of ``repeats``."""
+    return [
+        best_of(case, name, prepare, repeats)
+        for case, prepares in cases(scale).items()
+        for name, prepare in prepares.items()
     ]
-    return [best_of(case, who, prepare, repeats) for case, who, prepare in cases]
 
 
 def main() -> None:
     scale = QUICK if quick_mode() else FULL
     figures = run_all(scale, repeats=1 if quick_mode() else 3)
     print(f"W7 logs, {scale.name}: {scale.entries:,} entries, {scale.logging_calls:,} log calls")
-    print(render(figures, baseline="python"))
+    print(render(figures, baseline="reference"))
     rate = {(f.case, f.implementation): f for f in figures}
-    handler = rate["W7 logging call", "ForwardingHandler"].ns_per_op
-    queued = rate["W7 logging call", "QueueHandler"].ns_per_op
+    handler = rate[LOGGING_CALL, "rust"].ns_per_op
+    queued = rate[LOGGING_CALL, "queuehandler"].ns_per_op
     print(
-        f"targets: log {rate['W7 log, end to end', 'rust'].ops_per_s:,.0f}/s end to end, "
-        f"{rate['W7 log, buffer only (steady)', 'rust'].ops_per_s:,.0f}/s buffer only "
+        f"targets: log {rate['log, end to end', 'rust'].ops_per_s:,.0f}/s end to end, "
+        f"{rate['log, buffer only (steady)', 'rust'].ops_per_s:,.0f}/s buffer only "
         f"(>= {LOG_TARGET_PER_S:,.0f}); frames "
-        f"{rate['W7 frames (steady)', 'rust'].ops_per_s:,.0f}/s steady, "
-        f"{rate['W7 frames', 'rust'].ops_per_s:,.0f}/s from a backlog "
+        f"{rate['frames (steady)', 'rust'].ops_per_s:,.0f}/s steady, "
+        f"{rate['frames', 'rust'].ops_per_s:,.0f}/s from a backlog "
         f"(>= {FRAMES_TARGET_PER_S:,.0f}); logging call {handler:.0f} ns via ForwardingHandler, "
         f"{queued:.0f} ns via QueueHandler ({handler / queued:.2f}x)"
     )

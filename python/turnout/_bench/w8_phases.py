@@ -2,22 +2,24 @@
 
 Untimed, every workflow is registered and brought to ``execution``. Timed, the workflows go
 round the pause loop (execution → pausing → paused → resuming → execution → ...) one round
-after another, one transition per workflow per round, 10 rounds. Implementations:
+after another, one transition per workflow per round, 10 rounds. Two cases:
 
-- ``rust single``: ``PhaseManager.transition_to``, one call per transition, the calls driven
-  by ``map`` in C so the loop itself costs next to nothing.
-- ``rust batch``: ``PhaseManager.transition_many``, one call per round (the GIL released
-  for the table work).
-- ``python``: the baseline one writes without turnout, a dict of per-workflow state
+- ``transition_to, one call each``: one call per transition, the calls driven by ``map`` in
+  C so the loop itself costs next to nothing. ``rust`` is ``PhaseManager.transition_to``;
+  ``reference`` is the baseline one writes without turnout, a dict of per-workflow state
   objects checked against ``VALID_TRANSITIONS``, stamped with ``time.time_ns()`` as the
-  Rust table stamps its changes.
-- ``transitions``: the ``transitions`` library (a benches-only dependency), one model per
-  workflow on one machine. Building its machine costs about 0.2 ms per workflow, so it runs
-  on 10,000 workflows (1,000 in quick mode); its rate is comparable, its size is not.
+  Rust table stamps its changes; ``transitions`` is the ``transitions`` library (a
+  benches-only dependency), one model per workflow on one machine. Building its machine
+  costs about 0.2 ms per workflow, so it runs on 10,000 workflows (1,000 in quick mode);
+  its rate is comparable, its size is not.
+- ``transition_many, one call a round``: ``rust`` is ``PhaseManager.transition_many`` (the
+  GIL released for the table work); ``reference`` is the same baseline's loop over the
+  batch, with the same per-item outcome list.
 
 Every run checks where the workflows ended, so a broken implementation cannot post a time.
-``TURNOUT_BENCH_QUICK=1`` selects the small scale. ``python -m turnout._bench.w8_phases``
-prints the figures with the targets (single ≤ 0.5 µs, batch ≥ 5,000,000 transitions/s).
+``turnout bench --workload W8`` runs it (through :func:`run`); ``TURNOUT_BENCH_QUICK=1``
+selects the small scale of ``python -m turnout._bench.w8_phases``, which prints the figures
+with the targets (single ≤ 0.5 µs, batch ≥ 5,000,000 transitions/s).
 """
 
 from __future__ import annotations
@@ -30,24 +32,34 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from turnout._bench.rates import Figure, Prepared, best_of, quick_mode, render
-from turnout.phases import VALID_TRANSITIONS, Phase, PhaseManager
+from turnout._bench.implementations import Implementation
+from turnout._bench.rates import CaseTable, Figure, Prepared, best_of, quick_mode, render, run_cases
+from turnout._bench.report import ResultRow
+from turnout._bench.workloads import Scale, StepReporter
+from turnout.phases import VALID_TRANSITIONS, Phase, PhaseError, PhaseManager
 
 __all__ = [
+    "BATCH",
+    "CASES",
     "FULL",
-    "IMPLEMENTATIONS",
     "QUICK",
+    "SINGLE",
     "W8Scale",
+    "cases",
     "main",
     "prepare_python",
+    "prepare_python_batch",
     "prepare_rust_batch",
     "prepare_rust_single",
     "prepare_transitions",
+    "run",
     "run_all",
     "transitions_available",
+    "workflows_of",
 ]
 
-CASE = "W8 transitions"
+SINGLE = "transition_to, one call each"
+BATCH = "transition_many, one call a round"
 SINGLE_TARGET_NS = 500.0
 BATCH_TARGET_PER_S = 5_000_000.0
 
@@ -149,12 +161,25 @@ class _PythonPhases:
     def register(self, workflow_id: str) -> None:
         self.states[workflow_id] = _State()
 
+    def transition_many(self, items: list[tuple[str, Phase, str]]) -> list[PhaseError | None]:
+        """Like ``PhaseManager.transition_many``: per item, None or the refusal."""
+        outcomes: list[PhaseError | None] = []
+        transition = self.transition_to
+        for workflow_id, phase, reason in items:
+            try:
+                transition(workflow_id, phase, reason)
+            except PhaseError as exc:
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+        return outcomes
+
     def transition_to(self, workflow_id: str, phase: Phase, reason: str) -> None:
         state = self.states.get(workflow_id)
         if state is None:
-            raise KeyError(f"workflow not found: {workflow_id}")
+            raise PhaseError(f"workflow not found: {workflow_id}")
         if phase not in VALID_TRANSITIONS[state.phase]:
-            raise ValueError(
+            raise PhaseError(
                 f"invalid transition from {state.phase} to {phase} for workflow {workflow_id}"
             )
         state.previous = state.phase
@@ -163,13 +188,22 @@ class _PythonPhases:
         state.changed_at = time.time_ns()
 
 
-def prepare_python(scale: W8Scale) -> Prepared:
-    ids = _ids(scale.workflows)
+def _python_executing(ids: list[str]) -> _PythonPhases:
     table = _PythonPhases()
     for workflow_id in ids:
         table.register(workflow_id)
         for phase in _TO_EXECUTION:
             table.transition_to(workflow_id, phase, "")
+    return table
+
+
+def _python_phases(table: _PythonPhases) -> Callable[[], dict[str, Any]]:
+    return lambda: {w: s.phase for w, s in table.states.items()}
+
+
+def prepare_python(scale: W8Scale) -> Prepared:
+    ids = _ids(scale.workflows)
+    table = _python_executing(ids)
     reasons = [""] * len(ids)
     columns = [(ids, [phase] * len(ids), reasons) for phase in _round_phases(scale.rounds)]
 
@@ -178,10 +212,20 @@ def prepare_python(scale: W8Scale) -> Prepared:
             deque(map(table.transition_to, workflow_ids, phases, why), maxlen=0)
         return scale.transitions
 
-    def phases() -> dict[str, Any]:
-        return {w: s.phase for w, s in table.states.items()}
+    return Prepared(run, _checker(_python_phases(table), scale.rounds, "python"))
 
-    return Prepared(run, _checker(phases, scale.rounds, "python"))
+
+def prepare_python_batch(scale: W8Scale) -> Prepared:
+    ids = _ids(scale.workflows)
+    table = _python_executing(ids)
+    batches = [[(w, phase, "") for w in ids] for phase in _round_phases(scale.rounds)]
+
+    def run() -> int:
+        for batch in batches:
+            table.transition_many(batch)
+        return scale.transitions
+
+    return Prepared(run, _checker(_python_phases(table), scale.rounds, "python batch"))
 
 
 def transitions_available() -> bool:
@@ -238,22 +282,56 @@ def _round_phases(rounds: int) -> list[Phase]:
     return [_LOOP[r % len(_LOOP)] for r in range(rounds)]
 
 
-IMPLEMENTATIONS: dict[str, Callable[[W8Scale], Prepared]] = {
-    "rust single": prepare_rust_single,
-    "rust batch": prepare_rust_batch,
-    "python": prepare_python,
-    "transitions": prepare_transitions,
+CASES: dict[str, dict[str, Callable[[W8Scale], Prepared]]] = {
+    SINGLE: {
+        "rust": prepare_rust_single,
+        "reference": prepare_python,
+        "transitions": prepare_transitions,
+    },
+    BATCH: {"rust": prepare_rust_batch, "reference": prepare_python_batch},
 }
+"""Case -> implementation (``turnout bench``'s names) -> what prepares one run."""
+
+
+def cases(scale: W8Scale) -> CaseTable:
+    """:data:`CASES` at ``scale`` (``transitions`` only if installed)."""
+    return {
+        case: {
+            name: functools.partial(prepare, scale)
+            for name, prepare in prepares.items()
+            if name != "transitions" or transitions_available()
+        }
+        for case, prepares in CASES.items()
+    }
+
+
+def workflows_of(scale: W8Scale, implementation: str) -> int:
+    """How many workflows ``implementation`` runs on (fewer for the slow library)."""
+    if implementation == "transitions":
+        return scale.transitions_library_workflows
+    return scale.workflows
+
+
+def run(implementation: Implementation, scale: Scale, step: StepReporter) -> list[ResultRow]:
+    """``turnout bench``'s W8 rows for one implementation."""
+    w8 = QUICK if scale.name == "quick" else FULL
+    return run_cases(
+        "W8",
+        cases(w8),
+        implementation.name,
+        scale,
+        step,
+        lambda case, name: {"workflows": float(workflows_of(w8, name))},
+    )
 
 
 def run_all(scale: W8Scale, repeats: int = 3) -> list[Figure]:
-    """Every implementation (``transitions`` only if installed), best of ``repeats``."""
-    figures = []
-    for name, prepare in IMPLEMENTATIONS.items():
-        if name == "transitions" and not transitions_available():
-            continue
-        figures.append(best_of(CASE, name, functools.partial(prepare, scale), repeats))
-    return figures
+    """Every case and implementation, best of ``repeats``."""
+    return [
+        best_of(case, name, prepare, repeats)
+        for case, prepares in cases(scale).items()
+        for name, prepare in prepares.items()
+    ]
 
 
 def main() -> None:
@@ -263,13 +341,13 @@ def main() -> None:
         f"W8 phases, {scale.name}: {scale.transitions:,} transitions "
         f"over {scale.workflows:,} workflows"
     )
-    print(render(figures, baseline="python"))
+    print(render(figures, baseline="reference"))
     if not transitions_available():
         print("transitions library not installed: pip install 'turnout[bench]'")
-    by_name = {f.implementation: f for f in figures}
+    rust = {f.case: f for f in figures if f.implementation == "rust"}
     print(
-        f"targets: single {by_name['rust single'].ns_per_op:.0f} ns (<= {SINGLE_TARGET_NS:.0f}), "
-        f"batch {by_name['rust batch'].ops_per_s:,.0f}/s (>= {BATCH_TARGET_PER_S:,.0f})"
+        f"targets: single {rust[SINGLE].ns_per_op:.0f} ns (<= {SINGLE_TARGET_NS:.0f}), "
+        f"batch {rust[BATCH].ops_per_s:,.0f}/s (>= {BATCH_TARGET_PER_S:,.0f})"
     )
 
 

@@ -18,9 +18,9 @@ pub use index::{
 pub use logbatch::{
     write_batch_frame, write_log_frame, LogBuffer, LogEntry, LogLevel, LogOverflow, Offered,
 };
-pub use phase::{Change, Phase, PhaseError, PhaseState, PhaseTable};
+pub use phase::{Phase, PhaseError, PhaseState, PhaseTable};
 pub use subject::{
     check, is_subset, is_valid_literal, is_valid_subject, subject_matches, subjects_collide,
     tokens, SubjectError, SubjectKind, MAX_SUBJECT_LENGTH, MAX_TOKENS,
 };
-pub use wire::{write_json_str, CivilTime, WireTime};
+pub use wire::{write_go_float, write_go_json, write_json_str, CivilTime, WireTime};

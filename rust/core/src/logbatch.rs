@@ -6,9 +6,10 @@
 //! take batches out under their lock and send them after releasing it.
 
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 
-use crate::wire::{write_json_str, WireTime};
+use compact_str::CompactString;
+
+use crate::wire::{write_decimal, write_json_str, WireTime};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {
@@ -20,6 +21,14 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
+    pub const ALL: [LogLevel; 5] = [
+        LogLevel::Debug,
+        LogLevel::Info,
+        LogLevel::Warn,
+        LogLevel::Error,
+        LogLevel::Fatal,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             LogLevel::Debug => "debug",
@@ -31,33 +40,26 @@ impl LogLevel {
     }
 
     pub fn parse(value: &str) -> Option<LogLevel> {
-        [
-            LogLevel::Debug,
-            LogLevel::Info,
-            LogLevel::Warn,
-            LogLevel::Error,
-            LogLevel::Fatal,
-        ]
-        .into_iter()
-        .find(|l| l.as_str() == value)
+        LogLevel::ALL.into_iter().find(|l| l.as_str() == value)
     }
 }
 
-/// One log entry, as when-v3's `LogEntry`.
+/// One log entry, as when-v3's `LogEntry`. Ids and names up to 24 bytes are stored
+/// inline, so buffering a typical entry allocates once, for its message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogEntry {
     pub timestamp: WireTime,
     pub level: LogLevel,
-    pub message: String,
-    pub trace_id: String,
-    pub span_id: String,
-    pub workflow_id: String,
-    pub action_id: String,
-    pub correlation_id: String,
+    pub message: CompactString,
+    pub trace_id: CompactString,
+    pub span_id: CompactString,
+    pub workflow_id: CompactString,
+    pub action_id: CompactString,
+    pub correlation_id: CompactString,
     /// Extra structured fields as one JSON object, already serialised with sorted keys;
     /// omitted when `None`.
     pub fields: Option<String>,
-    pub source_file: String,
+    pub source_file: CompactString,
     pub source_line: i64,
 }
 
@@ -99,7 +101,7 @@ impl LogEntry {
         optional_str(out, first, "source_file", &self.source_file);
         if self.source_line != 0 {
             member(out, first, "source_line");
-            let _ = write!(out, "{}", self.source_line);
+            write_decimal(out, self.source_line);
         }
         optional_str(out, first, "span_id", &self.span_id);
         member(out, first, "timestamp");
@@ -245,13 +247,13 @@ mod tests {
             },
             level: LogLevel::Info,
             message: message.into(),
-            trace_id: String::new(),
-            span_id: String::new(),
-            workflow_id: String::new(),
-            action_id: String::new(),
-            correlation_id: String::new(),
+            trace_id: CompactString::default(),
+            span_id: CompactString::default(),
+            workflow_id: CompactString::default(),
+            action_id: CompactString::default(),
+            correlation_id: CompactString::default(),
             fields: None,
-            source_file: String::new(),
+            source_file: CompactString::default(),
             source_line: 0,
         }
     }

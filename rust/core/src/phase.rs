@@ -2,13 +2,15 @@
 //! coordinator, with its error texts and the reasons its helpers set.
 //!
 //! The store is not synchronised; the bindings hold it behind a lock and deliver the
-//! [`Change`]s each call returns to callbacks, in order, after releasing it.
+//! changes it records (see [`PhaseTable::record_changes`]) to callbacks, in order, after
+//! releasing it.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::hash::BuildHasher;
 
+use compact_str::CompactString;
 use foldhash::fast::RandomState;
+use hashbrown::HashTable;
 
 /// A workflow's phase; the wire value is [`Phase::as_str`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -66,7 +68,7 @@ impl Phase {
     }
 
     /// The phases this one may move to (Go's `ValidTransitions`); terminal phases have none.
-    pub fn successors(self) -> &'static [Phase] {
+    pub const fn successors(self) -> &'static [Phase] {
         use Phase::*;
         match self {
             Pending => &[PreFlight, Failed],
@@ -83,7 +85,7 @@ impl Phase {
     }
 
     pub fn can_transition_to(self, to: Phase) -> bool {
-        self.successors().contains(&to)
+        SUCCESSOR_MASKS[self as usize] & (1 << to as u16) != 0
     }
 
     pub fn is_terminal(self) -> bool {
@@ -103,6 +105,22 @@ impl Phase {
     }
 }
 
+/// [`Phase::successors`] as bit sets, so a transition is checked with one load.
+const SUCCESSOR_MASKS: [u16; 12] = {
+    let mut masks = [0u16; 12];
+    let mut from = 0;
+    while from < Phase::ALL.len() {
+        let successors = Phase::ALL[from].successors();
+        let mut at = 0;
+        while at < successors.len() {
+            masks[from] |= 1 << successors[at] as u16;
+            at += 1;
+        }
+        from += 1;
+    }
+    masks
+};
+
 impl fmt::Display for Phase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -112,16 +130,16 @@ impl fmt::Display for Phase {
 /// Why a phase operation was refused, displayed with Go's texts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PhaseError {
-    NotFound(Arc<str>),
+    NotFound(CompactString),
     InvalidTransition {
-        id: Arc<str>,
+        id: CompactString,
         from: Phase,
         to: Phase,
     },
-    NotPausable(Arc<str>, Phase),
-    NotPausing(Arc<str>, Phase),
-    NotResumable(Arc<str>, Phase),
-    AlreadyTerminal(Arc<str>, Phase),
+    NotPausable(CompactString, Phase),
+    NotPausing(CompactString, Phase),
+    NotResumable(CompactString, Phase),
+    AlreadyTerminal(CompactString, Phase),
 }
 
 impl fmt::Display for PhaseError {
@@ -148,41 +166,45 @@ impl fmt::Display for PhaseError {
 
 impl std::error::Error for PhaseError {}
 
-/// One workflow's state. Strings are shared, so a snapshot is a cheap clone.
+/// One workflow's state.
+///
+/// Strings up to 24 bytes are stored inline, so a transition touches no memory outside
+/// the table's slot and a snapshot of a typical state is a plain copy. The fields a
+/// transition reads and writes come first (`repr(C)` keeps the order), so they share the
+/// slot's first cache line.
 #[derive(Debug, Clone, PartialEq)]
+#[repr(C)]
 pub struct PhaseState {
-    pub workflow_id: Arc<str>,
+    pub workflow_id: CompactString,
+    pub reason: CompactString,
+    /// Nanoseconds since the Unix epoch, as the caller's clock gave them.
+    pub changed_at: i64,
     pub phase: Phase,
     /// `None` until the first change (Go's empty phase).
     pub previous_phase: Option<Phase>,
-    /// Nanoseconds since the Unix epoch, as the caller's clock gave them.
-    pub changed_at: i64,
-    pub reason: Arc<str>,
-    pub checkpoint_id: Arc<str>,
     pub progress: f64,
-    pub current_action: Arc<str>,
-    pub parent_workflow_id: Arc<str>,
-    pub root_workflow_id: Arc<str>,
-}
-
-/// What a call changed, in order: each is delivered to the matching callbacks.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Change {
-    Phase(PhaseState),
-    Checkpoint {
-        workflow_id: Arc<str>,
-        checkpoint_id: Arc<str>,
-    },
-}
-
-fn shared(s: &str) -> Arc<str> {
-    Arc::from(s)
+    pub checkpoint_id: CompactString,
+    pub current_action: CompactString,
+    pub parent_workflow_id: CompactString,
+    pub root_workflow_id: CompactString,
 }
 
 /// Every workflow's phase state.
+///
+/// The states sit in a vector in registration order, found through a small hash index of
+/// positions (Python's compact dict does the same): the index stays in cache, and
+/// workflows handled in the order they were registered walk the states sequentially.
+///
+/// With [`PhaseTable::record_changes`] on, every phase change is also copied, in the
+/// order the changes happen, to a journal the caller drains
+/// ([`PhaseTable::drain_changes`]) to tell its observers; off, a change copies nothing.
 #[derive(Debug, Default)]
 pub struct PhaseTable {
-    states: HashMap<Arc<str>, PhaseState, RandomState>,
+    /// Positions in `states`, by the hash of the workflow id.
+    index: HashTable<usize>,
+    states: Vec<PhaseState>,
+    hasher: RandomState,
+    journal: Option<Vec<PhaseState>>,
 }
 
 impl PhaseTable {
@@ -194,41 +216,102 @@ impl PhaseTable {
         self.states.is_empty()
     }
 
+    /// From now on, keep a copy of every phase change for [`PhaseTable::drain_changes`].
+    pub fn record_changes(&mut self) {
+        self.journal.get_or_insert_with(Vec::new);
+    }
+
+    /// The phase changes recorded since the last call, oldest first.
+    pub fn drain_changes(&mut self) -> std::vec::Drain<'_, PhaseState> {
+        self.journal.get_or_insert_with(Vec::new).drain(..)
+    }
+
+    fn hash(&self, id: &str) -> u64 {
+        self.hasher.hash_one(id)
+    }
+
+    fn position(&self, id: &str) -> Option<usize> {
+        let states = &self.states;
+        self.index
+            .find(self.hash(id), |&at| states[at].workflow_id == id)
+            .copied()
+    }
+
     /// Starts tracking `id` in `pending`; registering again replaces the old state.
-    pub fn register(&mut self, id: &str, parent: &str, root: &str, now: i64) -> PhaseState {
-        let id = shared(id);
+    pub fn register(&mut self, id: &str, parent: &str, root: &str, now: i64) -> &PhaseState {
         let state = PhaseState {
-            workflow_id: id.clone(),
+            workflow_id: CompactString::new(id),
+            reason: CompactString::default(),
+            changed_at: now,
             phase: Phase::Pending,
             previous_phase: None,
-            changed_at: now,
-            reason: shared(""),
-            checkpoint_id: shared(""),
             progress: 0.0,
-            current_action: shared(""),
-            parent_workflow_id: shared(parent),
-            root_workflow_id: shared(root),
+            checkpoint_id: CompactString::default(),
+            current_action: CompactString::default(),
+            parent_workflow_id: CompactString::new(parent),
+            root_workflow_id: CompactString::new(root),
         };
-        self.states.insert(id, state.clone());
-        state
+        let at = match self.position(id) {
+            Some(at) => {
+                self.states[at] = state;
+                at
+            }
+            None => {
+                let at = self.states.len();
+                let hash = self.hash(id);
+                self.states.push(state);
+                let (states, hasher) = (&self.states, &self.hasher);
+                self.index.insert_unique(hash, at, |&other| {
+                    hasher.hash_one(states[other].workflow_id.as_str())
+                });
+                at
+            }
+        };
+        &self.states[at]
     }
 
     pub fn remove(&mut self, id: &str) -> Option<PhaseState> {
-        self.states.remove(id)
+        let states = &self.states;
+        let (at, _) = self
+            .index
+            .find_entry(self.hasher.hash_one(id), |&at| states[at].workflow_id == id)
+            .ok()?
+            .remove();
+        let removed = self.states.swap_remove(at);
+        // The last state moved into the gap: point its index entry there.
+        if let Some(moved) = self.states.get(at) {
+            let old = self.states.len();
+            let hash = self.hasher.hash_one(moved.workflow_id.as_str());
+            if let Some(entry) = self.index.find_mut(hash, |&p| p == old) {
+                *entry = at;
+            }
+        }
+        Some(removed)
     }
 
     pub fn get(&self, id: &str) -> Option<&PhaseState> {
-        self.states.get(id)
+        self.position(id).map(|at| &self.states[at])
     }
 
+    /// Every state, in registration order (a removal moves the last one into its place).
     pub fn all(&self) -> impl Iterator<Item = &PhaseState> {
-        self.states.values()
+        self.states.iter()
+    }
+
+    /// The state of `id` and the journal, borrowed apart so a change can be recorded
+    /// while the state is held.
+    fn slot(
+        &mut self,
+        id: &str,
+    ) -> Result<(&mut PhaseState, Option<&mut Vec<PhaseState>>), PhaseError> {
+        match self.position(id) {
+            Some(at) => Ok((&mut self.states[at], self.journal.as_mut())),
+            None => Err(PhaseError::NotFound(CompactString::new(id))),
+        }
     }
 
     fn state_mut(&mut self, id: &str) -> Result<&mut PhaseState, PhaseError> {
-        self.states
-            .get_mut(id)
-            .ok_or_else(|| PhaseError::NotFound(shared(id)))
+        self.slot(id).map(|(state, _)| state)
     }
 
     /// Moves `id` to `to` if the table allows it, recording `reason`.
@@ -238,34 +321,21 @@ impl PhaseTable {
         to: Phase,
         reason: &str,
         now: i64,
-    ) -> Result<Change, PhaseError> {
-        let state = self.state_mut(id)?;
-        if !state.phase.can_transition_to(to) {
-            return Err(PhaseError::InvalidTransition {
-                id: state.workflow_id.clone(),
-                from: state.phase,
-                to,
-            });
-        }
-        state.previous_phase = Some(state.phase);
-        state.phase = to;
-        state.changed_at = now;
-        if &*state.reason != reason {
-            state.reason = shared(reason);
-        }
-        Ok(Change::Phase(state.clone()))
+    ) -> Result<(), PhaseError> {
+        let (state, journal) = self.slot(id)?;
+        change_phase(state, journal, to, reason, now)
     }
 
     fn phase_of(&self, id: &str) -> Result<Phase, PhaseError> {
         self.get(id)
             .map(|s| s.phase)
-            .ok_or_else(|| PhaseError::NotFound(shared(id)))
+            .ok_or_else(|| PhaseError::NotFound(CompactString::new(id)))
     }
 
-    pub fn pause(&mut self, id: &str, reason: &str, now: i64) -> Result<Change, PhaseError> {
+    pub fn pause(&mut self, id: &str, reason: &str, now: i64) -> Result<(), PhaseError> {
         let phase = self.phase_of(id)?;
         if !phase.is_pausable() {
-            return Err(PhaseError::NotPausable(shared(id), phase));
+            return Err(PhaseError::NotPausable(CompactString::new(id), phase));
         }
         self.transition(id, Phase::Pausing, reason, now)
     }
@@ -275,70 +345,61 @@ impl PhaseTable {
         id: &str,
         checkpoint_id: &str,
         now: i64,
-    ) -> Result<Change, PhaseError> {
+    ) -> Result<(), PhaseError> {
         let phase = self.phase_of(id)?;
         if phase != Phase::Pausing {
-            return Err(PhaseError::NotPausing(shared(id), phase));
+            return Err(PhaseError::NotPausing(CompactString::new(id), phase));
         }
-        self.state_mut(id)?.checkpoint_id = shared(checkpoint_id);
+        self.state_mut(id)?.checkpoint_id = CompactString::new(checkpoint_id);
         self.transition(id, Phase::Paused, "paused", now)
     }
 
-    pub fn resume(
-        &mut self,
-        id: &str,
-        from_checkpoint: &str,
-        now: i64,
-    ) -> Result<Change, PhaseError> {
+    pub fn resume(&mut self, id: &str, from_checkpoint: &str, now: i64) -> Result<(), PhaseError> {
         let phase = self.phase_of(id)?;
         if !phase.is_resumable() {
-            return Err(PhaseError::NotResumable(shared(id), phase));
+            return Err(PhaseError::NotResumable(CompactString::new(id), phase));
         }
         if !from_checkpoint.is_empty() {
-            self.state_mut(id)?.checkpoint_id = shared(from_checkpoint);
+            self.state_mut(id)?.checkpoint_id = CompactString::new(from_checkpoint);
         }
         self.transition(id, Phase::Resuming, "resume requested", now)
     }
 
-    pub fn complete_resume(&mut self, id: &str, now: i64) -> Result<Change, PhaseError> {
+    pub fn complete_resume(&mut self, id: &str, now: i64) -> Result<(), PhaseError> {
         self.transition(id, Phase::Execution, "resumed", now)
     }
 
-    pub fn cancel(&mut self, id: &str, reason: &str, now: i64) -> Result<Change, PhaseError> {
+    pub fn cancel(&mut self, id: &str, reason: &str, now: i64) -> Result<(), PhaseError> {
         let phase = self.phase_of(id)?;
         if phase.is_terminal() {
-            return Err(PhaseError::AlreadyTerminal(shared(id), phase));
+            return Err(PhaseError::AlreadyTerminal(CompactString::new(id), phase));
         }
         self.transition(id, Phase::Cancelling, reason, now)
     }
 
-    pub fn complete_cancellation(&mut self, id: &str, now: i64) -> Result<Change, PhaseError> {
+    pub fn complete_cancellation(&mut self, id: &str, now: i64) -> Result<(), PhaseError> {
         self.transition(id, Phase::Cancelled, "cancelled", now)
     }
 
     /// `completing` then `completed`: two changes, or none if the first is refused.
-    pub fn complete(&mut self, id: &str, now: i64) -> Result<[Change; 2], PhaseError> {
-        let completing = self.transition(id, Phase::Completing, "completing", now)?;
-        let completed = self.transition(id, Phase::Completed, "completed successfully", now)?;
-        Ok([completing, completed])
+    pub fn complete(&mut self, id: &str, now: i64) -> Result<(), PhaseError> {
+        self.transition(id, Phase::Completing, "completing", now)?;
+        self.transition(id, Phase::Completed, "completed successfully", now)
     }
 
     /// Fails `id` from any phase that is not terminal.
-    pub fn fail(&mut self, id: &str, reason: &str, now: i64) -> Result<Change, PhaseError> {
+    pub fn fail(&mut self, id: &str, reason: &str, now: i64) -> Result<(), PhaseError> {
         let phase = self.phase_of(id)?;
         if phase.is_terminal() {
-            return Err(PhaseError::AlreadyTerminal(shared(id), phase));
+            return Err(PhaseError::AlreadyTerminal(CompactString::new(id), phase));
         }
         self.transition(id, Phase::Failed, reason, now)
     }
 
-    pub fn checkpoint(&mut self, id: &str, checkpoint_id: &str) -> Result<Change, PhaseError> {
-        let state = self.state_mut(id)?;
-        state.checkpoint_id = shared(checkpoint_id);
-        Ok(Change::Checkpoint {
-            workflow_id: state.workflow_id.clone(),
-            checkpoint_id: state.checkpoint_id.clone(),
-        })
+    /// Records `checkpoint_id` as the workflow's checkpoint (not a phase change).
+    pub fn checkpoint(&mut self, id: &str, checkpoint_id: &str) -> Result<(), PhaseError> {
+        self.state_mut(id)?.checkpoint_id = CompactString::new(checkpoint_id);
+        Ok(())
     }
 
     pub fn set_progress(
@@ -349,11 +410,37 @@ impl PhaseTable {
     ) -> Result<(), PhaseError> {
         let state = self.state_mut(id)?;
         state.progress = progress;
-        if &*state.current_action != current_action {
-            state.current_action = shared(current_action);
+        if state.current_action != current_action {
+            state.current_action = CompactString::new(current_action);
         }
         Ok(())
     }
+}
+
+fn change_phase(
+    state: &mut PhaseState,
+    journal: Option<&mut Vec<PhaseState>>,
+    to: Phase,
+    reason: &str,
+    now: i64,
+) -> Result<(), PhaseError> {
+    if !state.phase.can_transition_to(to) {
+        return Err(PhaseError::InvalidTransition {
+            id: state.workflow_id.clone(),
+            from: state.phase,
+            to,
+        });
+    }
+    state.previous_phase = Some(state.phase);
+    state.phase = to;
+    state.changed_at = now;
+    if state.reason != reason {
+        state.reason = CompactString::new(reason);
+    }
+    if let Some(journal) = journal {
+        journal.push(state.clone());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -378,37 +465,46 @@ mod tests {
         assert_eq!(Phase::parse("PreFlight"), None);
     }
 
-    fn phase_of(change: &Change) -> Phase {
-        match change {
-            Change::Phase(s) => s.phase,
-            Change::Checkpoint { .. } => panic!("not a phase change"),
-        }
+    fn changes(t: &mut PhaseTable) -> Vec<(Phase, String)> {
+        t.drain_changes()
+            .map(|s| (s.phase, s.reason.to_string()))
+            .collect()
     }
 
     #[test]
     fn helpers_walk_the_lifecycle() {
         let mut t = PhaseTable::default();
         t.register("w", "p", "r", 1);
+        t.record_changes();
         for to in [Phase::PreFlight, Phase::Planning, Phase::Execution] {
             t.transition("w", to, "", 2).unwrap();
         }
-        assert_eq!(phase_of(&t.pause("w", "user", 3).unwrap()), Phase::Pausing);
+        t.pause("w", "user", 3).unwrap();
+        assert_eq!(
+            changes(&mut t).last(),
+            Some(&(Phase::Pausing, "user".into()))
+        );
         assert_eq!(
             t.pause("w", "again", 3).unwrap_err().to_string(),
             "workflow w cannot be paused from phase pausing"
         );
         t.complete_pause("w", "cp-1", 4).unwrap();
-        assert_eq!(&*t.get("w").unwrap().checkpoint_id, "cp-1");
-        let resumed = t.resume("w", "", 5).unwrap();
-        assert!(matches!(&resumed, Change::Phase(s) if &*s.reason == "resume requested"));
+        assert_eq!(t.get("w").unwrap().checkpoint_id, "cp-1");
+        t.resume("w", "", 5).unwrap();
         t.complete_resume("w", 6).unwrap();
-        let [a, b] = t.complete("w", 7).unwrap();
+        t.complete("w", 7).unwrap();
         assert_eq!(
-            (phase_of(&a), phase_of(&b)),
-            (Phase::Completing, Phase::Completed)
+            changes(&mut t),
+            [
+                (Phase::Paused, "paused".into()),
+                (Phase::Resuming, "resume requested".into()),
+                (Phase::Execution, "resumed".into()),
+                (Phase::Completing, "completing".into()),
+                (Phase::Completed, "completed successfully".into()),
+            ]
         );
         let state = t.get("w").unwrap();
-        assert_eq!(&*state.reason, "completed successfully");
+        assert_eq!(state.reason, "completed successfully");
         assert_eq!(state.previous_phase, Some(Phase::Completing));
         assert_eq!(
             t.fail("w", "x", 8).unwrap_err().to_string(),
@@ -442,11 +538,69 @@ mod tests {
             t.resume("w", "", 0).unwrap_err().to_string(),
             "workflow w cannot be resumed from phase pending"
         );
+        t.record_changes();
         assert!(t.complete("w", 0).is_err());
         assert_eq!(
             t.get("w").unwrap().phase,
             Phase::Pending,
             "a refused complete changes nothing"
         );
+        assert!(changes(&mut t).is_empty(), "nor records anything");
+    }
+
+    #[test]
+    fn registering_again_replaces_and_removing_forgets() {
+        let mut t = PhaseTable::default();
+        t.register("w", "", "", 0);
+        t.transition("w", Phase::PreFlight, "go", 1).unwrap();
+        let again = t.register("w", "parent", "root", 2);
+        assert_eq!((again.phase, again.changed_at), (Phase::Pending, 2));
+        assert_eq!(t.len(), 1);
+        // Ids longer than the inline size live on the heap: same behaviour.
+        let long = "w".repeat(100);
+        t.register(&long, "", "", 3);
+        t.transition(&long, Phase::Failed, &"r".repeat(50), 4)
+            .unwrap();
+        assert_eq!(t.get(&long).unwrap().reason, "r".repeat(50));
+        assert_eq!(
+            t.remove("w").map(|s| s.parent_workflow_id),
+            Some("parent".into())
+        );
+        assert!(t.remove("w").is_none());
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn removals_in_any_order_keep_every_other_workflow_findable() {
+        let mut t = PhaseTable::default();
+        let ids: Vec<String> = (0..200).map(|n| format!("wf-{n}")).collect();
+        for (n, id) in ids.iter().enumerate() {
+            t.register(id, "", "", n as i64);
+        }
+        // Every third goes, in a scrambled order (first, last, and the middle included).
+        let mut gone: Vec<&String> = ids.iter().step_by(3).collect();
+        gone.sort_by_key(|id| id.bytes().rev().collect::<Vec<u8>>());
+        for id in &gone {
+            assert!(t.remove(id).is_some(), "{id}");
+        }
+        for (n, id) in ids.iter().enumerate() {
+            let found = t.get(id);
+            assert_eq!(found.is_none(), gone.contains(&id), "{id}");
+            if let Some(state) = found {
+                assert_eq!(
+                    (state.workflow_id.as_str(), state.changed_at),
+                    (id.as_str(), n as i64)
+                );
+            }
+        }
+        assert_eq!(t.len(), ids.len() - gone.len());
+        assert_eq!(t.all().count(), t.len());
+        for id in &gone {
+            t.register(id, "", "", -1);
+        }
+        assert_eq!(t.len(), ids.len());
+        assert!(ids
+            .iter()
+            .all(|id| t.get(id).is_some_and(|s| s.workflow_id == id.as_str())));
     }
 }

@@ -2,16 +2,22 @@
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use compact_str::CompactString;
 use pyo3::exceptions::PyValueError;
+use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDateTime, PyDelta, PyDeltaAccess, PyDict, PyString, PyTzInfoAccess};
+use pyo3::types::{
+    PyBytes, PyDateTime, PyDelta, PyDeltaAccess, PyDict, PyString, PyType, PyTzInfoAccess,
+};
 use pyo3::types::{PyDateAccess, PyTimeAccess};
 use turnout_core::{
-    write_batch_frame, write_log_frame, LogBuffer, LogEntry, LogLevel, LogOverflow, Offered,
-    WireTime,
+    write_batch_frame, write_go_json, write_log_frame, LogBuffer, LogEntry, LogLevel, LogOverflow,
+    Offered, WireTime,
 };
+
+use crate::args::not_a_str;
 
 /// A Python `datetime` as a wire time; a naive one is taken as UTC, and the extra
 /// nanoseconds of a `turnout._wire.PreciseDatetime` are kept.
@@ -27,7 +33,14 @@ fn wire_time(dt: &Bound<'_, PyDateTime>) -> PyResult<WireTime> {
         }
     };
     let extra_nanos = match dt.getattr_opt(intern!(dt.py(), "nanosecond"))? {
-        Some(n) => n.extract::<u32>()?,
+        Some(n) => match n.extract::<u32>() {
+            Ok(n @ 0..=999) => n,
+            _ => {
+                return Err(PyValueError::new_err(format!(
+                    "a timestamp's nanosecond must be in 0..999, not {n}"
+                )))
+            }
+        },
         None => 0,
     };
     Ok(WireTime::from_civil(
@@ -42,16 +55,139 @@ fn wire_time(dt: &Bound<'_, PyDateTime>) -> PyResult<WireTime> {
     ))
 }
 
-fn str_attr(entry: &Bound<'_, PyAny>, name: &Bound<'_, PyString>) -> PyResult<String> {
-    let value = entry.getattr(name)?;
+/// A text field: None is empty; anything but a `str` is a `TypeError`.
+fn text_field(value: &Bound<'_, PyAny>, what: &str) -> PyResult<CompactString> {
     if value.is_none() {
-        return Ok(String::new());
+        return Ok(CompactString::default());
     }
-    Ok(value.cast::<PyString>()?.to_str()?.to_owned())
+    match value.cast::<PyString>() {
+        Ok(s) => Ok(CompactString::new(s.to_str()?)),
+        Err(_) => Err(not_a_str(value, what)),
+    }
 }
 
-/// Serialises `fields` with orjson, keys sorted as Go sorts map keys; values orjson
-/// cannot encode are written with `str()`, so a log call never fails on them.
+/// The fields of a log entry, in the order [`entry_from`] reads them.
+const ENTRY_FIELDS: [&str; 11] = [
+    "timestamp",
+    "level",
+    "message",
+    "trace_id",
+    "span_id",
+    "workflow_id",
+    "action_id",
+    "correlation_id",
+    "fields",
+    "source_file",
+    "source_line",
+];
+
+/// Where an exact `turnout.logs.LogEntry` keeps each field. It is a slotted dataclass:
+/// every field is a member descriptor reading an object pointer at a fixed offset, so the
+/// slots can be read directly, which saves an attribute lookup per field (most of the
+/// cost of taking an entry in). Any other type, a subclass included, goes through
+/// `getattr`.
+struct SlotLayout {
+    class: Py<PyType>,
+    offsets: [isize; ENTRY_FIELDS.len()],
+}
+
+fn slot_layout(py: Python<'_>) -> Option<&SlotLayout> {
+    static LAYOUT: PyOnceLock<Option<SlotLayout>> = PyOnceLock::new();
+    LAYOUT
+        .get_or_init(py, || {
+            let class = py
+                .import("turnout.logs")
+                .and_then(|m| m.getattr("LogEntry"))
+                .ok()?
+                .cast_into::<PyType>()
+                .ok()?;
+            let attributes = class.getattr("__dict__").ok()?;
+            let mut offsets = [0isize; ENTRY_FIELDS.len()];
+            for (offset, name) in offsets.iter_mut().zip(ENTRY_FIELDS) {
+                let descriptor = attributes.get_item(name).ok()?;
+                // SAFETY: the object is checked to be a member descriptor, whose C layout
+                // is `PyMemberDescrObject`; its `PyMemberDef` lives as long as the class,
+                // which the layout keeps alive.
+                unsafe {
+                    let member_type = &raw mut ffi::PyMemberDescr_Type;
+                    if ffi::Py_TYPE(descriptor.as_ptr()) != member_type {
+                        return None;
+                    }
+                    let member =
+                        &*(*descriptor.as_ptr().cast::<ffi::PyMemberDescrObject>()).d_member;
+                    if member.type_code != ffi::Py_T_OBJECT_EX {
+                        return None;
+                    }
+                    *offset = member.offset;
+                }
+            }
+            Some(SlotLayout {
+                class: class.unbind(),
+                offsets,
+            })
+        })
+        .as_ref()
+}
+
+/// Reads the fields of one entry, through its slots when it has the known layout.
+struct FieldReader<'a, 'py> {
+    entry: &'a Bound<'py, PyAny>,
+    offsets: Option<&'a [isize; ENTRY_FIELDS.len()]>,
+}
+
+impl<'a, 'py> FieldReader<'a, 'py> {
+    fn new(entry: &'a Bound<'py, PyAny>) -> Self {
+        let py = entry.py();
+        let offsets = slot_layout(py)
+            .filter(|l| entry.get_type().is(l.class.bind(py)))
+            .map(|l| &l.offsets);
+        Self { entry, offsets }
+    }
+
+    /// The field `ENTRY_FIELDS[at]`.
+    fn field(&self, at: usize) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(offsets) = self.offsets {
+            // SAFETY: `entry` is exactly the class the offsets were read from, and the
+            // slot holds an owned object pointer, or NULL while the field is unset.
+            let slot: *mut ffi::PyObject =
+                unsafe { *self.entry.as_ptr().cast::<u8>().offset(offsets[at]).cast() };
+            if !slot.is_null() {
+                // SAFETY: a live object, borrowed from the entry the caller holds.
+                return Ok(unsafe { Bound::from_borrowed_ptr(self.entry.py(), slot) });
+            }
+        }
+        // Also raises the AttributeError of an unset slot.
+        self.entry.getattr(ENTRY_FIELDS[at])
+    }
+}
+
+/// A level given as a `LogLevel` member (found by identity, the common case) or its
+/// value.
+fn level_of(value: &Bound<'_, PyAny>) -> PyResult<LogLevel> {
+    static MEMBERS: PyOnceLock<Vec<(Py<PyAny>, LogLevel)>> = PyOnceLock::new();
+    let py = value.py();
+    let members = MEMBERS.get_or_try_init(py, || {
+        let class = py.import("turnout.logs")?.getattr("LogLevel")?;
+        LogLevel::ALL
+            .iter()
+            .map(|l| Ok((class.call1((l.as_str(),))?.unbind(), *l)))
+            .collect::<PyResult<Vec<_>>>()
+    })?;
+    if let Some((_, level)) = members.iter().find(|(m, _)| m.as_ptr() == value.as_ptr()) {
+        return Ok(*level);
+    }
+    let text = text_field(value, "level")?;
+    LogLevel::parse(&text).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "log level must be debug, info, warn, error or fatal, not {text:?}"
+        ))
+    })
+}
+
+/// Serialises `fields` as Go writes a `map[string]interface{}`: orjson writes the JSON
+/// (keys sorted; `turnout._go_json.log_field_text` writes datetimes as Go does and
+/// anything else JSON cannot carry with `str()`, so a log call never fails on them; NaN
+/// and infinities become null), then [`write_go_json`] respells floats and strings as Go.
 fn fields_json(fields: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
     if fields.is_none() || fields.cast::<PyDict>().is_ok_and(|d| d.is_empty()) {
         return Ok(None);
@@ -60,45 +196,46 @@ fn fields_json(fields: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
     let py = fields.py();
     let [dumps, default, option] = DUMPS.get_or_try_init(py, || {
         let orjson = py.import("orjson")?;
+        let sorted = orjson.getattr("OPT_SORT_KEYS")?;
+        let datetimes = orjson.getattr("OPT_PASSTHROUGH_DATETIME")?;
         Ok::<_, PyErr>([
             orjson.getattr("dumps")?.unbind(),
-            py.import("builtins")?.getattr("str")?.unbind(),
-            orjson.getattr("OPT_SORT_KEYS")?.unbind(),
+            py.import("turnout._go_json")?
+                .getattr("log_field_text")?
+                .unbind(),
+            sorted.bitor(datetimes)?.unbind(),
         ])
     })?;
     // Positionally: orjson matches keyword names by identity with its interned strings.
     let encoded = dumps.bind(py).call1((fields, default, option))?;
-    let bytes = encoded.cast::<PyBytes>()?.as_bytes();
-    Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
+    let json = std::str::from_utf8(encoded.cast::<PyBytes>()?.as_bytes())
+        .map_err(|e| PyValueError::new_err(format!("log fields: {e}")))?;
+    let mut out = String::with_capacity(json.len() + 16);
+    write_go_json(&mut out, json);
+    Ok(Some(out))
 }
 
 /// Reads a `turnout.logs.LogEntry` (any object with its attributes).
 fn entry_from(entry: &Bound<'_, PyAny>) -> PyResult<LogEntry> {
-    let py = entry.py();
-    let timestamp = entry.getattr(intern!(py, "timestamp"))?;
-    let timestamp = if timestamp.is_none() {
-        WireTime::now()
-    } else {
-        wire_time(timestamp.cast::<PyDateTime>()?)?
-    };
-    let level = str_attr(entry, intern!(py, "level"))?;
-    let level = LogLevel::parse(&level).ok_or_else(|| {
-        PyValueError::new_err(format!(
-            "log level must be debug, info, warn, error or fatal, not {level:?}"
-        ))
-    })?;
-    let source_line = entry.getattr(intern!(py, "source_line"))?;
+    let fields = FieldReader::new(entry);
+    let text = |at: usize| text_field(&fields.field(at)?, ENTRY_FIELDS[at]);
+    let timestamp = fields.field(0)?;
+    let source_line = fields.field(10)?;
     Ok(LogEntry {
-        timestamp,
-        level,
-        message: str_attr(entry, intern!(py, "message"))?,
-        trace_id: str_attr(entry, intern!(py, "trace_id"))?,
-        span_id: str_attr(entry, intern!(py, "span_id"))?,
-        workflow_id: str_attr(entry, intern!(py, "workflow_id"))?,
-        action_id: str_attr(entry, intern!(py, "action_id"))?,
-        correlation_id: str_attr(entry, intern!(py, "correlation_id"))?,
-        fields: fields_json(&entry.getattr(intern!(py, "fields"))?)?,
-        source_file: str_attr(entry, intern!(py, "source_file"))?,
+        timestamp: if timestamp.is_none() {
+            WireTime::now()
+        } else {
+            wire_time(timestamp.cast::<PyDateTime>()?)?
+        },
+        level: level_of(&fields.field(1)?)?,
+        message: text(2)?,
+        trace_id: text(3)?,
+        span_id: text(4)?,
+        workflow_id: text(5)?,
+        action_id: text(6)?,
+        correlation_id: text(7)?,
+        fields: fields_json(&fields.field(8)?)?,
+        source_file: text(9)?,
         source_line: if source_line.is_none() {
             0
         } else {
@@ -120,6 +257,16 @@ pub struct LogBatcher {
 impl LogBatcher {
     fn buffer(&self) -> MutexGuard<'_, LogBuffer> {
         self.buffer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether a full batch is waiting once `entry` is in (or dropped by the policy).
+    fn buffer_entry(&self, entry: LogEntry) -> bool {
+        let mut buffer = self.buffer();
+        match buffer.offer(entry) {
+            Offered::BatchReady => true,
+            Offered::DisplacedOldest => buffer.batch_ready(),
+            Offered::Held | Offered::Dropped => false,
+        }
     }
 }
 
@@ -147,13 +294,43 @@ impl LogBatcher {
 
     /// Buffers one entry; True when a full batch is waiting to be sent.
     fn offer(&self, entry: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let entry = entry_from(entry)?;
-        let mut buffer = self.buffer();
-        Ok(match buffer.offer(entry) {
-            Offered::BatchReady => true,
-            Offered::DisplacedOldest => buffer.batch_ready(),
-            Offered::Held | Offered::Dropped => false,
-        })
+        Ok(self.buffer_entry(entry_from(entry)?))
+    }
+
+    /// Buffers one entry given field by field, stamped now (what a logging handler has,
+    /// without building a `LogEntry` first); True when a full batch is waiting.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (
+        level, message, trace_id, span_id, workflow_id, action_id, correlation_id, fields,
+        source_file, source_line
+    ))]
+    fn offer_fields(
+        &self,
+        level: &Bound<'_, PyAny>,
+        message: &Bound<'_, PyAny>,
+        trace_id: &str,
+        span_id: &str,
+        workflow_id: &str,
+        action_id: &str,
+        correlation_id: &str,
+        fields: &Bound<'_, PyAny>,
+        source_file: &Bound<'_, PyAny>,
+        source_line: i64,
+    ) -> PyResult<bool> {
+        let entry = LogEntry {
+            timestamp: WireTime::now(),
+            level: level_of(level)?,
+            message: text_field(message, "message")?,
+            trace_id: CompactString::new(trace_id),
+            span_id: CompactString::new(span_id),
+            workflow_id: CompactString::new(workflow_id),
+            action_id: CompactString::new(action_id),
+            correlation_id: CompactString::new(correlation_id),
+            fields: fields_json(fields)?,
+            source_file: text_field(source_file, "source_file")?,
+            source_line,
+        };
+        Ok(self.buffer_entry(entry))
     }
 
     /// Takes up to one batch out as a `log_batch` frame with this message id; None
@@ -167,7 +344,8 @@ impl LogBatcher {
         if batch.is_empty() {
             return Ok(None);
         }
-        let frame = py.detach(|| {
+        // The entries are freed here too, off the GIL.
+        let frame = py.detach(move || {
             let mut out = String::with_capacity(batch.len() * 256);
             write_batch_frame(&mut out, message_id, WireTime::now(), &batch);
             out

@@ -10,7 +10,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDateTime, PyDelta, PyList, PyString, PyTuple, PyType, PyTzInfo};
-use turnout_core::{Change, Phase, PhaseError, PhaseTable};
+use turnout_core::{Phase, PhaseError, PhaseTable};
 
 use crate::args::{not_a_str, text};
 
@@ -38,8 +38,13 @@ fn phase_object(py: Python<'_>, phase: Phase) -> PyResult<Py<PyAny>> {
     Ok(phase_members(py)?[phase as usize].clone_ref(py))
 }
 
-/// A phase given as a `Phase` member or its wire value.
+/// A phase given as a `Phase` member (found by identity, the common case) or its wire
+/// value.
 fn phase_arg(ob: &Bound<'_, PyAny>) -> PyResult<Phase> {
+    let members = phase_members(ob.py())?;
+    if let Some(at) = members.iter().position(|m| m.as_ptr() == ob.as_ptr()) {
+        return Ok(Phase::ALL[at]);
+    }
     let value = text(ob, "phase")?.unwrap_or("");
     Phase::parse(value).ok_or_else(|| PyValueError::new_err(format!("unknown phase {value:?}")))
 }
@@ -212,32 +217,31 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl PhaseManager {
-    /// Runs `op` on the table and queues its changes, under the table lock so the queue
-    /// keeps the order of the changes; then delivers.
-    fn apply<R>(
+    /// Runs `op` on the table and queues the changes it recorded, under the table lock so
+    /// the queue keeps the order of the changes; then delivers.
+    fn apply(
         &self,
         py: Python<'_>,
-        op: impl FnOnce(&mut PhaseTable, i64) -> Result<R, PhaseError>,
-        changes: impl FnOnce(&R) -> Vec<Change>,
-    ) -> PyResult<R> {
+        op: impl FnOnce(&mut PhaseTable, i64) -> Result<(), PhaseError>,
+    ) -> PyResult<()> {
         let outcome = {
             let mut table = locked(&self.table);
             let outcome = op(&mut table, now_nanos());
-            if let (Ok(result), true) = (&outcome, self.observed.load(Ordering::Acquire)) {
-                let mut pending = locked(&self.pending);
-                pending.extend(changes(result).into_iter().filter_map(|c| match c {
-                    Change::Phase(state) => Some(Pending::Phase(state)),
-                    Change::Checkpoint { .. } => None,
-                }));
+            if self.observed.load(Ordering::Acquire) {
+                queue_changes(&mut table, &mut locked(&self.pending));
             }
             outcome
         };
-        let result = outcome.map_err(|e| phase_error(py, &e))?;
+        outcome.map_err(|e| phase_error(py, &e))?;
         self.deliver(py);
-        Ok(result)
+        Ok(())
     }
 
+    /// Runs the callbacks of everything queued, unless no callback was ever registered.
     fn deliver(&self, py: Python<'_>) {
+        if !self.observed.load(Ordering::Acquire) {
+            return;
+        }
         loop {
             if self.delivering.swap(true, Ordering::AcqRel) {
                 return;
@@ -291,13 +295,17 @@ impl PhaseManager {
         }
     }
 
-    fn one(
-        &self,
-        py: Python<'_>,
-        op: impl FnOnce(&mut PhaseTable, i64) -> Result<Change, PhaseError>,
-    ) -> PyResult<()> {
-        self.apply(py, op, |c| vec![c.clone()]).map(drop)
+    /// Turns change recording on; under the table lock, so that every change from now on
+    /// is both recorded and queued, and none recorded earlier waits in the journal.
+    fn observe(&self) {
+        let mut table = locked(&self.table);
+        table.record_changes();
+        self.observed.store(true, Ordering::Release);
     }
+}
+
+fn queue_changes(table: &mut PhaseTable, pending: &mut VecDeque<Pending>) {
+    pending.extend(table.drain_changes().map(Pending::Phase));
 }
 
 #[pymethods]
@@ -322,7 +330,9 @@ impl PhaseManager {
         parent_id: &str,
         root_id: &str,
     ) -> PyResult<Bound<'py, PhaseState>> {
-        let state = locked(&self.table).register(workflow_id, parent_id, root_id, now_nanos());
+        let state = locked(&self.table)
+            .register(workflow_id, parent_id, root_id, now_nanos())
+            .clone();
         snapshot(py, state)
     }
 
@@ -335,12 +345,12 @@ impl PhaseManager {
         reason: &str,
     ) -> PyResult<()> {
         let to = phase_arg(phase)?;
-        self.one(py, |t, now| t.transition(workflow_id, to, reason, now))
+        self.apply(py, |t, now| t.transition(workflow_id, to, reason, now))
     }
 
     #[pyo3(signature = (workflow_id, reason = ""))]
     fn pause(&self, py: Python<'_>, workflow_id: &str, reason: &str) -> PyResult<()> {
-        self.one(py, |t, now| t.pause(workflow_id, reason, now))
+        self.apply(py, |t, now| t.pause(workflow_id, reason, now))
     }
 
     #[pyo3(signature = (workflow_id, checkpoint_id = ""))]
@@ -350,38 +360,37 @@ impl PhaseManager {
         workflow_id: &str,
         checkpoint_id: &str,
     ) -> PyResult<()> {
-        self.one(py, |t, now| {
+        self.apply(py, |t, now| {
             t.complete_pause(workflow_id, checkpoint_id, now)
         })
     }
 
     #[pyo3(signature = (workflow_id, from_checkpoint = ""))]
     fn resume(&self, py: Python<'_>, workflow_id: &str, from_checkpoint: &str) -> PyResult<()> {
-        self.one(py, |t, now| t.resume(workflow_id, from_checkpoint, now))
+        self.apply(py, |t, now| t.resume(workflow_id, from_checkpoint, now))
     }
 
     fn complete_resume(&self, py: Python<'_>, workflow_id: &str) -> PyResult<()> {
-        self.one(py, |t, now| t.complete_resume(workflow_id, now))
+        self.apply(py, |t, now| t.complete_resume(workflow_id, now))
     }
 
     #[pyo3(signature = (workflow_id, reason = ""))]
     fn cancel(&self, py: Python<'_>, workflow_id: &str, reason: &str) -> PyResult<()> {
-        self.one(py, |t, now| t.cancel(workflow_id, reason, now))
+        self.apply(py, |t, now| t.cancel(workflow_id, reason, now))
     }
 
     fn complete_cancellation(&self, py: Python<'_>, workflow_id: &str) -> PyResult<()> {
-        self.one(py, |t, now| t.complete_cancellation(workflow_id, now))
+        self.apply(py, |t, now| t.complete_cancellation(workflow_id, now))
     }
 
     /// `completing`, then `completed`.
     fn complete(&self, py: Python<'_>, workflow_id: &str) -> PyResult<()> {
-        self.apply(py, |t, now| t.complete(workflow_id, now), |c| c.to_vec())
-            .map(drop)
+        self.apply(py, |t, now| t.complete(workflow_id, now))
     }
 
     #[pyo3(signature = (workflow_id, reason = ""))]
     fn fail(&self, py: Python<'_>, workflow_id: &str, reason: &str) -> PyResult<()> {
-        self.one(py, |t, now| t.fail(workflow_id, reason, now))
+        self.apply(py, |t, now| t.fail(workflow_id, reason, now))
     }
 
     /// Records a checkpoint and tells `on_checkpoint` callbacks `(id, checkpoint_id, state)`.
@@ -469,13 +478,13 @@ impl PhaseManager {
     /// Calls `callback(state)` after every phase change.
     fn on_phase_changed(&self, callback: Py<PyAny>) {
         locked(&self.callbacks).phase_changed.push(callback);
-        self.observed.store(true, Ordering::Release);
+        self.observe();
     }
 
     /// Calls `callback(workflow_id, checkpoint_id, state)` after every checkpoint.
     fn on_checkpoint(&self, callback: Py<PyAny>) {
         locked(&self.callbacks).checkpoint.push(callback);
-        self.observed.store(true, Ordering::Release);
+        self.observe();
     }
 
     /// Applies many `(workflow_id, phase, reason)` transitions under one lock, with the
@@ -485,40 +494,50 @@ impl PhaseManager {
         py: Python<'py>,
         transitions: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let mut items: Vec<(String, Phase, String)> = Vec::new();
+        // The strings are held, not copied: the table reads their UTF-8 in place while
+        // the GIL is released (a `str` is immutable, and these references keep each alive
+        // even if the caller's containers change meanwhile).
+        let mut held: Vec<(Bound<'py, PyString>, Phase, Bound<'py, PyString>)> =
+            Vec::with_capacity(transitions.len().unwrap_or(0));
         for item in transitions.try_iter()? {
             let item = item?;
             let (id, phase, reason): (Bound<'_, PyAny>, Bound<'_, PyAny>, Bound<'_, PyAny>) =
                 item.extract()?;
-            let id = text(&id, "workflow_id")?.ok_or_else(|| not_a_str(&id, "workflow_id"))?;
-            let reason = match reason.cast::<PyString>() {
-                Ok(r) => r.to_str()?.to_owned(),
-                Err(_) => return Err(not_a_str(&reason, "reason")),
-            };
-            items.push((id.to_owned(), phase_arg(&phase)?, reason));
+            let id = id
+                .cast_into::<PyString>()
+                .map_err(|e| not_a_str(e.into_inner().as_any(), "workflow_id"))?;
+            let reason = reason
+                .cast_into::<PyString>()
+                .map_err(|e| not_a_str(e.into_inner().as_any(), "reason"))?;
+            held.push((id, phase_arg(&phase)?, reason));
         }
+        let items = held
+            .iter()
+            .map(|(id, to, reason)| Ok((id.to_str()?, *to, reason.to_str()?)))
+            .collect::<PyResult<Vec<(&str, Phase, &str)>>>()?;
         let observed = self.observed.load(Ordering::Acquire);
-        let outcomes: Vec<Result<(), PhaseError>> = py.detach(|| {
+        let refused: Vec<(usize, PhaseError)> = py.detach(|| {
             let mut table = locked(&self.table);
-            let mut pending = observed.then(|| locked(&self.pending));
             let now = now_nanos();
-            items
+            let refused = items
                 .iter()
-                .map(|(id, to, reason)| {
-                    let change = table.transition(id, *to, reason, now)?;
-                    if let (Some(pending), Change::Phase(state)) = (pending.as_mut(), change) {
-                        pending.push_back(Pending::Phase(state));
-                    }
-                    Ok(())
+                .enumerate()
+                .filter_map(|(at, (id, to, reason))| {
+                    table
+                        .transition(id, *to, reason, now)
+                        .err()
+                        .map(|e| (at, e))
                 })
-                .collect()
-        });
-        let results = PyList::empty(py);
-        for outcome in outcomes {
-            match outcome {
-                Ok(()) => results.append(py.None())?,
-                Err(err) => results.append(phase_error(py, &err).into_value(py))?,
+                .collect();
+            if observed {
+                queue_changes(&mut table, &mut locked(&self.pending));
             }
+            refused
+        });
+        let none = py.None();
+        let results = PyList::new(py, std::iter::repeat(none.bind(py)).take(items.len()))?;
+        for (at, err) in refused {
+            results.set_item(at, phase_error(py, &err).into_value(py))?;
         }
         self.deliver(py);
         Ok(results)
