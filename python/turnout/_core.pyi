@@ -17,6 +17,7 @@ __all__ = [
     "PhaseState",
     "SubjectIndex",
     "__version__",
+    "format_time",
     "is_subset",
     "is_valid_literal",
     "is_valid_subject",
@@ -40,6 +41,9 @@ def subjects_collide(a: str, b: str) -> bool: ...
 def is_subset(pattern: str, of: str) -> bool: ...
 def tokens(subject: str) -> list[str]: ...
 def utc_now() -> datetime: ...
+def format_time(value: datetime) -> str:
+    """``value`` as Go's ``time.Time`` marshals it (RFC 3339, nanoseconds trimmed, ``Z``
+    for UTC and naive times); raises ``TypeError`` for anything but a ``datetime``."""
 
 @final
 class MatchResult:

@@ -13,6 +13,8 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from turnout._core import format_time
+
 __all__ = [
     "ZERO_TIME",
     "PreciseDatetime",
@@ -54,6 +56,24 @@ class PreciseDatetime(datetime):
 
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]}, nanosecond={self.nanosecond})"
+
+    def replace(self, *args: Any, nanosecond: int | None = None, **kwargs: Any) -> PreciseDatetime:
+        """``datetime.replace`` keeping the nanoseconds (or setting them): the C
+        implementation makes the copy without calling ``__new__``, which would leave it
+        without them."""
+        base = datetime.replace(self, *args, **kwargs)
+        return PreciseDatetime(
+            base.year,
+            base.month,
+            base.day,
+            base.hour,
+            base.minute,
+            base.second,
+            base.microsecond,
+            base.tzinfo,
+            fold=base.fold,
+            nanosecond=self.nanosecond if nanosecond is None else nanosecond,
+        )
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, datetime):
@@ -104,26 +124,6 @@ def parse_time(text: str) -> datetime:
     if nano:
         return PreciseDatetime(*fields, nanosecond=nano)
     return datetime(*fields)
-
-
-def format_time(value: datetime) -> str:
-    """Writes ``value`` the way Go's ``time.Time`` marshals to JSON (RFC 3339 with
-    nanoseconds, trailing zeros trimmed, ``Z`` for UTC). A naive ``datetime`` is taken as
-    UTC."""
-    if not isinstance(value, datetime):
-        raise TypeError(f"timestamp must be a datetime, not {type(value).__name__}")
-    nanos = value.microsecond * 1000 + getattr(value, "nanosecond", 0)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
-    if value.year < 1000:  # strftime does not pad years below 1000 everywhere
-        text = f"{value.year:04d}{text[text.index('-') :]}"
-    if nanos:
-        text += "." + f"{nanos:09d}".rstrip("0")
-    offset = value.utcoffset()
-    if offset is None or offset == timedelta(0):
-        return text + "Z"
-    sign = "-" if offset < timedelta(0) else "+"
-    minutes = abs(int(offset.total_seconds())) // 60
-    return f"{text}{sign}{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 def is_zero_time(value: datetime | None) -> bool:

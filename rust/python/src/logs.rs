@@ -5,55 +5,16 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use compact_str::CompactString;
 use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
-use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{
-    PyBytes, PyDateTime, PyDelta, PyDeltaAccess, PyDict, PyString, PyType, PyTzInfoAccess,
-};
-use pyo3::types::{PyDateAccess, PyTimeAccess};
+use pyo3::types::{PyBytes, PyDateTime, PyDict, PyString, PyType};
 use turnout_core::{
     write_batch_frame, write_go_json, write_log_frame, LogBuffer, LogEntry, LogLevel, LogOverflow,
     Offered, WireTime,
 };
 
 use crate::args::not_a_str;
-
-/// A Python `datetime` as a wire time; a naive one is taken as UTC, and the extra
-/// nanoseconds of a `turnout._wire.PreciseDatetime` are kept.
-fn wire_time(dt: &Bound<'_, PyDateTime>) -> PyResult<WireTime> {
-    let offset_seconds = match dt.get_tzinfo() {
-        None => 0,
-        Some(tz) => {
-            let offset = tz.call_method1(intern!(dt.py(), "utcoffset"), (dt,))?;
-            match offset.cast::<PyDelta>() {
-                Ok(delta) => delta.get_days() * 86_400 + delta.get_seconds(),
-                Err(_) => 0,
-            }
-        }
-    };
-    let extra_nanos = match dt.getattr_opt(intern!(dt.py(), "nanosecond"))? {
-        Some(n) => match n.extract::<u32>() {
-            Ok(n @ 0..=999) => n,
-            _ => {
-                return Err(PyValueError::new_err(format!(
-                    "a timestamp's nanosecond must be in 0..999, not {n}"
-                )))
-            }
-        },
-        None => 0,
-    };
-    Ok(WireTime::from_civil(
-        i64::from(dt.get_year()),
-        u32::from(dt.get_month()),
-        u32::from(dt.get_day()),
-        u32::from(dt.get_hour()),
-        u32::from(dt.get_minute()),
-        u32::from(dt.get_second()),
-        dt.get_microsecond() * 1_000 + extra_nanos,
-        offset_seconds,
-    ))
-}
+use crate::clock::wire_time;
 
 /// A text field: None is empty; anything but a `str` is a `TypeError`.
 fn text_field(value: &Bound<'_, PyAny>, what: &str) -> PyResult<CompactString> {
