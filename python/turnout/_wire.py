@@ -23,6 +23,7 @@ __all__ = [
     "format_time",
     "is_zero_time",
     "parse_time",
+    "with_nanoseconds",
 ]
 
 #: Go's zero ``time.Time``: what a missing timestamp means.
@@ -61,19 +62,8 @@ class PreciseDatetime(datetime):
         """``datetime.replace`` keeping the nanoseconds (or setting them): the C
         implementation makes the copy without calling ``__new__``, which would leave it
         without them."""
-        base = datetime.replace(self, *args, **kwargs)
-        return PreciseDatetime(
-            base.year,
-            base.month,
-            base.day,
-            base.hour,
-            base.minute,
-            base.second,
-            base.microsecond,
-            base.tzinfo,
-            fold=base.fold,
-            nanosecond=self.nanosecond if nanosecond is None else nanosecond,
-        )
+        kept = self.nanosecond if nanosecond is None else nanosecond
+        return _precise(datetime.replace(self, *args, **kwargs), kept)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, datetime):
@@ -89,7 +79,7 @@ class PreciseDatetime(datetime):
         return hash((super().__hash__(), self.nanosecond))
 
 
-def _rebuild_precise(base: datetime, tz: Any, nanosecond: int) -> PreciseDatetime:
+def _precise(base: datetime, nanosecond: int) -> PreciseDatetime:
     return PreciseDatetime(
         base.year,
         base.month,
@@ -98,9 +88,20 @@ def _rebuild_precise(base: datetime, tz: Any, nanosecond: int) -> PreciseDatetim
         base.minute,
         base.second,
         base.microsecond,
-        tz,
+        base.tzinfo,
+        fold=base.fold,
         nanosecond=nanosecond,
     )
+
+
+def with_nanoseconds(base: datetime, nanosecond: int) -> datetime:
+    """``base`` with ``nanosecond`` (0-999) below its microsecond: ``base`` itself when
+    that is 0, else a :class:`PreciseDatetime`."""
+    return _precise(base, nanosecond) if nanosecond else base
+
+
+def _rebuild_precise(base: datetime, tz: Any, nanosecond: int) -> PreciseDatetime:
+    return _precise(base.replace(tzinfo=tz), nanosecond)
 
 
 def parse_time(text: str) -> datetime:

@@ -42,7 +42,7 @@ import orjson
 from turnout._go_json import dumps_map, go_escape
 from turnout._go_payload import GoPayload, Payload, ProtocolError, json_tag, json_type_name
 from turnout._message_ids import MESSAGE_ID_PATTERN, new_message_id
-from turnout._wire import ZERO_TIME, PreciseDatetime, format_time, parse_time
+from turnout._wire import ZERO_TIME, format_time, parse_time, with_nanoseconds
 from turnout.logs import LogEntry
 from turnout.phases import Phase
 
@@ -126,19 +126,7 @@ def _now() -> datetime:
     seconds, below = divmod(nanos, 1_000_000_000)
     micro, nano = divmod(below, 1_000)
     base = datetime.fromtimestamp(seconds, timezone.utc).replace(microsecond=micro)
-    if not nano:
-        return base
-    return PreciseDatetime(
-        base.year,
-        base.month,
-        base.day,
-        base.hour,
-        base.minute,
-        base.second,
-        micro,
-        timezone.utc,
-        nanosecond=nano,
-    )
+    return with_nanoseconds(base, nano)
 
 
 @dataclass(frozen=True, slots=True)
