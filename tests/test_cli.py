@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from turnout._bench.report import BenchReport
 from turnout.cli import main
 
 IMPLEMENTATIONS = {"rust", "reference"}
@@ -48,6 +49,7 @@ def test_bench_succeeds(quick_run: BenchRun) -> None:
     assert data["scale"] == "quick"
     assert set(data["implementations"]) == IMPLEMENTATIONS
     assert list(data["workloads"]) == list(CASES_PER_WORKLOAD)
+    assert json.loads(json.dumps(BenchReport.from_json(data).to_json())) == data  # reads back
 
 
 def test_every_case_has_both_implementations(quick_run: BenchRun) -> None:

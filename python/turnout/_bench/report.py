@@ -11,7 +11,7 @@ from typing import Any
 
 from turnout._bench.timing import Measurement
 
-JSON_FORMAT = "turnout-bench/1"
+JSON_FORMAT = "turnout-bench/2"
 
 
 @dataclass(frozen=True)
@@ -95,38 +95,33 @@ class BenchReport:
 
     scale: str
     """``quick`` or ``full``."""
-    implementations: tuple[str, ...]
-    """Short names of the implementations measured, in column order."""
-    workload_titles: dict[str, str]
-    """Workload key -> one-line description, in run order."""
+    columns: dict[str, WorkloadColumns]
+    """Workload key -> its title and its table's columns, in run order."""
     rows: tuple[ResultRow, ...]
     environment: dict[str, str] = field(default_factory=dict)
     """Python version, platform, CPU count, turnout version."""
     duration_s: float = 0.0
-    columns: dict[str, WorkloadColumns] = field(default_factory=dict)
-    """Workload key -> its table's columns; a workload missing here shows ``implementations``."""
     skipped: tuple[str, ...] = ()
     """Implementations left out because what they need is not installed, and why."""
 
-    def columns_of(self, workload: str) -> WorkloadColumns:
-        found = self.columns.get(workload)
-        if found is not None:
-            return found
-        return WorkloadColumns(
-            title=self.workload_titles.get(workload, ""),
-            implementations=self.implementations,
-            labels={name: _DEFAULT_LABELS.get(name, name) for name in self.implementations},
-        )
+    @property
+    def implementations(self) -> tuple[str, ...]:
+        """Short names of every implementation measured, in first-column order."""
+        return tuple(dict.fromkeys(n for c in self.columns.values() for n in c.implementations))
+
+    @property
+    def workload_titles(self) -> dict[str, str]:
+        return {key: c.title for key, c in self.columns.items()}
 
     def baselines(self) -> dict[str, str]:
-        return {key: self.columns_of(key).baseline for key in self.workload_titles}
+        return {key: c.baseline for key, c in self.columns.items()}
 
     def to_json(self) -> dict[str, Any]:
         return {
             "format": JSON_FORMAT,
             "scale": self.scale,
             "implementations": list(self.implementations),
-            "workloads": dict(self.workload_titles),
+            "workloads": self.workload_titles,
             "environment": dict(self.environment),
             "duration_s": self.duration_s,
             "rows": [asdict(row) for row in self.rows],
@@ -140,15 +135,12 @@ class BenchReport:
             raise ValueError(f"not a {JSON_FORMAT} document")
         return cls(
             scale=str(data["scale"]),
-            implementations=tuple(str(i) for i in data["implementations"]),
-            workload_titles={str(k): str(v) for k, v in dict(data["workloads"]).items()},
+            columns={
+                str(k): WorkloadColumns.from_json(v) for k, v in dict(data["columns"]).items()
+            },
             rows=tuple(ResultRow.from_json(row) for row in data["rows"]),
             environment={str(k): str(v) for k, v in dict(data.get("environment") or {}).items()},
             duration_s=float(data.get("duration_s", 0.0)),
-            columns={
-                str(k): WorkloadColumns.from_json(v)
-                for k, v in dict(data.get("columns") or {}).items()
-            },
             skipped=tuple(str(s) for s in data.get("skipped") or ()),
         )
 
@@ -158,10 +150,6 @@ class BenchReport:
 
 def _optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
-
-
-# Headings of reports written before workloads named their own columns.
-_DEFAULT_LABELS = {"rust": "turnout (Rust)", "reference": "reference (Python)"}
 
 
 @dataclass(frozen=True)
@@ -205,11 +193,11 @@ def render_table(report: BenchReport) -> str:
     columns of that workload's implementations."""
     compared = compare(report.rows, report.baselines())
     lines = [_title_line(report), *_LEGEND, ""]
-    for workload in report.workload_titles:
+    for workload in report.columns:
         cases = [c for c in compared if c.workload == workload]
         if not cases:
             continue
-        columns = report.columns_of(workload)
+        columns = report.columns[workload]
         names = [n for n in columns.implementations if any(n in c.by_implementation for c in cases)]
         with_speedup = "rust" in names and columns.baseline in names and len(names) > 1
         groups: list[tuple[str, int]] = [("", 1)]  # heading over a run of columns

@@ -58,14 +58,10 @@ def run_benchmarks(
         gc.collect()
     return BenchReport(
         scale=scale.name,
-        implementations=tuple(
-            dict.fromkeys(n for c in columns.values() for n in c.implementations)
-        ),
-        workload_titles={key: c.title for key, c in columns.items()},
+        columns=columns,
         rows=tuple(rows),
         environment=environment(),
         duration_s=time.perf_counter() - started,
-        columns=columns,
         skipped=tuple(skipped),
     )
 
