@@ -40,7 +40,6 @@ from turnout._bench.workloads import (
     W2_ENTRIES,
     Scale,
     StepReporter,
-    WorkloadError,
     run_w1,
     run_w2,
     run_w3,
@@ -67,9 +66,7 @@ class Workload:
     ) -> list[ResultRow]:
         if not isinstance(self.target, str):
             return self.target(implementation, scale, step)
-        run: WorkloadFunction | None = getattr(importlib.import_module(self.target), "run", None)
-        if run is None:
-            raise WorkloadError(f"{self.key}: {self.target} has no run() function")
+        run: WorkloadFunction = importlib.import_module(self.target).run
         return run(implementation, scale, step)
 
 
