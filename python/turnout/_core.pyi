@@ -17,6 +17,9 @@ __all__ = [
     "PhaseState",
     "SubjectIndex",
     "__version__",
+    "_register_errors",
+    "_register_logs",
+    "_register_phase",
     "format_time",
     "is_subset",
     "is_valid_literal",
@@ -78,6 +81,18 @@ class KeyRouter:
     ) -> tuple[dict[str, list[bytes]], list[bytes], list[bytes]]: ...
 
 def phase_successors(phase: str) -> list[str]: ...
+
+# Called once by the modules defining these classes, as they are imported.
+def _register_errors(
+    invalid_subject: type[ValueError],
+    phase: type[ValueError],
+    workflow_not_found: type[ValueError],
+    invalid_transition: type[ValueError],
+) -> None: ...
+def _register_phase(phase_class: type[Phase]) -> None: ...
+def _register_logs(
+    entry_class: type[Any], level_class: type[Any], field_text: Callable[[object], str]
+) -> None: ...
 
 @final
 class PhaseState:
