@@ -1,4 +1,5 @@
-"""Event history served from a JetStream stream, with the query semantics of SPEC 3.
+"""Event history served from a JetStream stream, with the query semantics of
+:meth:`turnout.Bus.history` (jb-mesh's).
 
 The stream captures everything published on ``events.>`` by anyone (turnout nodes, Go
 jb-mesh nodes, plain clients), so this store's ``append`` does nothing: the bus's own emits
@@ -36,7 +37,7 @@ from turnout._wire import ZERO_TIME
 from turnout.events import SUBJECT_PREFIX, Event, EventDecodeError
 from turnout.history import DEFAULT_MAX_AGE, DEFAULT_MAX_MSGS
 from turnout.history import _instant_ns as instant_ns
-from turnout.transport.nats import NatsTransport
+from turnout.transport.nats._io import NatsTransport
 
 __all__ = ["STREAM_SUBJECTS", "JetStreamHistory", "PersistConfig", "PersistError"]
 
