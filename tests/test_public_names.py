@@ -1,4 +1,4 @@
-"""The bus's public names are importable from ``turnout`` (SPEC section 3), and importing
+"""The bus's public names are importable from ``turnout``, and importing
 ``turnout`` alone does not load the bus (its modules load when a name is first used)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 import turnout
 
-# What SPEC section 3 names (and the bus's other public types), by defining module.
+# The bus's public names and types, by defining module.
 EXPECTED = (
     ("turnout.bus", "Bus BusClosedError Message Stream Subscription"),
     ("turnout.events", "Event EventDecodeError EventEncodeError"),

@@ -1,4 +1,4 @@
-"""The WebSocket client and hub (SPEC section 6, ``turnout.ws``): real servers and clients
+"""The WebSocket client and hub (``turnout.ws``): real servers and clients
 on loopback, every wait bounded."""
 
 from __future__ import annotations

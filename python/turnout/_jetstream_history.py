@@ -1,4 +1,5 @@
-"""Event history served from a JetStream stream, with the query semantics of SPEC 3.
+"""Event history served from a JetStream stream, with the query semantics of
+:meth:`turnout.Bus.history` (jb-mesh's).
 
 The stream captures everything published on ``events.>`` by anyone (turnout nodes, Go
 jb-mesh nodes, plain clients), so this store's ``append`` does nothing: the bus's own emits

@@ -296,7 +296,7 @@ class _Payload:
 
 
 class Bus:
-    """An event bus (SPEC section 3): ``emit``/``publish``, ``subscribe``/``stream``,
+    """An event bus: ``emit``/``publish``, ``subscribe``/``stream``,
     history queries, ``stats()``, ``close()``/``aclose()``. See the module docstring for
     ordering, threads and backpressure.
 

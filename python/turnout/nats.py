@@ -1,4 +1,4 @@
-"""The event bus on NATS (SPEC section 7; extra ``turnout[nats]``).
+"""The event bus on NATS (extra ``turnout[nats]``).
 
 ``await connect(servers, node="n1")`` returns a :class:`NatsBus`, a :class:`turnout.Bus`
 whose transport is NATS: the same ``emit``/``subscribe``/``stream``/``history`` API and

@@ -196,7 +196,7 @@ struct Callbacks {
     checkpoint: Vec<Py<PyAny>>,
 }
 
-/// Phase state for many workflows (SPEC 6), the table and the states in Rust.
+/// Phase state for many workflows, the table and the states in Rust.
 ///
 /// Callbacks get immutable snapshots in the order the changes happened, after the
 /// table's lock is released: whichever thread finds no delivery under way delivers
