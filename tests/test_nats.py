@@ -254,30 +254,6 @@ async def test_a_broader_subscription_takes_over_mid_stream_without_loss_or_doub
         await sender.aclose()
 
 
-def test_a_handover_passes_the_first_copy_of_each_message_on() -> None:
-    from turnout.transport.nats import _Handover
-
-    old, new, other = 1, 2, 3
-    handover = _Handover(frozenset({old}), new)
-    first = [
-        handover.first_copy(sid, old, b"events.x", data)
-        for sid, data in [
-            (old, b"a"),  # only the old subscription had it
-            (old, b"b"),
-            (new, b"b"),  # its second copy
-            (new, b"c"),  # the new one first this time
-            (other, b"c"),  # a third subscription's copy never counts
-            (old, b"c"),
-            (old, b"d"),  # two messages with the same bytes, copies interleaved
-            (old, b"d"),
-            (new, b"d"),
-            (new, b"d"),
-            (new, b"e"),  # only the new one had it
-        ]
-    ]
-    assert first == [True, True, False, True, False, False, True, True, False, False, True]
-
-
 async def test_order_from_a_remote_publisher_is_kept(nats_server: NatsServer) -> None:
     bus = await connect(nats_server.url, node="r")
     sender = await connect(nats_server.url, node="s")

@@ -12,7 +12,8 @@ reads theirs.
   queue groups, balanced across processes. Threads, ordering and subscription sharing are
   described in :mod:`turnout.transport.nats`.
 - ``persist=PersistConfig()`` keeps events in a JetStream stream on ``events.>`` (file
-  storage) and serves ``history``/``history_since`` from it (:mod:`turnout._jetstream_history`).
+  storage) and serves ``history``/``history_since`` from it
+  (:mod:`turnout.transport.nats._history`).
   Emits are then JetStream publishes: each is acknowledged by the server, and the counts of
   ``acked``, ``ack_errors`` and ``ack_timeouts`` are in ``stats()["transport"]``. What
   JetStream acknowledged is stored (on ``replicas`` servers) and is never lost;
@@ -34,7 +35,6 @@ from typing import Any
 if importlib.util.find_spec("nats") is None:
     raise ImportError("turnout.nats needs nats-py: pip install 'turnout[nats]'", name="nats")
 
-from turnout._jetstream_history import JetStreamHistory, PersistConfig, PersistError
 from turnout.bus import Bus
 from turnout.events import SUBJECT_PREFIX, Event
 from turnout.transport.nats import (
@@ -45,6 +45,7 @@ from turnout.transport.nats import (
     NatsConnectError,
     NatsTransport,
 )
+from turnout.transport.nats._history import JetStreamHistory, PersistConfig, PersistError
 
 __all__ = [
     "JetStreamHistory",

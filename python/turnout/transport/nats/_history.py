@@ -37,7 +37,7 @@ from turnout._wire import ZERO_TIME
 from turnout.events import SUBJECT_PREFIX, Event, EventDecodeError
 from turnout.history import DEFAULT_MAX_AGE, DEFAULT_MAX_MSGS
 from turnout.history import _instant_ns as instant_ns
-from turnout.transport.nats import NatsTransport
+from turnout.transport.nats._io import NatsTransport
 
 __all__ = ["STREAM_SUBJECTS", "JetStreamHistory", "PersistConfig", "PersistError"]
 
