@@ -27,8 +27,13 @@ reads theirs.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from datetime import datetime
 from typing import Any
+
+# Without the extra, say which command installs it instead of a bare ModuleNotFoundError.
+if importlib.util.find_spec("nats") is None:
+    raise ImportError("turnout.nats needs nats-py: pip install 'turnout[nats]'", name="nats")
 
 from turnout.bus import Bus
 from turnout.events import SUBJECT_PREFIX, Event
