@@ -16,6 +16,7 @@ from typing import Any
 import nats
 import orjson
 import pytest
+from nats.js.api import StreamConfig
 
 from turnout.bus import Message
 from turnout.events import Event, tool_installed
@@ -419,8 +420,9 @@ async def test_history_limits_by_count_and_age(own_nats_server: NatsServer) -> N
         assert numbers(await bus.ahistory("events.>", 50)) == [3, 4, 5, 6, 7]
     finally:
         await bus.aclose()
-    # Connecting again with other limits updates the stream; max_age takes seconds too.
-    bus = await connect(own_nats_server.url, persist=PersistConfig(max_age=1.0))
+    # Connecting again with other limits and update=True updates the stream; max_age takes
+    # seconds too.
+    bus = await connect(own_nats_server.url, persist=PersistConfig(max_age=1.0, update=True))
     try:
         assert bus.persist is not None and bus.persist.max_age == timedelta(seconds=1)
         bus.emit(numbered(8))
@@ -432,6 +434,38 @@ async def test_history_limits_by_count_and_age(own_nats_server: NatsServer) -> N
         assert bus.stats()["history"]["retained"] == 0
     finally:
         await bus.aclose()
+
+
+async def test_a_stream_made_by_another_service_is_used_as_it_is(
+    own_nats_server: NatsServer,
+) -> None:
+    other = await nats.connect(own_nats_server.url)
+    try:
+        jsm = other.jsm()
+        theirs = StreamConfig(name="MESH_EVENTS", subjects=["events.>"], max_msgs=3, max_age=3600.0)
+        await jsm.add_stream(theirs)
+        bus = await connect(own_nats_server.url, persist=PersistConfig(max_msgs=50))
+        try:
+            for i in range(5):
+                bus.emit(numbered(i))
+            assert numbers(await bus.ahistory("events.>", 50)) == [2, 3, 4]  # their limits
+        finally:
+            await bus.aclose()
+        info = await jsm.stream_info("MESH_EVENTS")
+        assert (info.config.max_msgs, info.config.max_age) == (3, 3600.0)  # untouched
+
+        # A stream of that name on other subjects: the error names the difference.
+        await jsm.add_stream(StreamConfig(name="OTHER", subjects=["orders.>"]))
+        with pytest.raises(PersistError, match=r"'OTHER'.*subjects \['orders.>'\]"):
+            await connect(own_nats_server.url, persist=PersistConfig(stream_name="OTHER"))
+        assert (await jsm.stream_info("OTHER")).config.subjects == ["orders.>"]
+
+        # Asked to, the bus makes it its configuration.
+        bus = await connect(own_nats_server.url, persist=PersistConfig(max_msgs=50, update=True))
+        await bus.aclose()
+        assert (await jsm.stream_info("MESH_EVENTS")).config.max_msgs == 50
+    finally:
+        await other.close()
 
 
 def test_sync_history_works_from_threads_but_not_in_a_received_handler(
@@ -498,6 +532,8 @@ def test_persist_config_defaults_and_bad_values() -> None:
             PersistConfig(**bad)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         PersistConfig(max_age="24h")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="update"):
+        PersistConfig(update="yes")  # type: ignore[arg-type]
 
 
 async def test_bad_connect_arguments_are_typed_errors() -> None:
