@@ -27,8 +27,13 @@ reads theirs.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from datetime import datetime
 from typing import Any
+
+# Without the extra, say which command installs it instead of a bare ModuleNotFoundError.
+if importlib.util.find_spec("nats") is None:
+    raise ImportError("turnout.nats needs nats-py: pip install 'turnout[nats]'", name="nats")
 
 from turnout.bus import Bus
 from turnout.events import SUBJECT_PREFIX, Event
@@ -154,7 +159,9 @@ async def connect(
     counted); ``reconnect_time_wait`` (0.5 s) between reconnect attempts. ``loop`` runs
     ``async def`` handlers subscribed from outside any event loop (default: the loop
     calling this). The other ``options`` go to nats-py's ``connect`` (``user``,
-    ``password``, ``token``, ``tls``...). With ``persist``, raises :class:`PersistError`
+    ``password``, ``token``, ``tls``...); its callbacks (``reconnected_cb``,
+    ``disconnected_cb``, ``error_cb``, ``closed_cb``...) are called after turnout's own,
+    never instead of them. With ``persist``, raises :class:`PersistError`
     when the JetStream stream cannot be set up. Without it, ``history`` is the bus's own
     in-memory record of what it emitted, as on the embedded bus. Close the bus with
     ``await bus.aclose()``."""

@@ -50,11 +50,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from nats.aio.client import Client
@@ -81,6 +82,17 @@ _WRITE_BATCH = 512
 _SUBSCRIBE_COALESCE_SECONDS = 0.002
 # How often a blocked publisher rechecks that the transport is still open.
 _ROOM_CHECK_SECONDS = 0.1
+
+#: nats-py's callbacks of connection events: turnout has its own for some, and calls the
+#: user's after them.
+EVENT_CALLBACKS = (
+    "error_cb",
+    "disconnected_cb",
+    "reconnected_cb",
+    "closed_cb",
+    "discovered_server_cb",
+    "lame_duck_mode_cb",
+)
 
 # Outbound operations.
 _PUBLISH = 0
@@ -141,6 +153,10 @@ class NatsTransport:
         self.connect_timeout = connect_timeout
         self.reconnect_time_wait = reconnect_time_wait
         self._options = dict(options or {})
+        for name in EVENT_CALLBACKS:
+            callback = self._options.get(name)
+            if callback is not None and not callable(callback):
+                raise TypeError(f"{name} must be a function, not {callback!r}")
         self._receive: Receive | None = None
 
         self._loop = asyncio.new_event_loop()
@@ -289,6 +305,11 @@ class NatsTransport:
                     await self._acks.resend_all()
                 self._schedule_write()
 
+        own: dict[str, Callable[..., Awaitable[None]]] = {
+            "error_cb": error_cb,
+            "disconnected_cb": disconnected_cb,
+            "reconnected_cb": reconnected_cb,
+        }
         options: dict[str, Any] = {
             "servers": self.servers,
             "name": f"turnout {self.name} {role}".strip(),
@@ -297,11 +318,17 @@ class NatsTransport:
             "max_reconnect_attempts": -1,
             "reconnect_time_wait": self.reconnect_time_wait,
             "connect_timeout": max(1, int(self.connect_timeout)),
-            "error_cb": error_cb,
-            "disconnected_cb": disconnected_cb,
-            "reconnected_cb": reconnected_cb,
-            **self._options,
+            **{k: v for k, v in self._options.items() if k not in EVENT_CALLBACKS},
         }
+        for name in EVENT_CALLBACKS:
+            # The user's connection events are the publishing connection's; errors are
+            # both connections'.
+            theirs = self._options.get(name)
+            if client is not self._pub and name != "error_cb":
+                theirs = None
+            callback = _after(own.get(name), theirs, name)
+            if callback is not None:
+                options[name] = callback
         try:
             await asyncio.wait_for(client.connect(**options), self.connect_timeout)
         except (asyncio.TimeoutError, OSError, Exception) as exc:
@@ -642,6 +669,28 @@ class NatsTransport:
             "nats_subscriptions": self._plain.subscriptions + len(self._queues),
             "interest": len(self._plain) + len(self._queues),
         }
+
+
+def _after(
+    own: Callable[..., Awaitable[None]] | None, theirs: Callable[..., Any] | None, name: str
+) -> Callable[..., Awaitable[None]] | None:
+    """One nats-py callback calling turnout's own, then the user's (which may be a plain
+    function or a coroutine function). The user's failing is logged, not passed on to
+    nats-py, which would abandon what it was doing (a reconnect)."""
+    if theirs is None:
+        return own
+
+    async def both(*args: Any) -> None:
+        if own is not None:
+            await own(*args)
+        try:
+            result = theirs(*args)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("the %s passed to turnout.nats.connect raised", name)
+
+    return both
 
 
 def _url_text(client: Client) -> str:
