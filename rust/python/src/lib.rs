@@ -6,6 +6,7 @@
 mod args;
 mod clock;
 mod dispatch;
+mod event;
 mod index;
 mod logs;
 mod phases;
@@ -25,6 +26,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     index::register(m)?;
     dispatch::register(m)?;
     clock::register(m)?;
+    event::register(m)?;
     phases::register(m)?;
     logs::register(m)?;
     Ok(())
