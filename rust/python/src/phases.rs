@@ -535,7 +535,7 @@ impl PhaseManager {
             refused
         });
         let none = py.None();
-        let results = PyList::new(py, std::iter::repeat(none.bind(py)).take(items.len()))?;
+        let results = PyList::new(py, std::iter::repeat_n(none.bind(py), items.len()))?;
         for (at, err) in refused {
             results.set_item(at, phase_error(py, &err).into_value(py))?;
         }
