@@ -1,4 +1,4 @@
-"""Every standard workload of SPEC section 9 that ``turnout bench`` runs, in run order.
+"""Every standard workload (W1-W10) that ``turnout bench`` runs, in run order.
 
 A workload is measured once per implementation it lists, close together in time, and the
 table puts them side by side with the speedup over its baseline: the pure-Python subject

@@ -1,4 +1,4 @@
-"""W9, NATS end to end (SPEC section 9): events through a local nats-server to handlers.
+"""W9, NATS end to end: events through a local nats-server to handlers.
 
 A nats-server on loopback (started here, JetStream off) carries jb-mesh envelopes on
 ``events.tool.installed``. The publisher is the same for both implementations: a raw TCP
