@@ -107,7 +107,7 @@ QUEUE_HANDLER = Implementation(
 
 
 def _nats_server_found() -> bool:
-    from turnout.nats_server import NatsServerNotFoundError, nats_server_binary
+    from turnout.testing.nats_server import NatsServerNotFoundError, nats_server_binary
 
     try:
         nats_server_binary()
