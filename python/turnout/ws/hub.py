@@ -222,7 +222,9 @@ class Hub:
             with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
                 await asyncio.wait_for(self._services_gone.wait(), 30)
         self.watchers.stop()  # writes what waits, before the close frames
-        server.close()
+        # The server's own close was spent above on listening no more: watchers and
+        # operators are closed here.
+        await asyncio.gather(*(c.close(1001) for c in server.connections), return_exceptions=True)
         await server.wait_closed()
         if self._timer is not None:
             self._timer.cancel()
