@@ -1,5 +1,5 @@
-"""The coordination protocol's wire format (SPEC section 6, "Protocol"): the when-v3
-coordinator's ``WSMessage`` and its typed payloads, byte-compatible with the Go originals.
+"""The coordination protocol's wire format: the when-v3 coordinator's ``WSMessage`` and its
+typed payloads, byte-compatible with the Go originals.
 
 A message is one JSON object per WebSocket text frame::
 

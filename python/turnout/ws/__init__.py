@@ -10,6 +10,12 @@ Both only move frames: what to answer is decided by the sans-I/O state machines 
 :mod:`turnout.coordination`.
 """
 
+import importlib.util
+
+# Without the extra, say which command installs it instead of a bare ModuleNotFoundError.
+if importlib.util.find_spec("websockets") is None:
+    raise ImportError("turnout.ws needs websockets: pip install 'turnout[ws]'", name="websockets")
+
 from turnout.coordination import CoordinatorConfig, RequestOutcome, RequestSettled
 from turnout.coordination.subjects import (
     coordination_pattern,
