@@ -1,4 +1,4 @@
-//! The core on SPEC 9's W1, W2 and W4, with no Python in the loop, comparable with
+//! The core on the workloads W1, W2 and W4, with no Python in the loop, comparable with
 //! nats-server's Go sublist benchmarks. Run: `cargo bench -p turnout-core`
 //! (`TURNOUT_BENCH_QUICK=1` for a smoke run).
 
