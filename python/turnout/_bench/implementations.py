@@ -112,5 +112,8 @@ TURNOUT_NATS = Implementation(
 NATS_PY = Implementation(
     name="nats-py", label="plain nats-py", module="nats", needs=_nats_server_found
 )
+FASTSTREAM = Implementation(
+    name="faststream", label="FastStream", module="faststream", needs=_nats_server_found
+)
 TURNOUT_HUB = Implementation(name="rust", label="turnout Hub", module="websockets")
 PLAIN_WEBSOCKETS = Implementation(name="reference", label="plain websockets", module="websockets")

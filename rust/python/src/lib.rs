@@ -8,6 +8,7 @@ mod clock;
 mod dispatch;
 mod index;
 mod logs;
+mod nats_frames;
 mod phases;
 mod subjects;
 
@@ -27,5 +28,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     clock::register(m)?;
     phases::register(m)?;
     logs::register(m)?;
+    nats_frames::register(m)?;
     Ok(())
 }
