@@ -19,7 +19,7 @@ from pytest_benchmark.fixture import BenchmarkFixture
 
 from turnout._bench.rates import quick_mode
 from turnout._bench.w9_nats import CASES, FULL, QUICK, Case, available, run_once
-from turnout.nats_server import NatsServer
+from turnout.testing.nats_server import NatsServer
 
 SCALE = QUICK if quick_mode() else FULL
 

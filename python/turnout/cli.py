@@ -132,8 +132,6 @@ def _run_bench(args: argparse.Namespace) -> int:
         print(f"turnout bench: {error}", file=sys.stderr)
         return _EXIT_FAILED
     progress.finish(f"turnout bench: done in {report.duration_s:.1f} s")
-    for reason in report.skipped:
-        print(f"turnout bench: skipped {reason}", file=sys.stderr)
 
     sys.stdout.write(render_table(report))
     sys.stdout.flush()

@@ -58,7 +58,7 @@ from turnout._bench.report import ResultRow, format_rate
 from turnout._bench.timing import Measurement
 from turnout._bench.workloads import Scale, StepReporter, WorkloadError
 from turnout.events import Event
-from turnout.nats_server import NatsServer
+from turnout.testing.nats_server import NatsServer
 
 __all__ = [
     "CASES",

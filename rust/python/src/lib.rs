@@ -6,6 +6,7 @@
 mod args;
 mod clock;
 mod dispatch;
+mod event;
 mod index;
 mod logs;
 mod nats_frames;
@@ -26,6 +27,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     index::register(m)?;
     dispatch::register(m)?;
     clock::register(m)?;
+    event::register(m)?;
     phases::register(m)?;
     logs::register(m)?;
     nats_frames::register(m)?;
