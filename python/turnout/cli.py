@@ -176,6 +176,13 @@ def _add_hub(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help=f"require 'Authorization: Bearer TOKEN' (default: ${_HUB_TOKEN_ENV}, else none)",
     )
     hub.add_argument(
+        "--auth",
+        metavar="FILE",
+        help="credentials and their permissions, a JSON file (see docs/hub.md); not with --token",
+    )
+    hub.add_argument("--tls-cert", metavar="FILE", help="serve TLS with this certificate (PEM)")
+    hub.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
+    hub.add_argument(
         "--nats", metavar="URL", help="republish on a NATS bus at URL (default: the embedded bus)"
     )
     hub.add_argument("--node", default="hub", help="the bus node name (default: %(default)s)")
@@ -186,6 +193,21 @@ def _add_hub(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="BYTES",
         help="largest frame accepted; bigger ones close with 1009 (default: %(default)s)",
     )
+    hub.add_argument(
+        "--retention",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long disconnected services and finished workflows stay listed "
+        "(default: %(default)s)",
+    )
+    hub.add_argument(
+        "--max-workflows",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="workflows one service may have tracked at a time (default: %(default)s)",
+    )
     hub.set_defaults(handler=_run_hub)
 
 
@@ -193,19 +215,27 @@ def _run_hub(args: argparse.Namespace) -> int:
     import os
 
     try:
-        from turnout.ws.runner import run_hub
+        from turnout.ws.runner import HubOptions, run_hub
     except ImportError as error:
         print(
             f"turnout hub: needs the ws extra: pip install 'turnout[ws]' ({error})", file=sys.stderr
         )
         return _EXIT_USAGE
+    token = args.token or (None if args.auth else os.environ.get(_HUB_TOKEN_ENV)) or None
     return run_hub(
-        args.host,
-        args.port,
-        token=args.token or os.environ.get(_HUB_TOKEN_ENV) or None,
-        nats_url=args.nats,
-        node=args.node,
-        max_message_size=args.max_message_size,
+        HubOptions(
+            host=args.host,
+            port=args.port,
+            token=token,
+            auth_file=args.auth,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            nats_url=args.nats,
+            node=args.node,
+            max_message_size=args.max_message_size,
+            retention=args.retention,
+            max_workflows=args.max_workflows,
+        )
     )
 
 
