@@ -1,4 +1,4 @@
-"""pytest-benchmark suites for the subject index: the workloads W1-W4 of SPEC section 9.
+"""pytest-benchmark suites for the subject index: the standard workloads W1-W4.
 
 Every benchmark runs on the Rust core (``[rust]``) and on the pure-Python reference
 (``[reference]``), in one benchmark group per case so the two sit side by side. The data

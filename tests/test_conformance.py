@@ -77,7 +77,7 @@ QUEUES = st.sampled_from([None, None, None, "q1", "q2", "", "bad q", "q\0"])
 
 
 def well_formed(subject: str) -> bool:
-    """Rules 2-7 of SPEC section 1: what `match` accepts."""
+    """What `match` accepts: valid UTF-8, within bounds, no whitespace or NUL, no empty token."""
     try:
         size = len(subject.encode("utf-8"))
     except UnicodeEncodeError:

@@ -1,4 +1,4 @@
-"""WorkspaceDispatcher and its channels (SPEC section 4, coder's autostart dispatcher), and the
+"""WorkspaceDispatcher and its channels (coder's autostart dispatcher), and the
 raw-bytes router against its pure-Python twin."""
 
 from __future__ import annotations

@@ -356,3 +356,92 @@ def as_go_reads_it(value: Any) -> Any:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     return value
+
+
+@pytest.mark.parametrize(
+    ("text", "written"),
+    [
+        ("2024-05-01T12:00:00,5Z", "2024-05-01T12:00:00.5Z"),
+        ("2024-05-01T12:00:00.1234567891Z", "2024-05-01T12:00:00.123456789Z"),
+        ("2024-05-01T2:00:00Z", "2024-05-01T02:00:00Z"),
+        ("2024-05-01T12:00:00+24:00", "2024-05-01T12:00:00+24:00"),
+        ("0000-01-01T00:00:00Z", "0000-01-01T00:00:00Z"),
+    ],
+)
+def test_timestamps_go_accepts_are_read_and_written_back(text: str, written: str) -> None:
+    event = Event.from_json(f'{{"type":"a","timestamp":"{text}"}}')
+    assert event.to_json() == golden("a", "", "null").replace(
+        ZERO.encode(), f'"timestamp":"{written}"'.encode()
+    )
+
+
+def test_times_python_cannot_hold() -> None:
+    day = Event.from_json(b'{"type":"a","timestamp":"2024-05-01T12:00:00+24:00"}')
+    assert day.timestamp == datetime(2024, 4, 30, 12, 0, tzinfo=timezone.utc)
+    year_zero = Event.from_json(b'{"type":"a","timestamp":"0000-01-01T00:00:00Z"}')
+    with pytest.raises(ValueError, match="outside the years"):
+        _ = year_zero.timestamp
+    assert "0000-01-01T00:00:00Z" in repr(year_zero)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2024-05-01t12:00:00Z",
+        "2024-05-01 12:00:00Z",
+        "2024-05-01T12:00:00z",
+        "2024-05-01T12:00:60Z",
+    ],
+)
+def test_timestamps_go_refuses_are_refused(text: str) -> None:
+    with pytest.raises(EventDecodeError, match="bad event timestamp"):
+        Event.from_json(f'{{"type":"a","timestamp":"{text}"}}')
+
+
+def test_negative_zero_is_kept_as_go_keeps_it() -> None:
+    wire = b'{"type":"a","node":"","timestamp":"0001-01-01T00:00:00Z","data":{"v":-0,"w":[-0.0]}}'
+    event = Event.from_json(wire)
+    assert event.data is not None
+    assert math.copysign(1.0, event.data["v"]) < 0
+    assert event.to_json() == wire.replace(b"-0.0", b"-0")
+
+
+def test_numbers_read_as_go_reads_them_into_an_interface() -> None:
+    event = Event.from_json(b'{"type":"a","data":{"i":3,"f":3.0,"big":18446744073709551616}}')
+    assert event.data == {"i": 3, "f": 3.0, "big": 1.8446744073709552e19}
+    assert isinstance(event.data["i"], int) and isinstance(event.data["f"], float)
+
+
+def test_null_leaves_a_field_and_a_second_data_object_adds_to_the_first() -> None:
+    event = Event.from_json(b'{"type":"a","type":null,"data":{"x":1},"data":{"y":2}}')
+    assert event == Event("a", "", None, {"x": 1, "y": 2})
+    assert Event.from_json(b'{"type":"a","data":{"x":1},"data":null}').data is None
+
+
+def test_events_are_immutable_and_replace_makes_copies() -> None:
+    event = Event("a", "n", None, {"k": 1})
+    with pytest.raises(AttributeError):
+        event.node = "m"  # type: ignore[misc]
+    moved = event.replace(node="m", timestamp=datetime(2024, 1, 1, tzinfo=timezone.utc))
+    assert (event.node, moved.node, moved.type, moved.data) == ("n", "m", "a", {"k": 1})
+    assert event.timestamp is None
+    with pytest.raises(TypeError, match="no field"):
+        event.replace(kind="b")  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        hash(event)
+
+
+def test_pickle_and_repr() -> None:
+    import pickle
+
+    event = Event.from_json(b'{"type":"a","node":"n","timestamp":"2024-05-01T12:00:00.000000001Z"}')
+    assert pickle.loads(pickle.dumps(event)) == event
+    assert repr(Event("a", "n")) == "Event(type='a', node='n', timestamp=None, data=None)"
+
+
+def test_decoded_and_stamped_times_compare_by_instant() -> None:
+    a = Event.from_json(b'{"type":"a","timestamp":"2024-05-01T14:00:00+02:00"}')
+    b = Event.from_json(b'{"type":"a","timestamp":"2024-05-01T12:00:00Z"}')
+    assert a == b
+    assert a == Event("a", "", datetime(2024, 5, 1, 12, tzinfo=timezone.utc))
+    assert a != Event("a", "", datetime(2024, 5, 1, 12, 0, 0, 1, tzinfo=timezone.utc))

@@ -1,4 +1,4 @@
-"""turnout.execution (SPEC section 5, Lacquer's events): the event's wire form and the
+"""turnout.execution (Lacquer's events): the event's wire form and the
 listeners."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SPEC section 2: the subject index, against both implementations (``impl`` fixture)."""
+"""The subject index, against both implementations (``impl`` fixture)."""
 
 from __future__ import annotations
 

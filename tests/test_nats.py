@@ -4,7 +4,9 @@ subscriptions, queue groups across processes, JetStream history, faults, a clust
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -14,6 +16,7 @@ from typing import Any
 import nats
 import orjson
 import pytest
+from nats.js.api import StreamConfig
 
 from turnout.bus import Message
 from turnout.events import Event, tool_installed
@@ -26,7 +29,7 @@ from turnout.nats import (
     connect,
     connect_sync,
 )
-from turnout.nats_server import NatsServer, free_port, running_cluster
+from turnout.testing.nats_server import NatsCluster, NatsServer, free_port
 
 # Every wait below polls until a condition holds, up to this long: long enough for a busy
 # machine, and a hung test still ends.
@@ -254,30 +257,6 @@ async def test_a_broader_subscription_takes_over_mid_stream_without_loss_or_doub
         await sender.aclose()
 
 
-def test_a_handover_passes_the_first_copy_of_each_message_on() -> None:
-    from turnout.transport.nats import _Handover
-
-    old, new, other = 1, 2, 3
-    handover = _Handover(frozenset({old}), new)
-    first = [
-        handover.first_copy(sid, old, b"events.x", data)
-        for sid, data in [
-            (old, b"a"),  # only the old subscription had it
-            (old, b"b"),
-            (new, b"b"),  # its second copy
-            (new, b"c"),  # the new one first this time
-            (other, b"c"),  # a third subscription's copy never counts
-            (old, b"c"),
-            (old, b"d"),  # two messages with the same bytes, copies interleaved
-            (old, b"d"),
-            (new, b"d"),
-            (new, b"d"),
-            (new, b"e"),  # only the new one had it
-        ]
-    ]
-    assert first == [True, True, False, True, False, False, True, True, False, False, True]
-
-
 async def test_order_from_a_remote_publisher_is_kept(nats_server: NatsServer) -> None:
     bus = await connect(nats_server.url, node="r")
     sender = await connect(nats_server.url, node="s")
@@ -441,8 +420,9 @@ async def test_history_limits_by_count_and_age(own_nats_server: NatsServer) -> N
         assert numbers(await bus.ahistory("events.>", 50)) == [3, 4, 5, 6, 7]
     finally:
         await bus.aclose()
-    # Connecting again with other limits updates the stream; max_age takes seconds too.
-    bus = await connect(own_nats_server.url, persist=PersistConfig(max_age=1.0))
+    # Connecting again with other limits and update=True updates the stream; max_age takes
+    # seconds too.
+    bus = await connect(own_nats_server.url, persist=PersistConfig(max_age=1.0, update=True))
     try:
         assert bus.persist is not None and bus.persist.max_age == timedelta(seconds=1)
         bus.emit(numbered(8))
@@ -454,6 +434,38 @@ async def test_history_limits_by_count_and_age(own_nats_server: NatsServer) -> N
         assert bus.stats()["history"]["retained"] == 0
     finally:
         await bus.aclose()
+
+
+async def test_a_stream_made_by_another_service_is_used_as_it_is(
+    own_nats_server: NatsServer,
+) -> None:
+    other = await nats.connect(own_nats_server.url)
+    try:
+        jsm = other.jsm()
+        theirs = StreamConfig(name="MESH_EVENTS", subjects=["events.>"], max_msgs=3, max_age=3600.0)
+        await jsm.add_stream(theirs)
+        bus = await connect(own_nats_server.url, persist=PersistConfig(max_msgs=50))
+        try:
+            for i in range(5):
+                bus.emit(numbered(i))
+            assert numbers(await bus.ahistory("events.>", 50)) == [2, 3, 4]  # their limits
+        finally:
+            await bus.aclose()
+        info = await jsm.stream_info("MESH_EVENTS")
+        assert (info.config.max_msgs, info.config.max_age) == (3, 3600.0)  # untouched
+
+        # A stream of that name on other subjects: the error names the difference.
+        await jsm.add_stream(StreamConfig(name="OTHER", subjects=["orders.>"]))
+        with pytest.raises(PersistError, match=r"'OTHER'.*subjects \['orders.>'\]"):
+            await connect(own_nats_server.url, persist=PersistConfig(stream_name="OTHER"))
+        assert (await jsm.stream_info("OTHER")).config.subjects == ["orders.>"]
+
+        # Asked to, the bus makes it its configuration.
+        bus = await connect(own_nats_server.url, persist=PersistConfig(max_msgs=50, update=True))
+        await bus.aclose()
+        assert (await jsm.stream_info("MESH_EVENTS")).config.max_msgs == 50
+    finally:
+        await other.close()
 
 
 def test_sync_history_works_from_threads_but_not_in_a_received_handler(
@@ -520,6 +532,8 @@ def test_persist_config_defaults_and_bad_values() -> None:
             PersistConfig(**bad)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         PersistConfig(max_age="24h")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="update"):
+        PersistConfig(update="yes")  # type: ignore[arg-type]
 
 
 async def test_bad_connect_arguments_are_typed_errors() -> None:
@@ -529,6 +543,8 @@ async def test_bad_connect_arguments_are_typed_errors() -> None:
         await connect([])
     with pytest.raises(ValueError, match="max_outbound"):
         await connect("nats://127.0.0.1:1", max_outbound=0)
+    with pytest.raises(TypeError, match="reconnected_cb"):
+        await connect("nats://127.0.0.1:1", reconnected_cb=42)
 
 
 async def test_persist_without_jetstream_is_a_typed_error(tmp_path: Path) -> None:
@@ -572,6 +588,65 @@ async def test_a_restarted_server_loses_no_acknowledged_event(own_nats_server: N
         await listener.aclose()
 
 
+async def test_nats_py_callbacks_run_after_turnouts_own(own_nats_server: NatsServer) -> None:
+    seen: list[tuple[str, int]] = []
+    bus: NatsBus | None = None
+
+    def transport(name: str) -> int:
+        assert bus is not None
+        return int(bus.stats()["transport"][name])
+
+    async def disconnected_cb() -> None:
+        seen.append(("disconnected", transport("disconnects")))
+
+    async def reconnected_cb() -> None:
+        seen.append(("reconnected", transport("reconnects")))
+
+    def error_cb(exc: Exception) -> None:  # a plain function is called too
+        seen.append(("error", transport("errors")))
+
+    async def closed_cb() -> None:
+        seen.append(("closed", 0))
+
+    # ack_wait is longer than the test waits: only the resend on reconnect (turnout's own
+    # reconnected_cb) can get the publishes lost with the connection acknowledged.
+    bus = await connect(
+        own_nats_server.url,
+        node="p",
+        persist=PersistConfig(),
+        reconnect_time_wait=0.1,
+        ack_wait=600.0,
+        disconnected_cb=disconnected_cb,
+        reconnected_cb=reconnected_cb,
+        error_cb=error_cb,
+        closed_cb=closed_cb,
+    )
+    try:
+        for i in range(50):
+            bus.emit(numbered(i))
+        await bus.flush()
+        process = own_nats_server._process
+        assert process is not None
+        os.kill(process.pid, signal.SIGSTOP)  # written, never read: no acks
+        for i in range(50, 100):
+            bus.emit(numbered(i))
+        await eventually(
+            lambda: transport("published") == 100 and transport("awaiting_ack") == 50,
+            "the second fifty written and awaiting their acks",
+        )
+        own_nats_server.kill()  # they die with the connection
+        own_nats_server.start()
+        await bus.flush(timeout=PATIENCE)
+        assert transport("acked") == 100
+        assert numbers(await bus.ahistory("events.>", 1000)) == list(range(100))
+    finally:
+        await bus.aclose()
+    kinds = {kind for kind, _ in seen}
+    assert {"disconnected", "reconnected", "error", "closed"} <= kinds
+    # Each of the user's callbacks saw turnout's own count already made.
+    assert all(count >= 1 for kind, count in seen if kind != "closed")
+
+
 async def test_history_without_a_server_fails_with_a_typed_error(
     own_nats_server: NatsServer,
 ) -> None:
@@ -613,41 +688,42 @@ async def test_a_full_outbound_queue_refuses_after_max_block_and_counts_it(
         await bus.aclose()
 
 
-async def test_a_cluster_carries_events_and_survives_losing_a_server(tmp_path: Path) -> None:
-    with running_cluster(tmp_path) as cluster:
-        await cluster.wait_jetstream()
-        first, second, third = cluster.urls
-        options: dict[str, Any] = {"reconnect_time_wait": 0.1, "dont_randomize": True}
-        persist = PersistConfig(replicas=3)
-        publisher = await connect([first, third], node="pub", persist=persist, **options)
-        listener = await connect([second, third], node="sub", **options)
-        try:
-            heard: list[Event] = []
-            listener.subscribe("events.>", heard.append)
-            await listener.flush()
-            assert publisher.stats()["transport"]["connected_url"] == first
-            assert listener.stats()["transport"]["connected_url"] == second
-            for i in range(100):
-                publisher.emit(numbered(i))
-            await publisher.flush()
-            await eventually(lambda: len(heard) == 100, "published on one, heard on another")
-            cluster.servers[0].kill()  # the publisher's server, mid-stream
-            for i in range(100, 200):
-                publisher.emit(numbered(i))
-                await asyncio.sleep(0.002)
-            await publisher.flush(timeout=PATIENCE)
-            stats = publisher.stats()["transport"]
-            assert stats["connected_url"] == third and stats["reconnects"] >= 1
-            # Delivery goes on through the others (what was sent again may come later).
-            await eventually(lambda: 199 in numbers(heard), "delivery continues")
-            stored = numbers(await listener_history(listener, persist, second))
-            # Every event acknowledged, each stored once (those sent again after the
-            # loss may be stored after later ones).
-            assert stats["acked"] == 200
-            assert sorted(stored) == list(range(200))
-        finally:
-            await publisher.aclose()
-            await listener.aclose()
+async def test_a_cluster_carries_events_and_survives_losing_a_server(
+    nats_cluster: NatsCluster,
+) -> None:
+    cluster = nats_cluster
+    first, second, third = cluster.urls
+    options: dict[str, Any] = {"reconnect_time_wait": 0.1, "dont_randomize": True}
+    persist = PersistConfig(replicas=3)
+    publisher = await connect([first, third], node="pub", persist=persist, **options)
+    listener = await connect([second, third], node="sub", **options)
+    try:
+        heard: list[Event] = []
+        listener.subscribe("events.>", heard.append)
+        await listener.flush()
+        assert publisher.stats()["transport"]["connected_url"] == first
+        assert listener.stats()["transport"]["connected_url"] == second
+        for i in range(100):
+            publisher.emit(numbered(i))
+        await publisher.flush()
+        await eventually(lambda: len(heard) == 100, "published on one, heard on another")
+        cluster.servers[0].kill()  # the publisher's server, mid-stream
+        for i in range(100, 200):
+            publisher.emit(numbered(i))
+            await asyncio.sleep(0.002)
+        await publisher.flush(timeout=PATIENCE)
+        stats = publisher.stats()["transport"]
+        assert stats["connected_url"] == third and stats["reconnects"] >= 1
+        # Delivery goes on through the others (what was sent again may come later).
+        await eventually(lambda: 199 in numbers(heard), "delivery continues")
+        stored = numbers(await listener_history(listener, persist, second))
+        # Every event acknowledged, each stored once (those sent again after the
+        # loss may be stored after later ones).
+        assert stats["acked"] == 200
+        assert sorted(stored) == list(range(200))
+    finally:
+        await publisher.aclose()
+        await listener.aclose()
 
 
 async def listener_history(listener: NatsBus, persist: PersistConfig, url: str) -> list[Event]:

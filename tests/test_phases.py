@@ -1,8 +1,8 @@
-"""Workflow phases (SPEC 6): the Phase enum and its table, every PhaseManager method's
+"""Workflow phases: the Phase enum and its table, every PhaseManager method's
 success and refusal with Go's texts and reasons, snapshots, and callback order (one thread,
 several threads, callbacks that change phases themselves).
 
-The expected table is written out here from the SPEC, not read from the implementation.
+The expected table is written out here from the Go coordinator's, not read from the implementation.
 Every wait on another thread is bounded, and nothing asserts on how long something took."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from turnout.phases import (
 WAIT = 30.0  # seconds: only ever an upper bound on a join that normally ends at once
 
 P = Phase
-SPEC_TABLE: dict[Phase, set[Phase]] = {
+GO_TABLE: dict[Phase, set[Phase]] = {
     P.PENDING: {P.PRE_FLIGHT, P.FAILED},
     P.PRE_FLIGHT: {P.PLANNING, P.FAILED},
     P.PLANNING: {P.EXECUTION, P.FAILED},
@@ -108,7 +108,7 @@ def test_phase_values_and_lookup_by_wire_value() -> None:
 
 
 def test_valid_transitions_is_the_spec_table_and_read_only() -> None:
-    assert {p: set(to) for p, to in VALID_TRANSITIONS.items()} == SPEC_TABLE
+    assert {p: set(to) for p, to in VALID_TRANSITIONS.items()} == GO_TABLE
     with pytest.raises(TypeError):
         VALID_TRANSITIONS[P.PENDING] = frozenset()  # type: ignore[index]
 
@@ -134,7 +134,7 @@ def test_predicates_are_properties_with_the_spec_sets() -> None:
 @pytest.mark.parametrize("source", list(Phase))
 def test_can_transition_to_over_the_whole_table(source: Phase) -> None:
     for target in Phase:
-        expected = target in SPEC_TABLE[source]
+        expected = target in GO_TABLE[source]
         assert source.can_transition_to(target) is expected, (source, target)
         assert source.can_transition_to(target.value) is expected  # by wire value too
 
@@ -147,7 +147,7 @@ def test_transition_to_over_the_whole_table(source: Phase) -> None:
         pm = at(source)
         before = pm.get_state("w")
         assert before is not None
-        if target in SPEC_TABLE[source]:
+        if target in GO_TABLE[source]:
             pm.transition_to("w", target, "why")
             after = pm.get_state("w")
             assert after is not None
@@ -168,7 +168,7 @@ def test_transition_many_over_the_whole_table(source: Phase) -> None:
         at(source, f"w-{target.value}", pm)
     outcomes = pm.transition_many([(f"w-{t.value}", t, "batch") for t in Phase])
     for target, outcome in zip(Phase, outcomes, strict=True):
-        if target in SPEC_TABLE[source]:
+        if target in GO_TABLE[source]:
             assert outcome is None
             assert pm.get_phase(f"w-{target.value}") is target
         else:
@@ -308,9 +308,7 @@ def test_table_helpers_refuse_where_the_table_forbids_their_move(
     """``cancel`` from a terminal phase has its own text (tested above); from pending it is
     the table's refusal, as in Go. ``complete_resume`` from planning is allowed, as in Go."""
     refusing = [
-        p
-        for p in Phase
-        if target not in SPEC_TABLE[p] and not (helper == "cancel" and p in TERMINAL)
+        p for p in Phase if target not in GO_TABLE[p] and not (helper == "cancel" and p in TERMINAL)
     ]
     assert refusing
     for source in refusing:

@@ -1,4 +1,4 @@
-"""The bus's public names are importable from ``turnout`` (SPEC section 3), and importing
+"""The bus's public names are importable from ``turnout``, and importing
 ``turnout`` alone does not load the bus (its modules load when a name is first used)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 import turnout
 
-# What SPEC section 3 names (and the bus's other public types), by defining module.
+# The bus's public names and types, by defining module.
 EXPECTED = (
     ("turnout.bus", "Bus BusClosedError Message Stream Subscription"),
     ("turnout.events", "Event EventDecodeError EventEncodeError"),
@@ -56,3 +56,31 @@ def test_import_turnout_loads_no_bus() -> None:
     ).stdout.split("\n")
     assert out[0] == ""
     assert out[1] == "True"
+
+
+def test_dir_lists_the_public_names_only() -> None:
+    turnout.Bus  # noqa: B018 - loads turnout.bus, which must not show up either
+    assert dir(turnout) == sorted(turnout.__all__)
+    assert not {"TYPE_CHECKING", "annotations", "importlib", "bus"} & set(dir(turnout))
+
+
+@pytest.mark.parametrize(
+    ("module", "missing", "message"),
+    [
+        ("turnout.nats", "nats", "turnout.nats needs nats-py: pip install 'turnout[nats]'"),
+        ("turnout.ws", "websockets", "turnout.ws needs websockets: pip install 'turnout[ws]'"),
+    ],
+)
+def test_a_missing_extra_names_the_command_that_installs_it(
+    module: str, missing: str, message: str
+) -> None:
+    # A None entry in sys.modules is how Python marks a module as not importable.
+    code = (
+        f"import sys\nsys.modules[{missing!r}] = None\n"
+        f"try:\n    import {module}\nexcept ImportError as error:\n"
+        "    print(type(error).__name__, error, sep=': ')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.strip()
+    assert out == f"ImportError: {message}"

@@ -1,4 +1,4 @@
-"""RunResult / RunResults (SPEC section 4, coder's scaletest/autostart output)."""
+"""RunResult / RunResults (coder's scaletest/autostart output)."""
 
 from __future__ import annotations
 

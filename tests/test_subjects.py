@@ -1,4 +1,4 @@
-"""SPEC section 1: subject rules and the subject functions, by hand-written vectors.
+"""Subject rules and the subject functions, by hand-written vectors.
 
 Every test runs against both implementations through the ``impl`` fixture.
 """

@@ -1,4 +1,4 @@
-"""turnout.workspace wire types, pubsub and handlers (SPEC section 4, coder's wspubsub)."""
+"""turnout.workspace wire types, pubsub and handlers (coder's wspubsub)."""
 
 from __future__ import annotations
 

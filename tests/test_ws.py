@@ -1,4 +1,4 @@
-"""The WebSocket client and hub (SPEC section 6, ``turnout.ws``): real servers and clients
+"""The WebSocket client and hub (``turnout.ws``): real servers and clients
 on loopback, every wait bounded."""
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 import turnout
 from turnout.events import Event
 from turnout.logs import ForwardingHandler, LogEntry
-from turnout.nats_server import NatsServer
 from turnout.phases import Phase, PhaseManager
 from turnout.protocol import MessageType, RegisteredPayload, WSMessage
+from turnout.testing.nats_server import NatsServer
 from turnout.ws import (
     Coordinator,
     CoordinatorConfig,
@@ -347,13 +347,26 @@ async def test_wrong_or_missing_tokens_are_refused_with_401_and_a_reason() -> No
 
 async def test_an_oversize_frame_closes_with_1009_and_a_reason() -> None:
     async with Hub(port=0, max_message_size=1000) as hub:
+        # The hub announces a service's disconnection after it has forgotten the connection:
+        # the client may see the close before the hub has processed it.
+        loop = asyncio.get_running_loop()
+        forgotten = asyncio.Event()
+        hub.bus.subscribe(
+            coordination_pattern("disconnected"),
+            lambda event: loop.call_soon_threadsafe(forgotten.set),
+        )
         async with connect(hub.url, additional_headers={"X-Service-Name": "big"}) as raw:
+            register = WSMessage.new(MessageType.REGISTER)
+            await raw.send(register.to_json(), text=True)
+            answer = WSMessage.parse(await asyncio.wait_for(raw.recv(), WAIT))
+            assert answer.type is MessageType.REGISTERED
             await raw.send("x" * 1001)
             with pytest.raises(ConnectionClosed) as closed:
                 await asyncio.wait_for(raw.recv(), WAIT)
         assert closed.value.rcvd is not None
         assert closed.value.rcvd.code == 1009
         assert "1000" in closed.value.rcvd.reason
+        await asyncio.wait_for(forgotten.wait(), WAIT)
         assert hub.stats()["connections"] == 0
 
 

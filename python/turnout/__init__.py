@@ -70,7 +70,9 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+    # The public names only: not the helpers of this module (TYPE_CHECKING, importlib...)
+    # nor the submodules that happen to be loaded.
+    return sorted(__all__)
 
 
 __all__ = [

@@ -10,6 +10,9 @@ from turnout.phases import Phase
 __all__ = [
     "MAX_SUBJECT_LENGTH",
     "MAX_TOKENS",
+    "Event",
+    "EventDecodeError",
+    "EventEncodeError",
     "KeyRouter",
     "LogBatcher",
     "MatchResult",
@@ -17,10 +20,12 @@ __all__ = [
     "PhaseState",
     "SubjectIndex",
     "__version__",
+    "_set_precise_datetime",
     "format_time",
     "is_subset",
     "is_valid_literal",
     "is_valid_subject",
+    "parse_time",
     "phase_successors",
     "subject_matches",
     "subjects_collide",
@@ -31,7 +36,9 @@ __all__ = [
 
 __version__: str
 MAX_SUBJECT_LENGTH: int
+"""The longest valid subject, in UTF-8 bytes (65,536): hostile input costs bounded work."""
 MAX_TOKENS: int
+"""The most tokens a valid subject has (1,024); it also bounds the match recursion."""
 
 def is_valid_subject(subject: str) -> bool: ...
 def is_valid_literal(subject: str) -> bool: ...
@@ -44,6 +51,62 @@ def utc_now() -> datetime: ...
 def format_time(value: datetime) -> str:
     """``value`` as Go's ``time.Time`` marshals it (RFC 3339, nanoseconds trimmed, ``Z``
     for UTC and naive times); raises ``TypeError`` for anything but a ``datetime``."""
+
+def parse_time(text: str) -> datetime:
+    """An RFC 3339 timestamp read as Go's ``time.Time`` reads it (see ``turnout._wire``);
+    ``ValueError`` on what Go refuses or a year a ``datetime`` cannot hold."""
+
+def _set_precise_datetime(cls: type[datetime]) -> None: ...
+
+class EventDecodeError(ValueError):
+    """Bytes that are not an event: malformed JSON, a field of the wrong type, or no type."""
+
+class EventEncodeError(ValueError):
+    """An event that Go could not marshal either (NaN, infinities, non-string map keys...)."""
+
+@final
+class Event:
+    """The envelope of every mesh event (immutable; ``replace`` makes changed copies).
+
+    ``timestamp`` None stands for Go's zero time (unset); ``data`` None is Go's nil map."""
+
+    def __new__(
+        cls,
+        type: str,
+        node: str | None = None,
+        timestamp: datetime | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> Event: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def node(self) -> str: ...
+    @property
+    def timestamp(self) -> datetime | None: ...
+    @property
+    def data(self) -> dict[str, Any] | None: ...
+    @property
+    def subject(self) -> str:
+        """The subject this event is published on: ``"events." + type``."""
+    def replace(
+        self,
+        *,
+        type: str = ...,
+        node: str = ...,
+        timestamp: datetime | None = ...,
+        data: dict[str, Any] | None = ...,
+    ) -> Event:
+        """A copy with the given fields changed."""
+    def _stamped(self, node: str) -> Event: ...
+    def to_json(self) -> bytes:
+        """The event as Go's ``json.Marshal`` writes jb-mesh's struct."""
+    @staticmethod
+    def from_json(raw: bytes | bytearray | memoryview | str) -> Event:
+        """Decodes an event as Go's ``json.Unmarshal`` would (``EventDecodeError``)."""
+    def __eq__(self, other: object, /) -> bool: ...
+    def __ne__(self, other: object, /) -> bool: ...
+    __hash__: ClassVar[None]  # type: ignore[assignment]
+    def __reduce__(self) -> tuple[Any, ...]: ...
 
 @final
 class MatchResult:

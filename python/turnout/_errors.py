@@ -7,8 +7,12 @@ _SHOWN = 120  # a hostile 1 MB subject must not become a 1 MB message
 
 
 class InvalidSubjectError(ValueError):
-    """A subject or pattern breaks the NATS subject rules (SPEC section 1).
+    """A subject or pattern breaks the subject rules (nats-server's).
 
+    A subject is non-empty tokens joined by ``.``; it holds no whitespace (space, tab, CR,
+    LF, FF) and no NUL, and is valid UTF-8. In a pattern ``*`` is any one token and ``>``
+    one or more, only as the last token; a literal (what is published) has neither. At
+    most 65,536 bytes and 1,024 tokens, so a hostile input costs bounded work.
     ``subject`` is the offending string as given and ``reason`` says which rule it broke.
     """
 

@@ -2,6 +2,9 @@
 
 Go's ``time.Time`` marshals as RFC 3339 with 0 to 9 fractional digits (trailing zeros
 trimmed) and ``Z`` or a ``+hh:mm`` offset; the zero time (year 1) stands for "unset".
+Writing and reading are Rust's (``format_time``, ``parse_time``: what Go's decoder accepts,
+a comma before the fraction, more than nine digits, offsets up to 24 hours, given in UTC
+when Python cannot hold them).
 Python's ``datetime`` stops at microseconds, so a timestamp read with more digits comes
 back as :class:`PreciseDatetime`, a ``datetime`` that remembers the extra nanoseconds and
 writes them again when echoed. A ``time.Duration`` is an integer count of nanoseconds.
@@ -9,11 +12,10 @@ writes them again when echoed. A ``time.Duration`` is an integer count of nanose
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from turnout._core import format_time
+from turnout._core import _set_precise_datetime, format_time, parse_time
 
 __all__ = [
     "ZERO_TIME",
@@ -28,11 +30,6 @@ __all__ = [
 
 #: Go's zero ``time.Time``: what a missing timestamp means.
 ZERO_TIME = datetime(1, 1, 1, tzinfo=timezone.utc)
-
-_RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
-    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))\Z"
-)
 
 
 class PreciseDatetime(datetime):
@@ -100,31 +97,12 @@ def with_nanoseconds(base: datetime, nanosecond: int) -> datetime:
     return _precise(base, nanosecond) if nanosecond else base
 
 
+# Rust makes these for times read with nanoseconds (parse_time, Event.timestamp).
+_set_precise_datetime(PreciseDatetime)
+
+
 def _rebuild_precise(base: datetime, tz: Any, nanosecond: int) -> PreciseDatetime:
     return _precise(base.replace(tzinfo=tz), nanosecond)
-
-
-def parse_time(text: str) -> datetime:
-    """Parses an RFC 3339 timestamp as Go writes it (0-9 fractional digits, ``Z`` or an
-    offset) into an aware ``datetime``; digits past the microsecond are kept in a
-    :class:`PreciseDatetime`. Raises ``ValueError`` on anything else."""
-    if not isinstance(text, str):
-        raise TypeError(f"timestamp must be str, not {type(text).__name__}")
-    m = _RFC3339.match(text)
-    if m is None:
-        raise ValueError(f"not an RFC 3339 timestamp: {text[:64]!r}")
-    year, month, day, hour, minute, second, frac, zulu, sign, oh, om = m.groups()
-    if zulu:
-        tz = timezone.utc
-    else:
-        offset = timedelta(hours=int(oh), minutes=int(om))
-        tz = timezone(-offset if sign == "-" else offset)
-    digits = (frac or "").ljust(9, "0")
-    micro, nano = int(digits[:6]), int(digits[6:])
-    fields = (int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tz)
-    if nano:
-        return PreciseDatetime(*fields, nanosecond=nano)
-    return datetime(*fields)
 
 
 def is_zero_time(value: datetime | None) -> bool:

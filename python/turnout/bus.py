@@ -42,7 +42,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, cast, overload
 
-from turnout._core import SubjectIndex, is_valid_literal, utc_now, validate_subject
+from turnout._core import SubjectIndex, is_valid_literal, validate_subject
 from turnout._mailbox import Mailbox, MailboxClosed, Overflow
 from turnout.events import SUBJECT_PREFIX, Event, EventDecodeError, EventEncodeError
 from turnout.history import History, MemoryHistory
@@ -56,7 +56,6 @@ logger = logging.getLogger("turnout.bus")
 T = TypeVar("T")
 
 DEFAULT_MAXSIZE = 1024
-_now = utc_now
 _running_loop = asyncio._get_running_loop
 # Caches of validated subjects; cleared when full so hostile inputs cannot grow them.
 _SUBJECT_CACHE_LIMIT = 4096
@@ -296,7 +295,7 @@ class _Payload:
 
 
 class Bus:
-    """An event bus (SPEC section 3): ``emit``/``publish``, ``subscribe``/``stream``,
+    """An event bus: ``emit``/``publish``, ``subscribe``/``stream``,
     history queries, ``stats()``, ``close()``/``aclose()``. See the module docstring for
     ordering, threads and backpressure.
 
@@ -398,13 +397,14 @@ class Bus:
     def emit(self, event: Event) -> str:
         """Publishes ``event`` on ``"events." + event.type`` and returns that subject.
 
-        The bus publishes a copy with the timestamp set to now (UTC) and an empty node
-        filled with the bus's; the caller's event is left as it was. A type that does not
+        The bus publishes a copy with the timestamp set to now (UTC, to the nanosecond)
+        and an empty node filled with the bus's; every handler and the history get that
+        same immutable copy. A type that does not
         make a valid literal subject raises :class:`turnout.InvalidSubjectError`."""
         subject = self._event_subjects.get(event.type)
         if subject is None:
             subject = self._event_subject(event.type)
-        stamped = Event(event.type, event.node or self.node, _now(), event.data)
+        stamped = event._stamped(self.node)
         data = stamped.to_json() if self._needs_bytes else None
         # The uncontended case of _publish, inlined: this is the per-event hot path.
         lock = self._lock
@@ -431,7 +431,7 @@ class Bus:
             subject = self._event_subject(event.type)
         route = self._route(subject)
         await self._wait_for_room(route)
-        stamped = Event(event.type, event.node or self.node, _now(), event.data)
+        stamped = event._stamped(self.node)
         self._publish(subject, stamped, stamped.to_json() if self._needs_bytes else None, route)
         return subject
 

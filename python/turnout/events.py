@@ -10,21 +10,21 @@ no ``omitempty``), an unset timestamp written as the zero time ``0001-01-01T00:0
 map written as ``null``, map keys sorted, ``<``, ``>``, ``&``, U+2028 and U+2029 escaped as
 ``\\u003c``-style sequences, and floats in Go's shortest form (``1`` for ``1.0``, ``1e-7``,
 ``1e+21``). Reading accepts what Go's decoder accepts for the known fields: keys matched
-case-insensitively, unknown keys ignored, ``null`` meaning "unset", timestamps with 0 to 9
-fractional digits and ``Z`` or an offset.
+case-insensitively (the last one winning), unknown keys ignored, ``null`` leaving a field
+unset, timestamps as Go's ``time.Time`` reads them (a comma before the fraction, any number
+of fraction digits, offsets up to 24 hours, year 0000); numbers in ``data`` come back as
+``int`` when integral and within 64 bits, else ``float``, and ``-0`` stays ``-0.0``.
+
+:class:`Event` is immutable (a Rust type): ``event.replace(node="n2")`` makes a changed copy.
+Its JSON is written and read in Rust.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-import orjson
-
-from turnout._go_json import dumps_map, go_escape
-from turnout._json_object import type_name
-from turnout._wire import format_time, is_zero_time, parse_time
+import turnout._wire  # noqa: F401  (hands Rust the nanosecond datetime type)
+from turnout._core import Event, EventDecodeError, EventEncodeError
 
 __all__ = [
     "NODE_HEALTH",
@@ -67,128 +67,6 @@ NODE_LEFT = "node.left"
 NODE_HEALTH = "node.health"
 #: User events have the type ``USER_PREFIX + topic``.
 USER_PREFIX = "user."
-
-_ZERO_TIME_TEXT = "0001-01-01T00:00:00Z"
-
-_FIELDS = frozenset(("type", "node", "timestamp", "data"))
-
-
-class EventDecodeError(ValueError):
-    """Bytes that are not an event: malformed JSON, a field of the wrong type, or no type."""
-
-
-class EventEncodeError(ValueError):
-    """An event that Go could not marshal either (NaN, infinities, non-string map keys...)."""
-
-
-@dataclass(slots=True)
-class Event:
-    """The envelope of every mesh event.
-
-    ``timestamp`` None stands for Go's zero time (unset); ``data`` None is Go's nil map. A
-    timestamp read with more than microsecond precision is a
-    :class:`turnout._wire.PreciseDatetime` and is written back with all its digits.
-    """
-
-    type: str
-    node: str = ""
-    timestamp: datetime | None = None
-    data: dict[str, Any] | None = None
-
-    @property
-    def subject(self) -> str:
-        """The subject this event is published on."""
-        return SUBJECT_PREFIX + self.type
-
-    def to_json(self) -> bytes:
-        """The event as Go's ``json.Marshal`` writes it (see the module docstring)."""
-        if not isinstance(self.type, str) or not isinstance(self.node, str):
-            raise EventEncodeError("event type and node must be str")
-        if self.timestamp is None:
-            timestamp = _ZERO_TIME_TEXT
-        elif isinstance(self.timestamp, datetime):
-            timestamp = format_time(self.timestamp)
-        else:
-            raise EventEncodeError(
-                f"event timestamp must be a datetime, not {type(self.timestamp).__name__}"
-            )
-        if self.data is None:
-            data: orjson.Fragment | None = None
-        elif isinstance(self.data, dict):
-            data = orjson.Fragment(_dump_go_value(self.data))
-        else:
-            raise EventEncodeError(f"event data must be a dict, not {type(self.data).__name__}")
-        try:
-            out = orjson.dumps(
-                {"type": self.type, "node": self.node, "timestamp": timestamp, "data": data}
-            )
-        except TypeError as exc:
-            raise EventEncodeError(f"cannot encode event: {exc}") from exc
-        return go_escape(out)
-
-    @classmethod
-    def from_json(cls, raw: bytes | bytearray | memoryview | str) -> Event:
-        """Decodes an event as Go's ``json.Unmarshal`` would; raises
-        :class:`EventDecodeError` on malformed JSON, wrong field types or a missing type."""
-        if not isinstance(raw, (bytes, bytearray, memoryview, str)):
-            raise TypeError(f"event JSON must be bytes or str, not {type(raw).__name__}")
-        try:
-            doc = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise EventDecodeError(f"malformed event JSON: {exc}") from exc
-        return _event_from_doc(doc)
-
-
-def _event_from_doc(doc: object) -> Event:
-    if not isinstance(doc, dict):
-        raise EventDecodeError(f"event JSON: expected an object, not {type_name(doc)}")
-    fields = _known_fields(doc)
-    kind = fields.get("type")
-    if kind is None or kind == "":
-        raise EventDecodeError("event has no type")
-    if not isinstance(kind, str):
-        raise EventDecodeError(f"event type: expected a string, not {type_name(kind)}")
-    node = fields.get("node")
-    if node is None:
-        node = ""
-    elif not isinstance(node, str):
-        raise EventDecodeError(f"event node: expected a string, not {type_name(node)}")
-    stamp = fields.get("timestamp")
-    timestamp: datetime | None = None
-    if stamp is not None:
-        if not isinstance(stamp, str):
-            raise EventDecodeError(f"event timestamp: expected a string, not {type_name(stamp)}")
-        try:
-            timestamp = parse_time(stamp)
-        except ValueError as exc:
-            raise EventDecodeError(f"bad event timestamp: {exc}") from exc
-        if is_zero_time(timestamp):
-            timestamp = None
-    data = fields.get("data")
-    if data is not None and not isinstance(data, dict):
-        raise EventDecodeError(f"event data: expected an object, not {type_name(data)}")
-    return Event(kind, node, timestamp, data)
-
-
-def _known_fields(doc: dict[str, Any]) -> dict[str, Any]:
-    """The envelope fields of a decoded object, keys matched as Go matches struct fields:
-    exactly or case-insensitively, the last occurrence winning."""
-    if doc.keys() <= _FIELDS:
-        return doc  # the common case: exactly what an encoder wrote
-    fields: dict[str, Any] = {}
-    for key, value in doc.items():
-        folded = key if key in _FIELDS else key.casefold()
-        if folded in _FIELDS:
-            fields[folded] = value
-    return fields
-
-
-def _dump_go_value(value: dict[str, Any]) -> bytes:
-    """A ``map[string]interface{}`` as Go writes it (see :func:`turnout._go_json.dumps_map`)."""
-    try:
-        return dumps_map(value)
-    except (TypeError, ValueError) as exc:
-        raise EventEncodeError(f"cannot encode event data: {exc}") from exc
 
 
 def tool_installed(node: str, tool: str, version: str) -> Event:

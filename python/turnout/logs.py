@@ -1,5 +1,5 @@
-"""Log forwarding to a coordination hub (SPEC section 6, "Logs"): the when-v3 coordinator's
-``LogEntry``, ``LogForwarder`` and logrus hook, for Python.
+"""Log forwarding to a coordination hub: the when-v3 coordinator's ``LogEntry``,
+``LogForwarder`` and logrus hook, for Python.
 
 :class:`LogEntry` is the wire record. Its JSON (``to_json``) has Go's struct order, with
 ``timestamp``, ``level`` and ``message`` always present and every other key left out when

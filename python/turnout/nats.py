@@ -1,4 +1,4 @@
-"""The event bus on NATS (SPEC section 7; extra ``turnout[nats]``).
+"""The event bus on NATS (extra ``turnout[nats]``).
 
 ``await connect(servers, node="n1")`` returns a :class:`NatsBus`, a :class:`turnout.Bus`
 whose transport is NATS: the same ``emit``/``subscribe``/``stream``/``history`` API and
@@ -12,7 +12,8 @@ reads theirs.
   queue groups, balanced across processes. Threads, ordering and subscription sharing are
   described in :mod:`turnout.transport.nats`.
 - ``persist=PersistConfig()`` keeps events in a JetStream stream on ``events.>`` (file
-  storage) and serves ``history``/``history_since`` from it (:mod:`turnout._jetstream_history`).
+  storage) and serves ``history``/``history_since`` from it
+  (:mod:`turnout.transport.nats._history`).
   Emits are then JetStream publishes: each is acknowledged by the server, and the counts of
   ``acked``, ``ack_errors`` and ``ack_timeouts`` are in ``stats()["transport"]``. What
   JetStream acknowledged is stored (on ``replicas`` servers) and is never lost;
@@ -26,10 +27,14 @@ reads theirs.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from datetime import datetime
 from typing import Any
 
-from turnout._jetstream_history import JetStreamHistory, PersistConfig, PersistError
+# Without the extra, say which command installs it instead of a bare ModuleNotFoundError.
+if importlib.util.find_spec("nats") is None:
+    raise ImportError("turnout.nats needs nats-py: pip install 'turnout[nats]'", name="nats")
+
 from turnout.bus import Bus
 from turnout.events import SUBJECT_PREFIX, Event
 from turnout.transport.nats import (
@@ -40,6 +45,7 @@ from turnout.transport.nats import (
     NatsConnectError,
     NatsTransport,
 )
+from turnout.transport.nats._history import JetStreamHistory, PersistConfig, PersistError
 
 __all__ = [
     "JetStreamHistory",
@@ -153,7 +159,9 @@ async def connect(
     counted); ``reconnect_time_wait`` (0.5 s) between reconnect attempts. ``loop`` runs
     ``async def`` handlers subscribed from outside any event loop (default: the loop
     calling this). The other ``options`` go to nats-py's ``connect`` (``user``,
-    ``password``, ``token``, ``tls``...). With ``persist``, raises :class:`PersistError`
+    ``password``, ``token``, ``tls``...); its callbacks (``reconnected_cb``,
+    ``disconnected_cb``, ``error_cb``, ``closed_cb``...) are called after turnout's own,
+    never instead of them. With ``persist``, raises :class:`PersistError`
     when the JetStream stream cannot be set up. Without it, ``history`` is the bus's own
     in-memory record of what it emitted, as on the embedded bus. Close the bus with
     ``await bus.aclose()``."""

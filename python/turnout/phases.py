@@ -1,4 +1,4 @@
-"""Workflow phases (SPEC section 6): the when-v3 coordinator's phase table and manager.
+"""Workflow phases: the when-v3 coordinator's phase table and manager.
 
 The table and every workflow's state live in Rust (:class:`PhaseManager`); this module
 adds the :class:`Phase` enum and the read-only :data:`VALID_TRANSITIONS`, both taken from

@@ -1,4 +1,4 @@
-"""A pure-Python twin of turnout's Rust subject functions and ``SubjectIndex`` (SPEC 1 and 2).
+"""A pure-Python twin of turnout's Rust subject functions and ``SubjectIndex``.
 
 It is written to be read, not to be fast: property tests use it as the oracle the Rust core
 must agree with, and the benchmarks use it as the plain-Python baseline. It therefore
@@ -384,7 +384,8 @@ def _check_queue_name(queue: str) -> None:
 
 
 class SubjectIndex:
-    """A trie of subject patterns with a match cache and queue groups (SPEC section 2).
+    """A trie of subject patterns with a match cache and queue groups, the twin
+    of :class:`turnout.SubjectIndex`.
 
     Safe to share between threads: changes and uncached matches hold one lock. A cache hit
     takes no lock (a dict lookup is atomic), which keeps the cached benchmark a fair

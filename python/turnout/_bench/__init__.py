@@ -1,4 +1,4 @@
-"""The standard routing workloads (SPEC section 9) as runnable measurements.
+"""The standard routing workloads (W1-W10) as runnable measurements.
 
 Private to turnout: ``turnout bench`` (``turnout.cli``) and the pytest-benchmark suites in
 ``benches/`` drive it. The pieces:

@@ -1,4 +1,4 @@
-"""W10, hub (SPEC section 9): one event fanned out to 100 WebSocket watchers.
+"""W10, hub: one event fanned out to 100 WebSocket watchers.
 
 Two implementations, each a WebSocket server on loopback with 100 watchers connected from
 a separate process (:mod:`turnout._bench.ws_receivers`, which counts frames):

@@ -1,4 +1,4 @@
-"""W5, the event bus (SPEC section 9): emit to 1 handler, to 1,000 handlers, into a stream.
+"""W5, the event bus: emit to 1 handler, to 1,000 handlers, into a stream.
 
 Every case emits ``tool.started`` events built beforehand; the handlers are ``list.append``
 of one list each, so a run can check afterwards that every event arrived, in order.

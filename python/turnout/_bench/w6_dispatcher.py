@@ -1,5 +1,5 @@
-"""W6 of SPEC section 9: the workspace dispatcher routing build updates from one source to
-10,000 workspaces, 1,000,000 updates, given as JSON bytes.
+"""W6: the workspace dispatcher routing build updates from one source to 10,000 workspaces,
+1,000,000 updates, given as JSON bytes.
 
 Four ways of doing the same routing are measured, each from the same messages:
 

@@ -1,4 +1,4 @@
-"""W7, logs (SPEC section 9): 1,000,000 entries through a ``LogForwarder``.
+"""W7, logs: 1,000,000 entries through a ``LogForwarder``.
 
 Cases, each on the same entries (1,000 distinct ones, cycled; one thread):
 

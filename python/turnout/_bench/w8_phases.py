@@ -1,4 +1,4 @@
-"""W8, phases (SPEC section 9): 1,000,000 phase transitions over 100,000 workflows.
+"""W8, phases: 1,000,000 phase transitions over 100,000 workflows.
 
 Untimed, every workflow is registered and brought to ``execution``. Timed, the workflows go
 round the pause loop (execution → pausing → paused → resuming → execution → ...) one round

@@ -1,4 +1,4 @@
-"""W9, NATS end to end (SPEC section 9): events through a local nats-server to handlers.
+"""W9, NATS end to end: events through a local nats-server to handlers.
 
 A nats-server on loopback (started here, JetStream off) carries jb-mesh envelopes on
 ``events.tool.installed``. The publisher is the same for both implementations: a raw TCP
@@ -57,7 +57,7 @@ from turnout._bench.timing import Measurement
 from turnout._bench.workloads import Scale, StepReporter, WorkloadError
 from turnout.events import Event, tool_installed
 from turnout.nats import connect
-from turnout.nats_server import NatsServer
+from turnout.testing.nats_server import NatsServer
 
 __all__ = [
     "CASES",

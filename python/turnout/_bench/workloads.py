@@ -1,5 +1,4 @@
-"""The standard subject-index workloads W1-W4 of SPEC section 9: their data, and the
-measurements made on it.
+"""The standard subject-index workloads W1-W4: their data, and the measurements made on it.
 
 - W1: nats-server's own sublist benchmark set (37,451 entries); single matches of 1- to
   4-token subjects, repeated (one subject over and over) and unique (every subject new), each
@@ -26,7 +25,7 @@ from typing import Any
 
 from turnout._bench.implementations import Implementation, IndexFactory, SubjectIndexLike
 from turnout._bench.memory import index_bytes_per_entry
-from turnout._bench.report import ResultRow
+from turnout._bench.report import CACHE_ON_VS_OFF, ResultRow
 from turnout._bench.timing import (
     Batch,
     Trial,
@@ -37,10 +36,6 @@ from turnout._bench.timing import (
 
 DEFAULT_CACHE_SIZE = 1024
 """The match-cache size of an index with "cache on" (the ``SubjectIndex`` default)."""
-
-CACHE_ON_VS_OFF = "cache_on_vs_off"
-"""Extra figure of a unique-subjects case with the cache on: its ns/op over the same case's
-with the cache off (SPEC 2 wants it within 1.10)."""
 
 StepReporter = Callable[[str], None]
 """Told the name of each case just before it is measured (drives the progress display)."""
@@ -220,8 +215,8 @@ def run_w1(implementation: Implementation, scale: Scale, step: StepReporter) -> 
                 _repeated_match_trials(index, subject, scale.match_calls),
                 extra_after=_CacheHits(index).extra,
             )
-        # Cache off first, so the cache-on row can say how it compares (SPEC 2: a flood of
-        # unique subjects must not make the cache a cost).
+        # Cache off first, so the cache-on row can say how it compares (a flood of unique
+        # subjects must not make the cache a cost).
         for cache_label, index in reversed(indexes):
             cases.measure(
                 f"match {tokens} {noun}, unique, {cache_label}",

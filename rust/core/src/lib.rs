@@ -4,13 +4,17 @@
 //! Nothing here knows about Python; the bindings crate wraps it.
 
 pub mod dispatch;
+pub mod event;
+pub mod go_json;
+pub mod go_time;
 pub mod index;
 pub mod logbatch;
 pub mod phase;
 pub mod subject;
-pub mod wire;
 
 pub use dispatch::{key_of, KeyRouter, Route, RoutedBatch};
+pub use go_json::{write_decimal, write_go_float, write_go_json, write_json_str};
+pub use go_time::{CivilTime, TimeError, WireTime, ZERO_TIME_UNIX_NANOS};
 pub use index::{
     check_queue_name, Handle, IndexStats, InsertError, Matched, QueueNameError, SubjectIndex,
     MAX_CACHE_SIZE,
@@ -23,4 +27,3 @@ pub use subject::{
     check, is_subset, is_valid_literal, is_valid_subject, subject_matches, subjects_collide,
     tokens, SubjectError, SubjectKind, MAX_SUBJECT_LENGTH, MAX_TOKENS,
 };
-pub use wire::{write_go_float, write_go_json, write_json_str, CivilTime, WireTime};

@@ -9,7 +9,8 @@ use std::collections::VecDeque;
 
 use compact_str::CompactString;
 
-use crate::wire::{write_decimal, write_json_str, WireTime};
+use crate::go_json::{write_decimal, write_json_str};
+use crate::go_time::WireTime;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {

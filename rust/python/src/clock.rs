@@ -1,15 +1,91 @@
-//! Times between Python and the wire: `utc_now()`, the clock the bus stamps every event
-//! with (a tz-aware UTC `datetime` made in one call; the Python spelling builds a naive
-//! time and converts it), and `format_time()`, a `datetime` written as Go writes a
-//! `time.Time`.
+//! Times between Python and the wire: `utc_now()` (a tz-aware UTC `datetime` made in one
+//! call), `format_time()` and `parse_time()`, a `datetime` written and read as Go writes
+//! and reads a `time.Time` (the rules are the core's `go_time`).
+//!
+//! A `datetime` stops at microseconds; a time with nanoseconds below them becomes the
+//! `datetime` subclass Python hands over once at import (`_set_precise_datetime`).
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{
-    PyDateAccess, PyDateTime, PyDelta, PyDeltaAccess, PyTimeAccess, PyTzInfo, PyTzInfoAccess,
+    PyDateAccess, PyDateTime, PyDelta, PyDeltaAccess, PyDict, PyTimeAccess, PyType, PyTzInfo,
+    PyTzInfoAccess,
 };
 use turnout_core::WireTime;
+
+/// `turnout._wire.PreciseDatetime`, handed over at import.
+static PRECISE_DATETIME: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// Python hands over the `datetime` subclass that carries nanoseconds (once, at import).
+#[pyfunction]
+fn _set_precise_datetime(cls: &Bound<'_, PyType>) -> PyResult<()> {
+    let _ = PRECISE_DATETIME.set(cls.py(), cls.clone().unbind());
+    Ok(())
+}
+
+/// The wire time as an aware `datetime` in its own zone: a plain one when it has no
+/// nanoseconds below the microsecond, else a `PreciseDatetime`. A zone Python cannot
+/// hold (Go accepts offsets up to 24 hours, Python below 24) is given in UTC; a year
+/// outside 1..9999 is a `ValueError`.
+pub(crate) fn datetime_of<'py>(py: Python<'py>, time: &WireTime) -> PyResult<Bound<'py, PyAny>> {
+    let shown = if time.offset_seconds.unsigned_abs() < 86_400 {
+        *time
+    } else {
+        WireTime {
+            offset_seconds: 0,
+            ..*time
+        }
+    };
+    let c = shown.civil();
+    if !(1..=9999).contains(&c.year) {
+        let mut text = String::new();
+        time.write_json(&mut text);
+        return Err(PyValueError::new_err(format!(
+            "the time {text} is outside the years 1 to 9999 a datetime holds"
+        )));
+    }
+    let tz = if shown.offset_seconds == 0 {
+        PyTzInfo::utc(py)?.to_owned()
+    } else {
+        PyTzInfo::fixed_offset(py, PyDelta::new(py, 0, shown.offset_seconds, 0, true)?)?
+    };
+    let (micro, nano) = (c.nanosecond / 1_000, c.nanosecond % 1_000);
+    // The year is in 1..=9999 and the other fields in their ranges: the casts hold.
+    let fields = (
+        c.year as i32,
+        c.month as u8,
+        c.day as u8,
+        c.hour as u8,
+        c.minute as u8,
+        c.second as u8,
+        micro,
+    );
+    if nano == 0 {
+        let (y, mo, d, h, mi, s, us) = fields;
+        return Ok(PyDateTime::new(py, y, mo, d, h, mi, s, us, Some(&tz))?.into_any());
+    }
+    let cls = PRECISE_DATETIME
+        .get(py)
+        .ok_or_else(|| PyRuntimeError::new_err("turnout._wire was not imported"))?;
+    let kwargs = PyDict::new(py);
+    kwargs.set_item(intern!(py, "nanosecond"), nano)?;
+    let (y, mo, d, h, mi, s, us) = fields;
+    cls.bind(py)
+        .call((y, mo, d, h, mi, s, us, tz), Some(&kwargs))
+}
+
+/// Reads an RFC 3339 timestamp as Go's `time.Time` does (see `datetime_of` for what
+/// comes back); `ValueError` on anything Go refuses.
+#[pyfunction]
+fn parse_time<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
+    let time = WireTime::parse_rfc3339(text.as_bytes()).map_err(|e| {
+        let shown: String = text.chars().take(64).collect();
+        PyValueError::new_err(format!("{e}: {shown:?}"))
+    })?;
+    datetime_of(py, &time)
+}
 
 /// The current time as a `datetime` in UTC, to the microsecond (`datetime.now(timezone.utc)`).
 #[pyfunction]
@@ -31,7 +107,7 @@ fn utc_now(py: Python<'_>) -> PyResult<Bound<'_, PyDateTime>> {
 }
 
 /// A Python `datetime` as a wire time; a naive one is taken as UTC, and the extra
-/// nanoseconds of a `turnout._wire.PreciseDatetime` are kept.
+/// nanoseconds of a `PreciseDatetime` are kept.
 pub(crate) fn wire_time(dt: &Bound<'_, PyDateTime>) -> PyResult<WireTime> {
     let offset_seconds = match dt.get_tzinfo() {
         None => 0,
@@ -86,5 +162,7 @@ fn format_time(value: &Bound<'_, PyAny>) -> PyResult<String> {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(utc_now, m)?)?;
-    m.add_function(wrap_pyfunction!(format_time, m)?)
+    m.add_function(wrap_pyfunction!(format_time, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_time, m)?)?;
+    m.add_function(wrap_pyfunction!(_set_precise_datetime, m)?)
 }

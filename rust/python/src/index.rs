@@ -114,7 +114,7 @@ impl<'py> RecentResults<'py> {
     }
 }
 
-/// A trie of subject patterns with a match cache and queue groups (SPEC section 2).
+/// A trie of subject patterns with a match cache and queue groups.
 #[pyclass(frozen, module = "turnout", name = "SubjectIndex")]
 pub struct SubjectIndex {
     inner: core::SubjectIndex<Value>,

@@ -6,6 +6,7 @@
 mod args;
 mod clock;
 mod dispatch;
+mod event;
 mod index;
 mod logs;
 mod phases;
@@ -13,7 +14,10 @@ mod subjects;
 
 use pyo3::prelude::*;
 
-#[pymodule]
+// A free-threaded Python (3.13t) keeps the GIL on while this module is loaded: the Python
+// layer above it has never run without the GIL (message ids, for one, rely on it), so
+// nothing claims it is safe until a free-threaded build is tested.
+#[pymodule(gil_used = true)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("MAX_SUBJECT_LENGTH", turnout_core::MAX_SUBJECT_LENGTH)?;
@@ -22,6 +26,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     index::register(m)?;
     dispatch::register(m)?;
     clock::register(m)?;
+    event::register(m)?;
     phases::register(m)?;
     logs::register(m)?;
     Ok(())

@@ -205,7 +205,7 @@ fn entry_from(entry: &Bound<'_, PyAny>) -> PyResult<LogEntry> {
     })
 }
 
-/// Buffers log entries and writes them as `log_batch` frames (SPEC 6, "Logs").
+/// Buffers log entries and writes them as `log_batch` frames.
 ///
 /// Bounded: past `capacity` entries, `overflow` (`"drop_oldest"` or `"drop_newest"`)
 /// drops one and counts it in `dropped`. Thread-safe; frames are written with the GIL

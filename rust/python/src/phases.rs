@@ -196,7 +196,7 @@ struct Callbacks {
     checkpoint: Vec<Py<PyAny>>,
 }
 
-/// Phase state for many workflows (SPEC 6), the table and the states in Rust.
+/// Phase state for many workflows, the table and the states in Rust.
 ///
 /// Callbacks get immutable snapshots in the order the changes happened, after the
 /// table's lock is released: whichever thread finds no delivery under way delivers
@@ -535,7 +535,7 @@ impl PhaseManager {
             refused
         });
         let none = py.None();
-        let results = PyList::new(py, std::iter::repeat(none.bind(py)).take(items.len()))?;
+        let results = PyList::new(py, std::iter::repeat_n(none.bind(py), items.len()))?;
         for (at, err) in refused {
             results.set_item(at, phase_error(py, &err).into_value(py))?;
         }

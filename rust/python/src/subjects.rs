@@ -1,4 +1,4 @@
-//! The subject functions of SPEC section 1.
+//! The subject functions: validation, tokens, matching, collision and subset.
 
 use pyo3::prelude::*;
 use turnout_core::{self as core, SubjectKind};

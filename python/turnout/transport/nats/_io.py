@@ -28,33 +28,14 @@ bus already delivered its own publishes to its plain handlers, as the embedded b
 the other only carries queue-group interest, with echo, so NATS picks one member of a group
 among all processes, this one included (``owns_queue_groups``).
 
-Shared subscriptions. Local subscriptions are the bus's (its Rust index routes each
-message to its handlers); NATS only sees interest. One NATS subscription serves every local
-subscription whose pattern it covers (``is_subset``): a hundred handlers on ``events.>``,
-``events.tool.*`` and ``events.*.installed`` are one NATS subscription. Subscriptions made
-in a row reach the I/O loop together and are laid out together, broadest first. A broader
-pattern subscribed later takes over the NATS subscriptions inside it: the new one is
-subscribed and confirmed (a PING's PONG), the old ones unsubscribed and their removal
-confirmed; in between a message may come on both, and its first copy is passed on, the
-other dropped, paired by subject and payload (:class:`_Handover`; core NATS messages carry
-no identity, but copies are byte-identical). Where NATS subscriptions overlap without
-one covering the other, each delivers its own copy; only the copy on the oldest matching
-subscription is passed on, the others are dropped before decoding and counted as
-``duplicates``. A NATS subscription whose local interest is gone stays while a newer
-overlapping one exists (it may be the one whose copy counts), so which copy counts never
-changes for a subject someone listens to. Queue interest is one NATS queue subscription per
-distinct (pattern, group), reference-counted.
+Interest. Which NATS subscriptions carry the bus's interest, and which copy of a message
+counts where they overlap or one takes over from others, is decided in
+:mod:`._interest`; this module only subscribes, unsubscribes and confirms as it says.
+Subscriptions made in a row reach the I/O loop together and are laid out together.
 
 Persistence. With ``ack_prefix`` set (by :func:`turnout.nats.connect` with ``persist``),
-messages on subjects starting with it (``events.``) are published as JetStream publishes:
-each carries a reply subject on this transport's acknowledgement inbox and a
-``Nats-Msg-Id`` header (the payload stays the plain envelope). What is not acknowledged is
-sent again after a reconnect (it may have died with the old connection), after
-``ack_wait`` seconds of connected time, or shortly after a "no responders" answer (a
-cluster electing the stream's leader), for up to five ``ack_wait`` periods; JetStream
-stores a message sent again only once, by its id, but live subscribers that got the first
-copy get the second too (at least once, around a failure). Acks, refusals (``ack_errors``) and
-publishes given up on (``ack_timeouts``) are counted. :meth:`flush` waits until
+messages on subjects starting with it (``events.``) are published as JetStream publishes,
+acknowledged, counted and sent again as :mod:`._acks` describes. :meth:`flush` waits until
 everything handed over before it has been written, acknowledged or given up on, and
 until NATS has sent back what it routes to this bus for it.
 
@@ -69,21 +50,21 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import logging
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-import orjson
 from nats.aio.client import Client
 from nats.errors import SlowConsumerError
 
-from turnout._core import SubjectIndex, is_subset, subjects_collide
 from turnout.events import Event
 from turnout.transport import Receive
+from turnout.transport.nats._acks import Acks
+from turnout.transport.nats._interest import PlainInterest, QueueInterest
 
 __all__ = ["NatsConnectError", "NatsTransport"]
 
@@ -97,21 +78,21 @@ DEFAULT_ACK_WAIT = 5.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 # How many queued operations the I/O loop writes before letting reads run.
 _WRITE_BATCH = 512
-# A JetStream publish is sent again after a reconnect, a lost ack or a "no responders"
-# answer, until this many ``ack_wait`` periods (of connected time) have passed; then it
-# counts as not acknowledged.
-_ATTEMPTS = 5
-# JetStream's answer to a copy of a message it is still storing.
-_DUPLICATE_IN_PROCESS = 10158
-# How soon a publish answered "no responders" (the stream has no leader) is sent again.
-_RETRY_SECONDS = 0.25
 # How long the I/O loop lets a burst of subscriptions gather before subscribing on NATS.
 _SUBSCRIBE_COALESCE_SECONDS = 0.002
 # How often a blocked publisher rechecks that the transport is still open.
 _ROOM_CHECK_SECONDS = 0.1
 
-# Subjects whose counting copy is remembered (cleared when full).
-_CANONICAL_CACHE_LIMIT = 4096
+#: nats-py's callbacks of connection events: turnout has its own for some, and calls the
+#: user's after them.
+EVENT_CALLBACKS = (
+    "error_cb",
+    "disconnected_cb",
+    "reconnected_cb",
+    "closed_cb",
+    "discovered_server_cb",
+    "lame_duck_mode_cb",
+)
 
 # Outbound operations.
 _PUBLISH = 0
@@ -136,71 +117,6 @@ class _RoutingClient(Client):
     ) -> None:
         if not self._turnout_route(sid, subject, data):
             await super()._process_msg(sid, subject, reply, data, headers)  # type: ignore[arg-type]
-
-
-@dataclass(eq=False)
-class _PlainSub:
-    """A NATS subscription of plain interest and the local patterns it serves."""
-
-    pattern: str
-    sid: int
-    nats_sub: Any
-    served: set[str] = field(default_factory=set)
-    index_handle: int = -1
-
-
-@dataclass(eq=False)
-class _Unacked:
-    """A JetStream publish waiting for its acknowledgement."""
-
-    subject: str
-    data: bytes
-    due: float
-    give_up_at: float
-
-
-@dataclass(eq=False)
-class _Handover:
-    """Old NATS subscriptions being replaced by a new, broader one. From before the new
-    one exists until the server has dropped the old ones, a message on a subject an old
-    one delivered may come on both: its first copy is passed on, the other dropped, paired
-    by subject and payload (copies are identical; a count per payload keeps identical
-    messages apart)."""
-
-    old: frozenset[int]
-    new: int = -1
-    from_old: Counter[tuple[bytes, bytes]] = field(default_factory=Counter)
-    from_new: Counter[tuple[bytes, bytes]] = field(default_factory=Counter)
-
-    def first_copy(self, sid: int, canonical: int, subject: bytes, data: bytes) -> bool:
-        """Whether this copy (on ``sid``, of a message ``canonical`` delivers) is the
-        first of its message."""
-        if sid == canonical:
-            mine, other = self.from_old, self.from_new
-        elif sid == self.new:
-            mine, other = self.from_new, self.from_old
-        else:
-            return False  # a third overlapping subscription: never the counting copy
-        key = (subject, data)
-        waiting = other.get(key, 0)
-        if waiting:
-            if waiting == 1:
-                del other[key]
-            else:
-                other[key] = waiting - 1
-            return False
-        mine[key] += 1
-        return True
-
-
-class _Waiter:
-    """A flush waiting for acknowledgements up to a publish number."""
-
-    __slots__ = ("future", "upto")
-
-    def __init__(self, upto: int, future: asyncio.Future[None]) -> None:
-        self.upto = upto
-        self.future = future
 
 
 class NatsTransport:
@@ -232,12 +148,15 @@ class NatsTransport:
         self.name = name
         self.ack_prefix = ack_prefix
         self.ack_wait = ack_wait
-        self._give_up_after = ack_wait * _ATTEMPTS
         self.max_outbound = max_outbound
         self.max_block = max_block
         self.connect_timeout = connect_timeout
         self.reconnect_time_wait = reconnect_time_wait
         self._options = dict(options or {})
+        for name in EVENT_CALLBACKS:
+            callback = self._options.get(name)
+            if callback is not None and not callable(callback):
+                raise TypeError(f"{name} must be a function, not {callback!r}")
         self._receive: Receive | None = None
 
         self._loop = asyncio.new_event_loop()
@@ -254,25 +173,13 @@ class NatsTransport:
         self._room = threading.Condition()
         self._written_waiters: list[asyncio.Future[None]] = []
 
-        # Interest, touched only on the I/O loop.
-        self._interest: dict[str, int] = {}  # plain pattern -> local subscriptions
-        self._serving: dict[str, _PlainSub] = {}  # plain pattern -> the NATS sub serving it
-        self._plain: dict[int, _PlainSub] = {}  # sid -> NATS sub of plain interest
-        self._plain_index = SubjectIndex(1024)  # patterns of self._plain, values sids
-        # subject -> the sid whose copy counts, while NATS subscriptions overlap
-        self._canonical: dict[bytes, int] = {}
-        self._handover: _Handover | None = None
-        self._queues: dict[tuple[str, str], tuple[int, Any]] = {}  # -> (refs, nats sub)
-        self._queue_sids: dict[int, str] = {}  # sid -> queue group
+        # Interest and acknowledgements, touched only on the I/O loop.
+        self._plain = PlainInterest()
+        self._queues = QueueInterest()
+        self._nats_subs: dict[int, Any] = {}  # sid -> nats-py subscription
         self._queue_subs_unconfirmed = False
-
-        # JetStream acknowledgements, touched only on the I/O loop.
         self._ack_sid = -1
-        self._ack_inbox = ""
-        self._next_ack = 0
-        self._awaiting: dict[int, _Unacked] = {}  # publish number -> its message
-        self._msg_id_prefix = ""
-        self._ack_waiters: list[_Waiter] = []
+        self._acks: Acks | None = None
         self._ack_sweeper: asyncio.Task[None] | None = None
 
         self._closed = False
@@ -280,14 +187,9 @@ class NatsTransport:
             (
                 "published",
                 "received",
-                "duplicates",
-                "handovers",
                 "overfilled",
                 "refused",
                 "publish_errors",
-                "acked",
-                "ack_errors",
-                "ack_timeouts",
                 "errors",
                 "slow_consumers",
                 "disconnects",
@@ -378,11 +280,10 @@ class NatsTransport:
         await self._connect(self._pub, no_echo=True, role="pub")
         await self._connect(self._queue_client, no_echo=False, role="queue")
         if self.ack_prefix is not None:
-            self._ack_inbox = self._pub.new_inbox()
-            self._msg_id_prefix = self._ack_inbox.rsplit(".", 1)[-1] + "-"
-            sub = await self._pub.subscribe(self._ack_inbox + ".*")
+            acks = self._acks = Acks(self._pub.new_inbox(), self.ack_wait, self._send_persisted)
+            sub = await self._pub.subscribe(acks.inbox + ".*")
             self._ack_sid = sub._id
-            self._ack_sweeper = self._loop.create_task(self._sweep_acks())
+            self._ack_sweeper = self._loop.create_task(acks.sweep(lambda: self.connected))
 
     async def _connect(self, client: _RoutingClient, *, no_echo: bool, role: str) -> None:
         last_error: list[BaseException] = []
@@ -400,9 +301,15 @@ class NatsTransport:
             self._counters["reconnects"] += 1
             logger.info("NATS connection (%s) back on %s", role, client.connected_url)
             if client is self._pub:
-                await self._resend_unacked()
+                if self._acks is not None:
+                    await self._acks.resend_all()
                 self._schedule_write()
 
+        own: dict[str, Callable[..., Awaitable[None]]] = {
+            "error_cb": error_cb,
+            "disconnected_cb": disconnected_cb,
+            "reconnected_cb": reconnected_cb,
+        }
         options: dict[str, Any] = {
             "servers": self.servers,
             "name": f"turnout {self.name} {role}".strip(),
@@ -411,11 +318,17 @@ class NatsTransport:
             "max_reconnect_attempts": -1,
             "reconnect_time_wait": self.reconnect_time_wait,
             "connect_timeout": max(1, int(self.connect_timeout)),
-            "error_cb": error_cb,
-            "disconnected_cb": disconnected_cb,
-            "reconnected_cb": reconnected_cb,
-            **self._options,
+            **{k: v for k, v in self._options.items() if k not in EVENT_CALLBACKS},
         }
+        for name in EVENT_CALLBACKS:
+            # The user's connection events are the publishing connection's; errors are
+            # both connections'.
+            theirs = self._options.get(name)
+            if client is not self._pub and name != "error_cb":
+                theirs = None
+            callback = _after(own.get(name), theirs, name)
+            if callback is not None:
+                options[name] = callback
         try:
             await asyncio.wait_for(client.connect(**options), self.connect_timeout)
         except (asyncio.TimeoutError, OSError, Exception) as exc:
@@ -481,7 +394,7 @@ class NatsTransport:
             logger.error(
                 "closing NATS with %d messages unwritten and %d unacknowledged",
                 len(self._outbound),
-                len(self._awaiting),
+                0 if self._acks is None else len(self._acks),
             )
         finally:
             self._closed = True
@@ -587,39 +500,30 @@ class NatsTransport:
                 self._room.notify_all()
 
     async def _send(self, subject: str, data: bytes) -> None:
-        ack_prefix = self.ack_prefix
-        if ack_prefix is not None and subject.startswith(ack_prefix):
-            number = self._next_ack
-            self._next_ack = number + 1
-            now = time.monotonic()
-            unacked = _Unacked(subject, data, now + self.ack_wait, now + self._give_up_after)
-            self._awaiting[number] = unacked
-            await self._publish_persisted(number, unacked)
+        acks = self._acks
+        if acks is not None and subject.startswith(self.ack_prefix or ""):
+            await acks.publish(subject, data)
         else:
             await self._pub.publish(subject, data)
         self._counters["published"] += 1
 
-    async def _publish_persisted(self, number: int, unacked: _Unacked) -> None:
+    async def _send_persisted(self, subject: str, data: bytes, reply: str, msg_id: str) -> None:
         # The message id makes JetStream store a message sent again only once.
-        await self._pub.publish(
-            unacked.subject,
-            unacked.data,
-            reply=f"{self._ack_inbox}.{number}",
-            headers={"Nats-Msg-Id": f"{self._msg_id_prefix}{number}"},
-        )
+        await self._pub.publish(subject, data, reply=reply, headers={"Nats-Msg-Id": msg_id})
 
-    # -- interest (on the I/O loop) ---------------------------------------------------
+    # -- interest (on the I/O loop; decided by _interest) ------------------------------
 
     async def _add(self, pattern: str, queue: str) -> None:
-        key = (pattern, queue)
-        entry = self._queues.get(key)
-        if entry is None:
+        if not self._queues.add(pattern, queue):
+            return
+        try:
             sub = await self._queue_client.subscribe(pattern, queue=queue)
-            self._queue_sids[sub._id] = queue
-            self._queue_subs_unconfirmed = True
-            self._queues[key] = (1, sub)
-        else:
-            self._queues[key] = (entry[0] + 1, entry[1])
+        except BaseException:
+            self._queues.failed(pattern, queue)
+            raise
+        self._nats_subs[sub._id] = sub
+        self._queues.subscribed(pattern, queue, sub._id)
+        self._queue_subs_unconfirmed = True
 
     def _plain_batch(self, first: str) -> list[str]:
         """``first`` and the plain interest additions queued right behind it: added
@@ -631,65 +535,31 @@ class NatsTransport:
         return batch
 
     async def _add_plain(self, patterns: list[str]) -> None:
-        fresh: list[str] = []
-        for pattern in patterns:
-            refs = self._interest.get(pattern, 0)
-            self._interest[pattern] = refs + 1
-            if not refs:
-                fresh.append(pattern)
-        # The patterns that get a NATS subscription of their own: those no existing one
-        # covers and no other fresh one covers (equal patterns were counted once above).
-        roots = [
-            p
-            for p in fresh
-            if not any(is_subset(p, s.pattern) for s in self._plain.values())
-            and not any(q != p and is_subset(p, q) for q in fresh)
-        ]
+        interest = self._plain
         handed_over = False
-        for pattern in roots:
-            replaced = self._replaceable(pattern)
+        for pattern in interest.add(patterns):
+            replaced = interest.replaceable(pattern)
             if replaced:
-                self._handover = _Handover(frozenset(sub.sid for sub in replaced))
-            nats_sub = await self._pub.subscribe(pattern)
-            serving = _PlainSub(pattern, nats_sub._id, nats_sub)
-            serving.index_handle = self._plain_index.insert(pattern, serving.sid)
-            self._canonical.clear()
-            self._plain[serving.sid] = serving
+                interest.begin_handover(replaced)
+            try:
+                sub = await self._pub.subscribe(pattern)
+            except Exception as exc:
+                interest.cancel_handover()
+                self._counters["publish_errors"] += 1
+                logger.error("NATS subscription on %s failed: %r", pattern, exc)
+                continue
+            self._nats_subs[sub._id] = sub
+            interest.subscribed(pattern, sub._id)
             if replaced:
-                await self._hand_over(replaced, serving)
+                await self._hand_over(replaced)
                 handed_over = True
-        for pattern in fresh:
-            serving = next(s for s in self._plain.values() if is_subset(pattern, s.pattern))
-            serving.served.add(pattern)
-            self._serving[pattern] = serving
+        interest.serve()
         if handed_over:
-            await self._retire_idle()
+            await self._unsubscribe(self._plain.idle())
 
-    def _replaceable(self, pattern: str) -> list[_PlainSub]:
-        """The NATS subscriptions a new one on ``pattern`` can take over: inside it, and
-        overlapped by no newer subscription that stays (whose copies count otherwise)."""
-        chosen = {sub.sid: sub for sub in self._plain.values() if is_subset(sub.pattern, pattern)}
-        changed = True
-        while changed:
-            changed = False
-            for sid, sub in list(chosen.items()):
-                staying = (s for s in self._plain.values() if s.sid > sid and s.sid not in chosen)
-                if any(subjects_collide(sub.pattern, s.pattern) for s in staying):
-                    del chosen[sid]
-                    changed = True
-        return sorted(chosen.values(), key=lambda sub: sub.sid)
-
-    async def _hand_over(self, replaced: list[_PlainSub], serving: _PlainSub) -> None:
-        """Moves what ``replaced`` serve to the new ``serving`` subscription without a
-        message lost or doubled (see the module docstring)."""
-        handover = self._handover
-        assert handover is not None
-        handover.new = serving.sid
-        for old in replaced:
-            for pattern in old.served:
-                self._serving[pattern] = serving
-            serving.served |= old.served
-            old.served.clear()
+    async def _hand_over(self, replaced: frozenset[int]) -> None:
+        """Retires the ``replaced`` subscriptions once the new one surely exists, and
+        ends the handover once their removal is confirmed."""
         try:
             # Both deliver for a while (one round trip), which the pairing is for; the
             # old ones go only once the server surely has the new one.
@@ -697,93 +567,48 @@ class NatsTransport:
         except Exception as exc:  # the connection went: nats-py resubscribes the new one
             self._on_error(exc)
         try:
-            for old in replaced:
-                await old.nats_sub.unsubscribe()
+            for sid in sorted(replaced):
+                await self._nats_subs.pop(sid).unsubscribe()
             # After this PONG the server has the new subscription and none of the old:
             # no copy on an old one can follow.
             await self._pub.flush()
         except Exception as exc:
             self._on_error(exc)
         finally:
-            for old in replaced:
-                del self._plain[old.sid]
-                self._plain_index.remove(old.index_handle)
-            self._handover = None
-            self._canonical.clear()
-            self._counters["handovers"] += len(replaced)
+            for sid in replaced:
+                self._nats_subs.pop(sid, None)
+            self._plain.end_handover()
 
     async def _remove(self, pattern: str, queue: str | None) -> None:
-        if queue is not None:
-            key = (pattern, queue)
-            entry = self._queues.get(key)
-            if entry is None:
-                return
-            if entry[0] > 1:
-                self._queues[key] = (entry[0] - 1, entry[1])
-                return
-            del self._queues[key]
-            self._queue_sids.pop(entry[1]._id, None)
-            await entry[1].unsubscribe()
+        if queue is None:
+            await self._unsubscribe(self._plain.remove(pattern))
             return
-        refs = self._interest.get(pattern, 0)
-        if refs > 1:
-            self._interest[pattern] = refs - 1
-            return
-        if not refs:
-            return
-        del self._interest[pattern]
-        serving = self._serving.pop(pattern, None)
-        if serving is not None:  # None: its NATS subscription failed (logged then)
-            serving.served.discard(pattern)
-        await self._retire_idle()
+        sid = self._queues.remove(pattern, queue)
+        if sid is not None:
+            await self._unsubscribe([sid])
 
-    async def _retire_idle(self) -> None:
-        """Unsubscribes NATS subscriptions that serve nothing, newest first, as long as
-        no newer subscription overlaps them (see the module docstring)."""
-        for sub in sorted(self._plain.values(), key=lambda s: s.sid, reverse=True):
-            if sub.served:
-                continue
-            newer = (s for s in self._plain.values() if s.sid > sub.sid)
-            if any(subjects_collide(sub.pattern, s.pattern) for s in newer):
-                continue
-            del self._plain[sub.sid]
-            self._plain_index.remove(sub.index_handle)
-            self._canonical.clear()
-            await sub.nats_sub.unsubscribe()
+    async def _unsubscribe(self, sids: list[int]) -> None:
+        for sid in sids:
+            await self._nats_subs.pop(sid).unsubscribe()
 
     # -- inbound (on the I/O loop, called by the parser) ------------------------------
 
     def _route_plain(self, sid: int, subject: bytes, data: bytes) -> bool:
         plain = self._plain
-        if sid not in plain:
-            if sid == self._ack_sid:
-                self._on_ack(subject, data)
+        if not plain.owns(sid):
+            if sid == self._ack_sid and self._acks is not None:
+                self._acks.on_ack(subject, data)
                 return True
             return False
-        if len(plain) > 1:
-            canonical = self._canonical.get(subject)
-            if canonical is None:
-                canonical = min(self._plain_index.match(subject.decode()).plain, default=sid)
-                if len(self._canonical) >= _CANONICAL_CACHE_LIMIT:
-                    self._canonical.clear()
-                self._canonical[subject] = canonical
-            handover = self._handover
-            if handover is not None and canonical in handover.old:
-                if not handover.first_copy(sid, canonical, subject, data):
-                    self._counters["duplicates"] += 1
-                    return True
-            elif canonical != sid:
-                self._counters["duplicates"] += 1
-                return True
-        text = subject.decode()
-        self._counters["received"] += 1
-        receive = self._receive
-        if receive is not None:
-            receive(text, None, data, None)
+        if plain.passes(sid, subject, data):
+            self._counters["received"] += 1
+            receive = self._receive
+            if receive is not None:
+                receive(subject.decode(), None, data, None)
         return True
 
     def _route_queue(self, sid: int, subject: bytes, data: bytes) -> bool:
-        group = self._queue_sids.get(sid)
+        group = self._queues.group(sid)
         if group is None:
             return False
         self._counters["received"] += 1
@@ -791,91 +616,6 @@ class NatsTransport:
         if receive is not None:
             receive(subject.decode(), None, data, group)
         return True
-
-    # -- acknowledgements (on the I/O loop) -------------------------------------------
-
-    def _on_ack(self, subject: bytes, data: bytes) -> None:
-        try:
-            number = int(subject.rsplit(b".", 1)[1])
-        except (IndexError, ValueError):
-            return
-        unacked = self._awaiting.get(number)
-        if unacked is None:
-            return  # a second ack of a message sent again, or one given up on
-        try:
-            reply = orjson.loads(data) if data else None
-        except orjson.JSONDecodeError:
-            reply = None
-        error = reply.get("error") if isinstance(reply, dict) else None
-        if isinstance(reply, dict) and error is None and "seq" in reply:
-            del self._awaiting[number]
-            self._counters["acked"] += 1
-        elif isinstance(error, dict) and error.get("err_code") == _DUPLICATE_IN_PROCESS:
-            return  # a copy sent again while the first is being stored: its ack follows
-        elif error is not None:
-            del self._awaiting[number]  # refused for good (no such stream, too large...)
-            self._counters["ack_errors"] += 1
-            logger.error("JetStream refused a publish on %s: %r", unacked.subject, error)
-        else:
-            # No JSON: a "no responders" status while the stream has no leader (a
-            # cluster electing one). Sent again by the sweeper shortly.
-            unacked.due = time.monotonic() + _RETRY_SECONDS
-            return
-        self._wake_ack_waiters()
-
-    async def _resend_unacked(self) -> None:
-        """After a reconnect: what was not acknowledged may have died with the old
-        connection, so it is sent again (JetStream drops the copies it already has)."""
-        now = time.monotonic()
-        for number, unacked in sorted(self._awaiting.items()):
-            unacked.due = now + self.ack_wait
-            unacked.give_up_at = now + self._give_up_after
-            try:
-                await self._publish_persisted(number, unacked)
-            except Exception as exc:
-                logger.warning("sending an unacknowledged publish again failed: %r", exc)
-                return  # disconnected again: the next reconnect tries again
-
-    async def _sweep_acks(self) -> None:
-        while True:
-            await asyncio.sleep(min(_RETRY_SECONDS, self.ack_wait / 4))
-            if not self._awaiting or not self._pub.is_connected:
-                continue
-            now = time.monotonic()
-            late = [(n, u) for n, u in self._awaiting.items() if u.due <= now]
-            given_up = 0
-            for number, unacked in late:
-                if unacked.give_up_at <= now:
-                    del self._awaiting[number]
-                    given_up += 1
-                    continue
-                unacked.due = now + self.ack_wait
-                try:
-                    await self._publish_persisted(number, unacked)
-                except Exception as exc:
-                    logger.warning("sending an unacknowledged publish again failed: %r", exc)
-                    break
-            if given_up:
-                self._counters["ack_timeouts"] += given_up
-                logger.error(
-                    "%d JetStream publishes were not acknowledged within %.1f s",
-                    given_up,
-                    self._give_up_after,
-                )
-                self._wake_ack_waiters()
-
-    def _wake_ack_waiters(self) -> None:
-        if not self._ack_waiters:
-            return
-        oldest = min(self._awaiting, default=self._next_ack)
-        still = []
-        for waiter in self._ack_waiters:
-            if waiter.upto <= oldest:
-                if not waiter.future.done():
-                    waiter.future.set_result(None)
-            else:
-                still.append(waiter)
-        self._ack_waiters = still
 
     # -- flushing ---------------------------------------------------------------------
 
@@ -887,11 +627,8 @@ class NatsTransport:
             self._written_waiters.append(written)
             self._schedule_write()
             await written
-        upto = self._next_ack
-        if any(number < upto for number in self._awaiting):
-            acked: asyncio.Future[None] = self._loop.create_future()
-            self._ack_waiters.append(_Waiter(upto, acked))
-            await acked
+        if self._acks is not None:
+            await self._acks.settled()
         for client in (self._pub, self._queue_client):
             if client.is_connected:
                 await client.flush()
@@ -917,15 +654,43 @@ class NatsTransport:
         ``errors``, ``slow_consumers``;
         ``disconnects``, ``reconnects``, ``connected``; ``nats_subscriptions`` (plain
         and queue) and the ``interest`` they serve."""
+        acks = self._acks
         return {
             **self._counters,
+            "duplicates": self._plain.duplicates,
+            "handovers": self._plain.handovers,
+            "acked": 0 if acks is None else acks.acked,
+            "ack_errors": 0 if acks is None else acks.errors,
+            "ack_timeouts": 0 if acks is None else acks.timeouts,
             "outbound": len(self._outbound),
-            "awaiting_ack": len(self._awaiting),
+            "awaiting_ack": 0 if acks is None else len(acks),
             "connected": self._pub.is_connected,
             "connected_url": _url_text(self._pub),
-            "nats_subscriptions": len(self._plain) + len(self._queues),
-            "interest": len(self._interest) + len(self._queues),
+            "nats_subscriptions": self._plain.subscriptions + len(self._queues),
+            "interest": len(self._plain) + len(self._queues),
         }
+
+
+def _after(
+    own: Callable[..., Awaitable[None]] | None, theirs: Callable[..., Any] | None, name: str
+) -> Callable[..., Awaitable[None]] | None:
+    """One nats-py callback calling turnout's own, then the user's (which may be a plain
+    function or a coroutine function). The user's failing is logged, not passed on to
+    nats-py, which would abandon what it was doing (a reconnect)."""
+    if theirs is None:
+        return own
+
+    async def both(*args: Any) -> None:
+        if own is not None:
+            await own(*args)
+        try:
+            result = theirs(*args)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("the %s passed to turnout.nats.connect raised", name)
+
+    return both
 
 
 def _url_text(client: Client) -> str:

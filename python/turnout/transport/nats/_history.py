@@ -1,4 +1,5 @@
-"""Event history served from a JetStream stream, with the query semantics of SPEC 3.
+"""Event history served from a JetStream stream, with the query semantics of
+:meth:`turnout.Bus.history` (jb-mesh's).
 
 The stream captures everything published on ``events.>`` by anyone (turnout nodes, Go
 jb-mesh nodes, plain clients), so this store's ``append`` does nothing: the bus's own emits
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -31,14 +33,16 @@ from nats.errors import NoRespondersError
 from nats.js import api
 from nats.js.errors import NotFoundError, ServiceUnavailableError
 
-from turnout._core import subjects_collide, validate_subject
+from turnout._core import is_subset, subjects_collide, validate_subject
 from turnout._wire import ZERO_TIME
 from turnout.events import SUBJECT_PREFIX, Event, EventDecodeError
 from turnout.history import DEFAULT_MAX_AGE, DEFAULT_MAX_MSGS
 from turnout.history import _instant_ns as instant_ns
-from turnout.transport.nats import NatsTransport
+from turnout.transport.nats._io import NatsTransport
 
 __all__ = ["STREAM_SUBJECTS", "JetStreamHistory", "PersistConfig", "PersistError"]
+
+logger = logging.getLogger("turnout.nats")
 
 #: What the stream captures.
 STREAM_SUBJECTS = SUBJECT_PREFIX + ">"
@@ -61,12 +65,18 @@ class PersistConfig:
     """jb-mesh's ``PersistConfig``: which JetStream stream keeps the events, and how many
     and how long. ``max_age`` is a :class:`~datetime.timedelta` or seconds; ``None`` or
     zero, like ``max_msgs=0``, means unlimited. ``replicas`` is the stream's replica
-    count in a cluster (3 survives the loss of one server)."""
+    count in a cluster (3 survives the loss of one server).
+
+    The limits are those of a stream this bus creates. A stream of that name that exists
+    already (made by another service, perhaps another language's) is used as it is, as
+    long as it captures ``events.>``; otherwise :class:`PersistError` names the
+    difference. ``update=True`` makes an existing stream this configuration instead."""
 
     stream_name: str = "MESH_EVENTS"
     max_age: timedelta | float | None = DEFAULT_MAX_AGE
     max_msgs: int = DEFAULT_MAX_MSGS
     replicas: int = 1
+    update: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.stream_name, str) or not self.stream_name:
@@ -84,6 +94,8 @@ class PersistConfig:
             raise ValueError(f"max_msgs must be >= 0 (0 = unlimited), not {self.max_msgs}")
         if self.replicas < 1:
             raise ValueError(f"replicas must be >= 1, not {self.replicas}")
+        if not isinstance(self.update, bool):
+            raise TypeError(f"update must be a bool, not {self.update!r}")
 
     @classmethod
     def default(cls) -> PersistConfig:
@@ -109,14 +121,20 @@ class PersistConfig:
         )
 
 
-def _same_limits(current: api.StreamConfig, wanted: api.StreamConfig) -> bool:
-    return (
-        current.subjects == wanted.subjects
-        and current.storage == wanted.storage
-        and (current.max_msgs or -1) == wanted.max_msgs
-        and abs((current.max_age or 0.0) - (wanted.max_age or 0.0)) < 1e-6
-        and (current.num_replicas or 1) == wanted.num_replicas
-    )
+def _differences(current: api.StreamConfig, wanted: api.StreamConfig) -> list[str]:
+    """What ``current`` has other than ``wanted``, one phrase each."""
+    pairs = [
+        ("subjects", current.subjects or [], wanted.subjects),
+        ("storage", current.storage, wanted.storage),
+        ("max_msgs", current.max_msgs or -1, wanted.max_msgs),
+        ("max_age", round(current.max_age or 0.0, 6), round(wanted.max_age or 0.0, 6)),
+        ("replicas", current.num_replicas or 1, wanted.num_replicas),
+    ]
+    return [f"{name} {have!r} (wanted {want!r})" for name, have, want in pairs if have != want]
+
+
+def _captures_events(subjects: list[str] | None) -> bool:
+    return any(is_subset(STREAM_SUBJECTS, subject) for subject in subjects or [])
 
 
 class JetStreamHistory:
@@ -139,22 +157,38 @@ class JetStreamHistory:
     # -- set-up (on the I/O loop) -----------------------------------------------------
 
     async def ensure_stream(self) -> None:
-        """Creates the stream, or updates it to this configuration."""
+        """Creates the stream; uses an existing one as it is (updates it with ``update``).
+        Raises :class:`PersistError` when it cannot, or when the existing stream does not
+        capture ``events.>``."""
         jsm = self._transport.client.jsm()
-        wanted = self.config.stream_config()
+        config = self.config
+        wanted = config.stream_config()
         try:
             try:
-                info = await jsm.stream_info(self.config.stream_name)
+                info = await jsm.stream_info(config.stream_name)
             except NotFoundError:
                 await jsm.add_stream(wanted)
-            else:
-                if not _same_limits(info.config, wanted):  # updating needs a healthy cluster
-                    await jsm.update_stream(wanted)
+                return
+            differences = _differences(info.config, wanted)
+            if not differences:
+                return
+            if config.update:  # updating needs a healthy cluster
+                await jsm.update_stream(wanted)
+                return
         except Exception as exc:
             raise PersistError(
-                f"cannot set up JetStream stream {self.config.stream_name!r} on "
+                f"cannot set up JetStream stream {config.stream_name!r} on "
                 f"{STREAM_SUBJECTS}: {exc!r}"
             ) from exc
+        if not _captures_events(info.config.subjects):
+            raise PersistError(
+                f"JetStream stream {config.stream_name!r} exists and does not capture "
+                f"{STREAM_SUBJECTS}: {'; '.join(differences)}; PersistConfig(update=True) "
+                "would make it this configuration"
+            )
+        logger.info(
+            "using JetStream stream %r as it is: %s", config.stream_name, "; ".join(differences)
+        )
 
     # -- the History protocol -------------------------------------------------------
 
