@@ -8,6 +8,8 @@ Commands:
   workload's baselines (the pure-Python reference index, plain Python, third-party
   libraries), showing progress on stderr and printing a comparison table on stdout;
   ``--json`` and ``--svg`` also write the results and a chart of the speedups.
+- ``turnout conformance --nats URL``: checks a live NATS deployment's routing against
+  turnout's subject semantics (:mod:`turnout.testing.conformance`).
 
 Each command is one ``_add_<command>`` function registering its parser and its handler, a
 function of the parsed arguments returning the exit status. Heavy imports happen inside the
@@ -49,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_bench(commands)
     _add_hub(commands)
+    _add_conformance(commands)
     return parser
 
 
@@ -233,4 +236,63 @@ def _run_hub(args: argparse.Namespace) -> int:
             retention=args.retention,
             max_workflows=args.max_workflows,
         )
+    )
+
+
+# --- turnout conformance ----------------------------------------------------------------
+
+
+def _add_conformance(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    conformance = commands.add_parser(
+        "conformance",
+        help="check a live NATS deployment's routing against turnout's subject semantics",
+        description=(
+            "Makes random subscriptions (wildcards and queue groups included), publishes "
+            "random subjects under turnout-conformance.<nonce>, and compares every delivery "
+            "with what turnout's subject index says. Prints what was checked, what "
+            "disagreed and the seed to replay; exits 1 on a disagreement or an unfinished "
+            "run, 2 when it cannot run."
+        ),
+    )
+    conformance.add_argument(
+        "--nats",
+        metavar="URL",
+        required=True,
+        action="append",
+        help="a server of the deployment (repeat for a cluster: subscribers spread over them)",
+    )
+    conformance.add_argument(
+        "--subjects",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="subjects to publish (default: %(default)s)",
+    )
+    conformance.add_argument(
+        "--subscriptions",
+        type=int,
+        default=60,
+        metavar="M",
+        help="subscriptions to make (default: %(default)s)",
+    )
+    conformance.add_argument("--seed", type=int, default=None, help="replay the run of this seed")
+    conformance.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="give up after this long (default: %(default)s)",
+    )
+    conformance.set_defaults(handler=_run_conformance)
+
+
+def _run_conformance(args: argparse.Namespace) -> int:
+    from turnout.testing.conformance import command
+
+    return command(
+        args.nats,
+        subjects=args.subjects,
+        subscriptions=args.subscriptions,
+        seed=args.seed,
+        timeout=args.timeout,
     )
