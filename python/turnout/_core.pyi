@@ -10,12 +10,14 @@ from turnout.phases import Phase
 __all__ = [
     "MAX_SUBJECT_LENGTH",
     "MAX_TOKENS",
+    "BuildUpdateDecoder",
     "Event",
     "EventDecodeError",
     "EventEncodeError",
     "KeyRouter",
     "LogBatcher",
     "MatchResult",
+    "NatsFrames",
     "PhaseManager",
     "PhaseState",
     "SubjectIndex",
@@ -143,6 +145,18 @@ class KeyRouter:
         self, batch: Iterable[bytes]
     ) -> tuple[dict[str, list[bytes]], list[bytes], list[bytes]]: ...
 
+@final
+class BuildUpdateDecoder:
+    def __new__(
+        cls,
+        update_class: type,
+        uuid_class: type,
+        uuid_is_safe: object,
+        transitions: dict[str, Any],
+        statuses: dict[str, Any],
+    ) -> BuildUpdateDecoder: ...
+    def decode(self, message: object) -> Any | None: ...
+
 def phase_successors(phase: str) -> list[str]: ...
 
 # Called once by the modules defining these classes, as they are imported.
@@ -249,3 +263,17 @@ class LogBatcher:
     def batch_size(self) -> int: ...
     @property
     def capacity(self) -> int: ...
+
+@final
+class NatsFrames:
+    """A NATS server-to-client stream cut into frames: ``MSG`` frames on routed
+    subscription ids come out as runs of ``(sid, subject, payload)``, every other frame as
+    its own ``bytes``."""
+
+    def __new__(cls, max_payload: int = ...) -> NatsFrames: ...
+    def route(self, sid: int) -> None: ...
+    def unroute(self, sid: int) -> None: ...
+    def reset(self) -> None: ...
+    def feed(self, data: bytes) -> list[list[tuple[int, str, bytes]] | bytes]: ...
+    @property
+    def pending(self) -> int: ...

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from turnout._bench.implementations import (
     ALL_IMPLEMENTATIONS,
     BLINKER,
+    FASTSTREAM,
     NATS_PY,
     PLAIN_DICT_BUS,
     PLAIN_DICT_ROUTER,
@@ -140,9 +141,9 @@ WORKLOADS: dict[str, Workload] = {
         ),
         Workload(
             "W9",
-            "NATS end to end through a local nats-server",
+            "NATS end to end: a publisher process, a nats-server, handlers",
             "turnout._bench.w9_nats",
-            (TURNOUT_NATS, NATS_PY),
+            (TURNOUT_NATS, NATS_PY, FASTSTREAM),
             baseline=NATS_PY.name,
             slower={
                 "1 sync handler": "with one handler both spend their time in nats-py's parser "
@@ -155,6 +156,11 @@ WORKLOADS: dict[str, Workload] = {
             "hub: one event fanned out to 100 WebSocket watchers",
             "turnout._bench.w10_hub",
             (TURNOUT_HUB, PLAIN_WEBSOCKETS),
+            slower={
+                "latency: 1 event at a time to 100 watchers": "one event at a time, both "
+                "wait mostly on the counting process and the machine's scheduling: the P50s "
+                "move by up to 2x between runs and either side may lead",
+            },
         ),
     )
 }

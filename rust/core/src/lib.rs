@@ -9,10 +9,11 @@ pub mod go_json;
 pub mod go_time;
 pub mod index;
 pub mod logbatch;
+pub mod nats_frames;
 pub mod phase;
 pub mod subject;
 
-pub use dispatch::{key_of, KeyRouter, Route, RoutedBatch};
+pub use dispatch::{key_of, object_fields, KeyRouter, Route, RoutedBatch, Scalar};
 pub use go_json::{write_decimal, write_go_float, write_go_json, write_json_str};
 pub use go_time::{CivilTime, TimeError, WireTime, ZERO_TIME_UNIX_NANOS};
 pub use index::{
@@ -22,6 +23,7 @@ pub use index::{
 pub use logbatch::{
     write_batch_frame, write_log_frame, LogBuffer, LogEntry, LogLevel, LogOverflow, Offered,
 };
+pub use nats_frames::{Frame, FrameError, FrameReader, MAX_CONTROL_LINE};
 pub use phase::{Phase, PhaseError, PhaseState, PhaseTable};
 pub use subject::{
     check, is_subset, is_valid_literal, is_valid_subject, subject_matches, subjects_collide,

@@ -9,6 +9,7 @@ mod dispatch;
 mod event;
 mod index;
 mod logs;
+mod nats_frames;
 mod phases;
 mod subjects;
 
@@ -30,5 +31,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     event::register(m)?;
     phases::register(m)?;
     logs::register(m)?;
+    nats_frames::register(m)?;
     Ok(())
 }
