@@ -436,6 +436,40 @@ fn write_items<'py>(
 
 // --- reading ----------------------------------------------------------------------------
 
+/// Short strings seen before (object keys, event types, node names) are handed out again
+/// instead of made anew: a direct-mapped table per thread, a slot per hash, the newest
+/// string winning a slot. Bounded: `KEY_SLOTS` strings of at most `KEY_MAX_LEN` bytes.
+const KEY_SLOTS: usize = 1024;
+const KEY_MAX_LEN: usize = 32;
+
+thread_local! {
+    static KEYS: RefCell<Vec<Option<(Box<str>, Py<PyString>)>>> =
+        RefCell::new((0..KEY_SLOTS).map(|_| None).collect());
+}
+
+fn cached_str<'py>(py: Python<'py>, text: &str) -> Bound<'py, PyString> {
+    if text.len() > KEY_MAX_LEN {
+        return PyString::new(py, text);
+    }
+    // FNV-1a: short keys, and a collision only costs a fresh string.
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in text.bytes() {
+        hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+    }
+    let slot = hash as usize % KEY_SLOTS;
+    KEYS.with(|keys| {
+        let mut keys = keys.borrow_mut();
+        match &keys[slot] {
+            Some((known, string)) if **known == *text => string.bind(py).clone(),
+            _ => {
+                let string = PyString::new(py, text);
+                keys[slot] = Some((text.into(), string.clone().unbind()));
+                string
+            }
+        }
+    })
+}
+
 /// What went wrong beyond the JSON grammar: a field of the wrong type, a bad time, or a
 /// Python error while building values. serde_json only carries text, so the error itself
 /// waits here.
@@ -655,7 +689,7 @@ impl<'de, 'py> Visitor<'de> for Text<'_, 'py> {
     }
 
     fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
-        Ok(Some(PyString::new(self.py, text)))
+        Ok(Some(cached_str(self.py, text)))
     }
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
         Ok(None)
@@ -866,7 +900,7 @@ impl<'de, 'py> Visitor<'de> for Key<'py> {
     }
 
     fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
-        Ok(PyString::new(self.py, key))
+        Ok(cached_str(self.py, key))
     }
 }
 
