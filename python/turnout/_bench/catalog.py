@@ -27,6 +27,7 @@ from turnout._bench.implementations import (
     NATS_PY,
     PLAIN_PYTHON,
     PLAIN_WEBSOCKETS,
+    PYEE,
     QUEUE_HANDLER,
     RUST,
     TRANSITIONS,
@@ -79,9 +80,9 @@ WORKLOADS: dict[str, Workload] = {
         Workload("W4", "scale: build, memory and matches of a large index", run_w4),
         Workload(
             "W5",
-            "bus: emit to 1 handler, to 1,000 handlers, into a stream",
+            "bus: emit to 1 handler, to 100 and 1,000 handlers, into a stream",
             "turnout._bench.w5_bus",
-            (RUST, PLAIN_PYTHON, BLINKER),
+            (RUST, PLAIN_PYTHON, BLINKER, PYEE),
         ),
         Workload(
             "W6",

@@ -90,6 +90,7 @@ ALL_IMPLEMENTATIONS: tuple[Implementation, ...] = (RUST, REFERENCE)
 # their own names. ``module`` is what must import for the implementation to be measured.
 PLAIN_PYTHON = Implementation(name="reference", label="plain Python", module="turnout")
 BLINKER = Implementation(name="blinker", label="blinker", module="blinker")
+PYEE = Implementation(name="pyee", label="pyee", module="pyee")
 TRANSITIONS = Implementation(name="transitions", label="transitions", module="transitions")
 QUEUE_HANDLER = Implementation(
     name="queuehandler", label="logging QueueHandler", module="logging.handlers"
