@@ -14,7 +14,7 @@ from typing import Any
 
 from turnout.bus import Bus
 from turnout.nats import NatsBus, PersistConfig, connect_sync
-from turnout.nats_server import NatsServer
+from turnout.testing.nats_server import NatsServer
 
 # Short enough that a test waiting on a lost acknowledgement is not slow.
 TEST_ACK_WAIT = 2.0

@@ -1,10 +1,11 @@
-"""Shared fixtures: the two implementations of the subject API, and Hypothesis profiles."""
+"""Shared fixtures: the two implementations of the subject API, the bus factories, and
+Hypothesis profiles. The servers (``nats_server``, ``own_nats_server``, ``nats_cluster``)
+come from turnout's own pytest plugin, as they do for its users."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -13,7 +14,6 @@ from hypothesis import settings
 
 import turnout
 import turnout.reference
-from turnout.nats_server import NatsServer, running_server
 
 # "ci" keeps the whole suite to about a minute; "long" is for a soak before a release:
 #     TURNOUT_HYPOTHESIS_PROFILE=long pytest tests/test_conformance.py
@@ -28,20 +28,6 @@ IMPLEMENTATIONS = {"rust": turnout, "reference": turnout.reference}
 def impl(request: pytest.FixtureRequest) -> ModuleType:
     """The module under test: ``turnout`` (the Rust core) or ``turnout.reference``."""
     return IMPLEMENTATIONS[request.param]
-
-
-@pytest.fixture(scope="session")
-def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    """One nats-server with JetStream on a free loopback port, shared by the session."""
-    with running_server(tmp_path_factory.mktemp("nats")) as server:
-        yield server
-
-
-@pytest.fixture
-def own_nats_server(tmp_path: Path) -> Iterator[NatsServer]:
-    """A nats-server of this test alone (to kill, restart or configure), killed after."""
-    with running_server(tmp_path / "nats") as server:
-        yield server
 
 
 @pytest.fixture(params=["embedded", "nats"])

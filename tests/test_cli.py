@@ -6,7 +6,11 @@ that each workload of the catalog measures each of its implementations that can 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import re
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -15,7 +19,14 @@ from typing import Any
 
 import pytest
 
-from turnout._bench.report import BenchReport
+from turnout._bench.report import (
+    JSON_FORMAT,
+    WIDTH,
+    BenchReport,
+    ResultRow,
+    WorkloadColumns,
+    render_table,
+)
 from turnout.cli import main
 
 IMPLEMENTATIONS = {"rust", "reference"}
@@ -24,6 +35,7 @@ IMPLEMENTATIONS = {"rust", "reference"}
 # W3: insert, remove, cycle; W4: build, hit and repeated at two sizes).
 CASES_PER_WORKLOAD = {"W1": 20, "W2": 8, "W3": 3, "W4": 5}
 SVG = "{http://www.w3.org/2000/svg}"
+BENCHMARKS_PAGE = Path(__file__).parent.parent / "docs" / "benchmarks.md"
 
 
 @dataclass(frozen=True)
@@ -31,6 +43,7 @@ class BenchRun:
     status: int
     results: dict[str, Any]
     svg_path: Path
+    table: str
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +52,11 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> BenchRun:
     out = tmp_path_factory.mktemp("bench")
     json_path, svg_path = out / "bench.json", out / "bench.svg"
     files = ["--json", str(json_path), "--svg", str(svg_path)]
-    status = main(["bench", "--quick", *files, "--workload", *CASES_PER_WORKLOAD])
-    return BenchRun(status, json.loads(json_path.read_text(encoding="utf-8")), svg_path)
+    table = io.StringIO()
+    with contextlib.redirect_stdout(table):
+        status = main(["bench", "--quick", *files, "--workload", *CASES_PER_WORKLOAD])
+    results = json.loads(json_path.read_text(encoding="utf-8"))
+    return BenchRun(status, results, svg_path, table.getvalue())
 
 
 def test_bench_succeeds(quick_run: BenchRun) -> None:
@@ -128,3 +144,101 @@ def test_cli_offers_every_workload() -> None:
     from turnout._bench.catalog import WORKLOADS
 
     assert tuple(WORKLOADS) == cli._WORKLOAD_KEYS
+
+
+# --- what a person reads ----------------------------------------------------------------
+
+
+def test_the_table_fits_100_columns(quick_run: BenchRun) -> None:
+    lines = quick_run.table.splitlines()
+    assert all(len(line) <= WIDTH == 100 for line in lines), max(lines, key=len)
+    assert "vs pure-Python index" in quick_run.table  # the baseline named in the heading
+
+
+def _report(rows: list[ResultRow], **columns: Any) -> BenchReport:
+    layout = WorkloadColumns(
+        title="a workload",
+        implementations=("rust", "reference", "peer"),
+        labels={"rust": "turnout", "reference": "plain dict bus", "peer": "peer lib"},
+        **columns,
+    )
+    return BenchReport(scale="quick", columns={"W5": layout}, rows=tuple(rows))
+
+
+def _row(case: str, implementation: str, ns: float, **extra: float) -> ResultRow:
+    return ResultRow("W5", case, implementation, 1e9 / ns, ns, extra=dict(extra))
+
+
+def test_every_ratio_is_above_one_when_turnout_is_faster() -> None:
+    rows = [
+        _row("fast", "rust", 100),
+        _row("fast", "reference", 300),  # turnout 3x faster
+        _row("fast", "peer", 50),  # turnout at half the speed
+        _row("cached", "rust", 100, cache_on_vs_off=0.5),  # the cache halves the time
+    ]
+    table = render_table(_report(rows, slower={"fast": "it does more work"}))
+    heading = next(line for line in table.splitlines() if line.startswith("case"))
+    assert "vs plain dict bus" in heading and "vs peer lib" in heading
+    fast = next(line for line in table.splitlines() if line.startswith("fast"))
+    assert "3.00x (300 ns)" in fast and "0.50x (50.0 ns)" in fast
+    assert "slower than peer lib: it does more work" in table
+    assert "slower than plain dict bus" not in table
+    assert "faster with the cache): turnout 2.00x" in table
+    assert "0.50x" not in table.split("cache")[-1]  # not the stored way up
+
+
+def test_a_slower_row_without_a_recorded_reason_says_so() -> None:
+    table = render_table(_report([_row("c", "rust", 200), _row("c", "reference", 100)]))
+    assert "slower than plain dict bus: no reason recorded" in table
+
+
+def test_times_take_the_unit_that_fits() -> None:
+    from turnout._bench.report import format_time
+
+    assert [format_time(ns) for ns in (84.56, 999.4, 2_970, 3_279_627, 1.2e9)] == [
+        "84.6 ns",
+        "999 ns",
+        "2.97 µs",
+        "3.28 ms",
+        "1.20 s",
+    ]
+
+
+def test_a_skipped_implementation_is_named_once_with_its_install_command() -> None:
+    # blinker made unimportable, as when the bench extra is not installed.
+    code = (
+        "import sys; sys.modules['blinker'] = None\n"
+        "from turnout.cli import main\n"
+        "sys.exit(main(['bench', '--quick', '--workload', 'W5']))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=240, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    output = done.stdout + done.stderr
+    skip_lines = [line for line in output.splitlines() if "blinker" in line]
+    assert skip_lines == ["  W5 blinker: pip install 'turnout[bench]'"], output
+    assert "skipped (not installed here):" in done.stdout
+
+
+# --- the documented --json schema -------------------------------------------------------
+
+
+def _documented_fields(section: str) -> set[str]:
+    """The field names in the table under ``### <section>`` of docs/benchmarks.md."""
+    page = BENCHMARKS_PAGE.read_text(encoding="utf-8")
+    body = page.split(f"### {section}\n", 1)[1].split("\n#", 1)[0]
+    return set(re.findall(r"^\| `([a-z0-9_]+)` \|", body, flags=re.MULTILINE))
+
+
+def test_the_json_document_has_the_documented_shape(quick_run: BenchRun) -> None:
+    data = quick_run.results
+    assert data["format"] == JSON_FORMAT
+    assert f"`{JSON_FORMAT}`" in BENCHMARKS_PAGE.read_text(encoding="utf-8")
+    assert set(data) == _documented_fields("Top level")
+    assert all(set(row) == _documented_fields("`rows[]`") for row in data["rows"])
+    layouts = data["columns"].values()
+    assert all(set(c) == _documented_fields("`columns.<workload>`") for c in layouts)
+    for row in data["rows"]:
+        assert isinstance(row["ops_per_s"], float) and isinstance(row["ns_per_op"], float)
+        assert all(isinstance(v, float) for v in row["extra"].values())

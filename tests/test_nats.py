@@ -29,7 +29,7 @@ from turnout.nats import (
     connect,
     connect_sync,
 )
-from turnout.nats_server import NatsServer, free_port, running_cluster
+from turnout.testing.nats_server import NatsCluster, NatsServer, free_port
 
 # Every wait below polls until a condition holds, up to this long: long enough for a busy
 # machine, and a hung test still ends.
@@ -688,41 +688,42 @@ async def test_a_full_outbound_queue_refuses_after_max_block_and_counts_it(
         await bus.aclose()
 
 
-async def test_a_cluster_carries_events_and_survives_losing_a_server(tmp_path: Path) -> None:
-    with running_cluster(tmp_path) as cluster:
-        await cluster.wait_jetstream()
-        first, second, third = cluster.urls
-        options: dict[str, Any] = {"reconnect_time_wait": 0.1, "dont_randomize": True}
-        persist = PersistConfig(replicas=3)
-        publisher = await connect([first, third], node="pub", persist=persist, **options)
-        listener = await connect([second, third], node="sub", **options)
-        try:
-            heard: list[Event] = []
-            listener.subscribe("events.>", heard.append)
-            await listener.flush()
-            assert publisher.stats()["transport"]["connected_url"] == first
-            assert listener.stats()["transport"]["connected_url"] == second
-            for i in range(100):
-                publisher.emit(numbered(i))
-            await publisher.flush()
-            await eventually(lambda: len(heard) == 100, "published on one, heard on another")
-            cluster.servers[0].kill()  # the publisher's server, mid-stream
-            for i in range(100, 200):
-                publisher.emit(numbered(i))
-                await asyncio.sleep(0.002)
-            await publisher.flush(timeout=PATIENCE)
-            stats = publisher.stats()["transport"]
-            assert stats["connected_url"] == third and stats["reconnects"] >= 1
-            # Delivery goes on through the others (what was sent again may come later).
-            await eventually(lambda: 199 in numbers(heard), "delivery continues")
-            stored = numbers(await listener_history(listener, persist, second))
-            # Every event acknowledged, each stored once (those sent again after the
-            # loss may be stored after later ones).
-            assert stats["acked"] == 200
-            assert sorted(stored) == list(range(200))
-        finally:
-            await publisher.aclose()
-            await listener.aclose()
+async def test_a_cluster_carries_events_and_survives_losing_a_server(
+    nats_cluster: NatsCluster,
+) -> None:
+    cluster = nats_cluster
+    first, second, third = cluster.urls
+    options: dict[str, Any] = {"reconnect_time_wait": 0.1, "dont_randomize": True}
+    persist = PersistConfig(replicas=3)
+    publisher = await connect([first, third], node="pub", persist=persist, **options)
+    listener = await connect([second, third], node="sub", **options)
+    try:
+        heard: list[Event] = []
+        listener.subscribe("events.>", heard.append)
+        await listener.flush()
+        assert publisher.stats()["transport"]["connected_url"] == first
+        assert listener.stats()["transport"]["connected_url"] == second
+        for i in range(100):
+            publisher.emit(numbered(i))
+        await publisher.flush()
+        await eventually(lambda: len(heard) == 100, "published on one, heard on another")
+        cluster.servers[0].kill()  # the publisher's server, mid-stream
+        for i in range(100, 200):
+            publisher.emit(numbered(i))
+            await asyncio.sleep(0.002)
+        await publisher.flush(timeout=PATIENCE)
+        stats = publisher.stats()["transport"]
+        assert stats["connected_url"] == third and stats["reconnects"] >= 1
+        # Delivery goes on through the others (what was sent again may come later).
+        await eventually(lambda: 199 in numbers(heard), "delivery continues")
+        stored = numbers(await listener_history(listener, persist, second))
+        # Every event acknowledged, each stored once (those sent again after the
+        # loss may be stored after later ones).
+        assert stats["acked"] == 200
+        assert sorted(stored) == list(range(200))
+    finally:
+        await publisher.aclose()
+        await listener.aclose()
 
 
 async def listener_history(listener: NatsBus, persist: PersistConfig, url: str) -> list[Event]:

@@ -30,6 +30,7 @@ from turnout.coordination import (
     MalformedFrame,
     MessageReceived,
     MessageRefused,
+    Output,
     Registered,
     RequestOutcome,
     RequestSettled,
@@ -611,7 +612,7 @@ def connect(client: CoordinatorProtocol, service_id: str = "cs-1") -> list[WSMes
     """Connects and registers; returns what went out after ``registered``."""
     client.connection_made()
     (register,) = messages(client.take_outgoing())
-    events = client.receive(registered_reply(register, service_id))
+    events = client.receive(registered_reply(register, service_id)).events
     assert isinstance(events[0], Registered)
     return messages(client.take_outgoing())
 
@@ -637,7 +638,7 @@ def test_client_sends_headers_and_registers_first() -> None:
     assert register.payload_as(RegisterPayload) == RegisterPayload(
         "containerservice", "cs-1", "i-1", ("run",), "1.2.3", "1.0", 4
     )
-    events = client.receive(registered_reply(register, "cs-assigned"))
+    events = client.receive(registered_reply(register, "cs-assigned")).events
     assert events[0] == Registered(
         "cs-assigned", RegisteredPayload("cs-assigned", "", "", "1.0", "1.0")
     )
@@ -655,7 +656,7 @@ def test_client_answers_ping_and_status_with_the_same_ids() -> None:
     connect(client)
 
     ping = WSMessage("ping-42", MessageType.PING, timestamp=STAMP)
-    events = client.receive(ping.to_json())
+    events = client.receive(ping.to_json()).events
     assert events == [MessageReceived(WSMessage.parse(ping.to_json()))]
     (pong,) = messages(client.take_outgoing())
     assert (pong.id, pong.type) == ("ping-42", MessageType.PONG)
@@ -725,11 +726,11 @@ def test_refused_commands_are_answered_with_an_error_of_the_same_id() -> None:
     client = CoordinatorProtocol(config(), pm)
     connect(client)
     pause = WSMessage.with_payload(MessageType.PAUSE, PausePayload("wf-1"), id="cmd-1")
-    events = client.receive(pause)
+    events = client.receive(pause).events
     assert isinstance(events[0], CommandRefused)
     assert str(events[0].error) == "workflow wf-1 cannot be paused from phase pending"
     resume = WSMessage.with_payload(MessageType.RESUME, ResumePayload("ghost"), id="cmd-2")
-    assert isinstance(client.receive(resume)[0], CommandRefused)
+    assert isinstance(client.receive(resume).events[0], CommandRefused)
     first, second = messages(client.take_outgoing())
     assert (first.id, first.type, first.workflow_id) == ("cmd-1", MessageType.ERROR, "wf-1")
     assert first.payload_as(ErrorPayload) == ErrorPayload(
@@ -742,15 +743,15 @@ def test_refused_commands_are_answered_with_an_error_of_the_same_id() -> None:
 def test_malformed_frames_and_payloads_are_reported_not_fatal() -> None:
     client = CoordinatorProtocol(config())
     connect(client)
-    (event,) = client.receive(b"{nope")
+    (event,) = client.receive(b"{nope").events
     assert isinstance(event, MalformedFrame) and event.connection is None
     bad = WSMessage("cmd-3", MessageType.PAUSE, "wf-1", STAMP, {"workflow_id": 12})
-    events = client.receive(bad)
+    events = client.receive(bad).events
     assert isinstance(events[0], MalformedFrame) and isinstance(events[1], MessageReceived)
     (error,) = messages(client.take_outgoing())
     assert (error.id, error.type) == ("cmd-3", MessageType.ERROR)
     # Unknown types reach the application's handlers untouched.
-    (unknown,) = client.receive(b'{"id":"u","type":"heartbeat"}')
+    (unknown,) = client.receive(b'{"id":"u","type":"heartbeat"}').events
     assert isinstance(unknown, MessageReceived) and unknown.message.type == "heartbeat"
     assert client.stats()["malformed"] == 2
 
@@ -809,7 +810,7 @@ def test_the_queue_is_bounded_and_counts_drops_across_reconnects() -> None:
 def test_a_registered_without_a_connection_is_ignored() -> None:
     client = CoordinatorProtocol(config())
     stray = WSMessage("r", MessageType.REGISTERED, payload={"service_id": "x"})
-    assert client.receive(stray) == [MessageReceived(stray)]
+    assert client.receive(stray).events == [MessageReceived(stray)]
     assert client.state is ClientState.DISCONNECTED and client.service_id == "cs-1"
 
 
@@ -883,14 +884,14 @@ class Link:
         self.pump()
 
     def deliver(self, data: bytes) -> None:
-        self.client_events.extend(self.client.receive(data))
+        self.client_events.extend(self.client.receive(data).events)
 
     def pump(self) -> None:
         while frames := self.client.take_outgoing():
             for data in frames:
                 out = self.hub.receive(self.connection, data)
                 self.hub_events.extend(out.events)
-                for reply in out.replies:
+                for reply in out.send:
                     self.deliver(reply)
 
     def settled(self) -> list[RequestSettled]:
@@ -922,13 +923,13 @@ def test_hub_answers_register_with_the_same_id_and_fills_in_service_ids() -> Non
     hub = HubProtocol()
     hub.connection_opened(1, {"x-service-id": "from-header"})
     register = WSMessage.with_payload(MessageType.REGISTER, RegisterPayload("svc"), id="reg-1")
-    (reply,) = hub.receive(1, register.to_json()).replies
+    (reply,) = hub.receive(1, register.to_json()).send
     parsed = WSMessage.parse(reply)
     assert (parsed.id, parsed.type) == ("reg-1", MessageType.REGISTERED)
     assert parsed.payload_as(RegisteredPayload).service_id == "from-header"
 
     hub.connection_opened(2)
-    (reply,) = hub.receive(2, register.to_json()).replies
+    (reply,) = hub.receive(2, register.to_json()).send
     generated = WSMessage.parse(reply).payload_as(RegisteredPayload).service_id
     assert re.fullmatch(r"svc-[a-z0-9]{8}", generated)
 
@@ -945,7 +946,7 @@ def test_hub_refuses_bad_registrations(payload: dict[str, Any], reason: str) -> 
     hub = HubProtocol()
     hub.connection_opened("c")
     out = hub.receive("c", WSMessage("r", MessageType.REGISTER, payload=payload).to_json())
-    (reply,) = out.replies
+    (reply,) = out.send
     error = WSMessage.parse(reply)
     assert (error.id, error.type) == ("r", MessageType.ERROR)
     assert reason in error.payload_as(ErrorPayload).error
@@ -957,7 +958,7 @@ def test_hub_answers_malformed_and_unexpected_frames_with_errors() -> None:
     hub.connection_opened("c")
     out = hub.receive("c", b"\x00garbage")
     assert isinstance(out.events[0], MalformedFrame) and out.events[0].connection == "c"
-    (reply,) = out.replies
+    (reply,) = out.send
     error = WSMessage.parse(reply)
     assert error.type is MessageType.ERROR
     assert error.payload_as(ErrorPayload).error.startswith("malformed message:")
@@ -974,10 +975,10 @@ def test_hub_answers_malformed_and_unexpected_frames_with_errors() -> None:
     ):
         out = hub.receive("c", data)
         assert isinstance(out.events[0], MessageRefused) and out.events[0].reason == reason
-        assert WSMessage.parse(out.replies[0]).payload_as(ErrorPayload).error == reason
+        assert WSMessage.parse(out.send[0]).payload_as(ErrorPayload).error == reason
     # The connection still works.
     ok = hub.receive("c", WSMessage.new(MessageType.PONG).to_json())
-    assert ok.replies == [] and isinstance(ok.events[0], ServiceMessage)
+    assert ok.send == [] and isinstance(ok.events[0], ServiceMessage)
     assert hub.stats()["malformed"] == 1 and hub.stats()["refused"] == 3
 
 
@@ -1120,13 +1121,13 @@ def test_hub_settles_requests_of_a_closed_connection() -> None:
     hub = HubProtocol()
     link = Link(hub, CoordinatorProtocol(config(), pm))
     status = hub.status("wf-1", deadline=50.0)
-    events = hub.connection_closed("conn-1")
+    events = hub.connection_closed("conn-1").events
     settled, gone = events
     assert isinstance(settled, RequestSettled) and settled.request == status
     assert settled.outcome is RequestOutcome.DISCONNECTED
     assert isinstance(gone, ServiceDisconnected) and gone.service is not None
     assert gone.service.connection is None
-    assert hub.connection_closed("conn-1") == []
+    assert hub.connection_closed("conn-1") == Output()
     with pytest.raises(LookupError, match="service not connected"):
         hub.pause("wf-1", deadline=1.0)
     with pytest.raises(LookupError, match="workflow not found"):
@@ -1145,7 +1146,7 @@ def test_the_newest_connection_of_a_service_owns_it() -> None:
             connection,
             WSMessage.with_payload(MessageType.REGISTER, RegisterPayload("svc", "s")).to_json(),
         )
-    (disconnected,) = hub.connection_closed("old")
+    (disconnected,) = hub.connection_closed("old").events
     assert isinstance(disconnected, ServiceDisconnected)
     service = hub.service("s")
     assert service is not None and service.connection == "new"
@@ -1153,14 +1154,34 @@ def test_the_newest_connection_of_a_service_owns_it() -> None:
 
 def test_hub_checks_the_bearer_token() -> None:
     hub = HubProtocol(token="s3cret")
-    assert hub.authorize({"Authorization": "Bearer s3cret"}) is None
-    assert hub.authorize({"authorization": "Bearer s3cret"}) is None
-    assert hub.authorize({}) == "missing bearer token"
-    assert hub.authorize({"Authorization": "Basic s3cret"}) == "missing bearer token"
-    assert hub.authorize({"Authorization": "Bearer nope"}) == "invalid token"
-    assert HubProtocol().authorize({}) is None
+
+    def refusal(headers: list[tuple[str, str]], query: str = "") -> str | None:
+        admission = hub.admit(headers, query)
+        return None if admission.refusal is None else admission.refusal.reason
+
+    assert refusal([("Authorization", "Bearer s3cret")]) is None
+    assert refusal([("authorization", "bearer s3cret")]) is None  # RFC 7235: any case
+    assert refusal([("Authorization", "BEARER  s3cret ")]) is None
+    assert refusal([], "token=s3cret") is None  # clients that cannot set headers
+    assert refusal([]) == "missing bearer token"
+    assert refusal([("Authorization", "Basic s3cret")]) == "missing bearer token"
+    assert refusal([("Authorization", "Bearer nope")]) == "invalid token"
+    assert refusal([], "token=nope") == "invalid token"
+    two = [("Authorization", "Bearer s3cret"), ("Authorization", "Bearer s3cret")]
+    assert refusal(two) == "more than one Authorization header"
+    assert refusal([("Authorization", "Bearer s3cret")], "token=s3cret") == (
+        "credentials in both the Authorization header and the URL"
+    )
+    assert refusal([], "token=a&token=b") == "more than one token parameter"
+    assert hub.admit(two).refusal.status == 400  # type: ignore[union-attr]
+    assert HubProtocol().admit([]).refusal is None
     client = CoordinatorProtocol(config(token="s3cret"))
-    assert hub.authorize(client.handshake_headers()) is None
+    assert refusal(list(client.handshake_headers().items())) is None
+    assert hub.refusals() == {
+        "missing_token": 2,
+        "invalid_token": 2,
+        "duplicate_credentials": 4,
+    }
 
 
 def test_hub_needs_an_opened_connection() -> None:
@@ -1179,7 +1200,7 @@ def test_the_whole_exchange_is_valid_json_on_both_sides() -> None:
     while frames := client.take_outgoing():
         for data in frames:
             seen.append(data)
-            for reply in hub.receive("c", data).replies:
+            for reply in hub.receive("c", data).send:
                 seen.append(reply)
                 client.receive(reply)
     assert len(seen) == 3  # register, registered, phase_changed

@@ -22,9 +22,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 import turnout
 from turnout.events import Event
 from turnout.logs import ForwardingHandler, LogEntry
-from turnout.nats_server import NatsServer
 from turnout.phases import Phase, PhaseManager
 from turnout.protocol import MessageType, RegisteredPayload, WSMessage
+from turnout.testing.nats_server import NatsServer
 from turnout.ws import (
     Coordinator,
     CoordinatorConfig,

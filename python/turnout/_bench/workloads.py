@@ -25,7 +25,7 @@ from typing import Any
 
 from turnout._bench.implementations import Implementation, IndexFactory, SubjectIndexLike
 from turnout._bench.memory import index_bytes_per_entry
-from turnout._bench.report import ResultRow
+from turnout._bench.report import CACHE_ON_VS_OFF, ResultRow
 from turnout._bench.timing import (
     Batch,
     Trial,
@@ -36,11 +36,6 @@ from turnout._bench.timing import (
 
 DEFAULT_CACHE_SIZE = 1024
 """The match-cache size of an index with "cache on" (the ``SubjectIndex`` default)."""
-
-CACHE_ON_VS_OFF = "cache_on_vs_off"
-"""Extra figure of a unique-subjects case with the cache on: its ns/op over the same case's
-with the cache off (the goal: within 1.10, so a flood of unique subjects does not make
-the cache a cost)."""
 
 StepReporter = Callable[[str], None]
 """Told the name of each case just before it is measured (drives the progress display)."""

@@ -2,8 +2,9 @@
 
 - :class:`Coordinator`: a service's client (:mod:`turnout.ws.client`).
 - :class:`Hub`: the server services connect to, republishing on a :class:`~turnout.Bus`
-  and serving watchers (:mod:`turnout.ws.hub`); its subjects are in
-  :mod:`turnout.ws.subjects`.
+  serving watchers (:mod:`turnout.ws.hub`, :mod:`turnout.ws.watchers`) and a control
+  surface (:mod:`turnout.ws.http`); its subjects are in
+  :mod:`turnout.coordination.subjects`.
 
 Both only move frames: what to answer is decided by the sans-I/O state machines of
 :mod:`turnout.coordination`.
@@ -16,11 +17,16 @@ if importlib.util.find_spec("websockets") is None:
     raise ImportError("turnout.ws needs websockets: pip install 'turnout[ws]'", name="websockets")
 
 from turnout.coordination import CoordinatorConfig, RequestOutcome, RequestSettled
+from turnout.coordination.subjects import (
+    coordination_pattern,
+    coordination_subject,
+    subject_token,
+)
 from turnout.ws.client import Coordinator, HubRefusedError
-from turnout.ws.hub import COORDINATION_PATH, WATCH_PATH, Hub
-from turnout.ws.subjects import coordination_pattern, coordination_subject, subject_token
+from turnout.ws.hub import CONTROL_PATH, COORDINATION_PATH, WATCH_PATH, Hub
 
 __all__ = [
+    "CONTROL_PATH",
     "COORDINATION_PATH",
     "WATCH_PATH",
     "Coordinator",

@@ -22,7 +22,14 @@ protocol's bounded queue (``queue_size``, default 100; drop_oldest, counted in
 ``stats()["dropped"]``), which a writer task empties while registered. They may be called
 from any thread. A frame whose write fails because the connection dropped goes back in the
 queue (``stats()["requeued"]``); answers to the hub (``pong``, ``status_response``) belong
-to their connection and are not.
+to their connection and are not: the protocol decides which is which.
+
+**Registration deadline.** A hub that accepts the connection but does not answer
+``register`` within ``config.register_timeout`` seconds (after any dial, the first one
+included) gets the connection closed and is dialled again, like any other disconnect.
+
+**TLS.** A ``wss://`` URL is dialled with TLS, verifying the hub's certificate against the
+system's authorities, or those of ``config.ca_file``.
 
 **Logs.** ``log_debug`` ... ``log_with_context`` send one ``log`` message each, as Go's
 coordinator does. :meth:`Coordinator.log` (what a
@@ -44,12 +51,12 @@ import dataclasses
 import inspect
 import logging
 import random
+import ssl
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-import orjson
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
@@ -79,10 +86,6 @@ __all__ = ["Coordinator", "HubRefusedError"]
 
 logger = logging.getLogger("turnout.ws.client")
 
-# Answers belong to one connection (see CoordinatorProtocol): never re-queued.
-_CONNECTION_BOUND = frozenset(
-    {MessageType.REGISTER.value, MessageType.PONG.value, MessageType.STATUS_RESPONSE.value}
-)
 # asyncio.TimeoutError is TimeoutError from Python 3.11 on, not before.
 _DIAL_ERRORS = (OSError, InvalidHandshake, TimeoutError, asyncio.TimeoutError)
 
@@ -140,8 +143,11 @@ class Coordinator:
         self._on_reconnecting: list[Callback] = []
         self._handlers: dict[str, list[Callback]] = {}
         self._counts = dict.fromkeys(
-            ("reconnects", "dial_failures", "callback_errors", "requeued"), 0
+            ("reconnects", "dial_failures", "callback_errors", "register_timeouts"), 0
         )
+        self._ssl_context: ssl.SSLContext | None = None
+        self._register_timed_out: ClientConnection | None = None
+        self._tasks: set[asyncio.Future[Any]] = set()
         #: The error that ended the last connection or dial attempt.
         self.last_error: BaseException | None = None
 
@@ -173,9 +179,9 @@ class Coordinator:
 
     def stats(self) -> dict[str, Any]:
         """The protocol's counters (``queued``, ``dropped``, ``sent``, ``received``,
-        ``malformed``, ``discarded``, ``connections``, ``pending``), ``reconnects``,
-        ``dial_failures``, ``callback_errors``, ``requeued``, and ``logs`` (the batching
-        forwarder's counters, once :meth:`log` was used)."""
+        ``malformed``, ``discarded``, ``connections``, ``pending``, ``requeued``),
+        ``reconnects``, ``dial_failures``, ``callback_errors``, ``register_timeouts``,
+        and ``logs`` (the batching forwarder's counters, once :meth:`log` was used)."""
         forwarder = self._forwarder
         return {
             **self._protocol.stats(),
@@ -364,6 +370,7 @@ class Coordinator:
                 open_timeout=self.open_timeout,
                 ping_interval=config.ping_interval,
                 ping_timeout=config.ping_interval,
+                ssl=self._ssl(),
             )
         except InvalidStatus as exc:
             response = exc.response
@@ -373,6 +380,13 @@ class Coordinator:
                 + (f": {reason}" if reason else ""),
                 response.status_code,
             ) from exc
+
+    def _ssl(self) -> ssl.SSLContext | None:
+        if not self.config.when_url.startswith("wss://"):
+            return None
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context(cafile=self.config.ca_file)
+        return self._ssl_context
 
     async def _supervise(self, connection: ClientConnection) -> None:
         config = self.config
@@ -417,20 +431,46 @@ class Coordinator:
         protocol.connection_made()
         await self._call_all(self._on_connected)
         writer = asyncio.create_task(self._write(connection))
+        assert self._loop is not None
+        overdue = self._loop.call_later(
+            self.config.register_timeout, self._registration_overdue, connection
+        )
         error: BaseException | None = None
         try:
             async for frame in connection:
-                await self._handle(protocol.receive(frame))
+                await self._handle(protocol.receive(frame).events)
         except ConnectionClosed as exc:
             error = exc
         finally:
+            overdue.cancel()
             protocol.connection_lost()
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
             self._connection = None
         if error is None and connection.close_code not in (1000, None) and not self._closing:
             error = connection.protocol.close_exc
+        if self._register_timed_out is connection:
+            self._register_timed_out = None
+            error = TimeoutError(
+                f"the hub did not answer register within {self.config.register_timeout:g} s"
+            )
         return error
+
+    def _registration_overdue(self, connection: ClientConnection) -> None:
+        if self._protocol.state is ClientState.REGISTERING and self._connection is connection:
+            self._counts["register_timeouts"] += 1
+            self._register_timed_out = connection
+            logger.warning(
+                "%s did not answer register within %g s: dialling again",
+                self.config.when_url,
+                self.config.register_timeout,
+            )
+            self._loop_task(connection.close(1002, "register not answered"))
+
+    def _loop_task(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _write(self, connection: ClientConnection) -> None:
         wake = self._wake
@@ -445,15 +485,8 @@ class Coordinator:
                 try:
                     await connection.send(frame, text=True)
                 except ConnectionClosed:
-                    self._requeue(frames[index:])
+                    self._protocol.write_failed(len(frames) - index)
                     return
-
-    def _requeue(self, frames: list[bytes]) -> None:
-        for frame in frames:
-            kind = orjson.loads(frame).get("type")
-            if kind not in _CONNECTION_BOUND:
-                self._protocol.send(frame)
-                self._counts["requeued"] += 1
 
     def _wake_writer(self) -> None:
         loop, wake = self._loop, self._wake

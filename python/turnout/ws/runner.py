@@ -3,44 +3,82 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
+import ssl
 import sys
+from dataclasses import dataclass
 from typing import TextIO
 
 from turnout.bus import Bus
+from turnout.coordination import DEFAULT_MAX_WORKFLOWS, DEFAULT_RETENTION
+from turnout.coordination.auth import AuthFileError, Credentials
 from turnout.ws.hub import DEFAULT_MAX_MESSAGE_SIZE, Hub
 
-__all__ = ["run_hub"]
+__all__ = ["HubOptions", "run_hub"]
 
 _EXIT_FAILED = 1
 
 
-def run_hub(
-    host: str,
-    port: int,
-    *,
-    token: str | None = None,
-    nats_url: str | None = None,
-    node: str = "hub",
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-    out: TextIO = sys.stdout,
-) -> int:
-    """Serves a hub on ``host``:``port`` (on a NATS bus when ``nats_url`` is given, else on
-    an embedded one) until SIGINT or SIGTERM, then stops it cleanly; returns the exit
-    status. The URLs it listens on are printed to ``out`` once it is listening."""
-    return asyncio.run(_serve(host, port, token, nats_url, node, max_message_size, out))
+@dataclass(frozen=True)
+class HubOptions:
+    """What ``turnout hub`` was asked for."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    token: str | None = None
+    auth_file: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    nats_url: str | None = None
+    node: str = "hub"
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    retention: float = DEFAULT_RETENTION
+    max_workflows: int = DEFAULT_MAX_WORKFLOWS
 
 
-async def _serve(
-    host: str,
-    port: int,
-    token: str | None,
-    nats_url: str | None,
-    node: str,
-    max_message_size: int,
-    out: TextIO,
-) -> int:
+def run_hub(options: HubOptions, out: TextIO = sys.stdout) -> int:
+    """Serves a hub (on a NATS bus when ``nats_url`` is given, else on an embedded one)
+    until SIGINT or SIGTERM, then stops it cleanly; returns the exit status. The URLs it
+    listens on are printed to ``out`` once it is listening; a bad auth file or
+    certificate stops it before, with the reason on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    hub_logger = logging.getLogger("turnout.ws.hub")
+    hub_logger.addHandler(handler)
+    hub_logger.setLevel(logging.INFO)
+    try:
+        return asyncio.run(_serve(options, out))
+    finally:
+        hub_logger.removeHandler(handler)
+
+
+def _setup(options: HubOptions) -> tuple[Credentials | None, ssl.SSLContext | None]:
+    credentials = None
+    if options.auth_file is not None:
+        if options.token is not None:
+            raise ValueError("give --token or --auth, not both")
+        credentials = Credentials.load(options.auth_file)
+    context = None
+    if (options.tls_cert is None) != (options.tls_key is None):
+        raise ValueError("--tls-cert and --tls-key go together")
+    if options.tls_cert is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_cert_chain(options.tls_cert, options.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"cannot load the TLS certificate or key: {exc}") from None
+    return credentials, context
+
+
+async def _serve(options: HubOptions, out: TextIO) -> int:
+    try:
+        credentials, context = _setup(options)
+    except (AuthFileError, ValueError) as exc:
+        print(f"turnout hub: {exc}", file=sys.stderr)
+        return _EXIT_FAILED
     bus: Bus | None = None
+    nats_url = options.nats_url
     if nats_url is not None:
         try:
             import turnout.nats
@@ -48,16 +86,30 @@ async def _serve(
             print(f"turnout hub: --nats needs the nats extra ({exc})", file=sys.stderr)
             return _EXIT_FAILED
         try:
-            bus = await turnout.nats.connect(nats_url, node=node)
+            bus = await turnout.nats.connect(nats_url, node=options.node)
         except Exception as exc:
             print(f"turnout hub: cannot connect to NATS at {nats_url}: {exc}", file=sys.stderr)
             return _EXIT_FAILED
-    hub = Hub(host, port, token, max_message_size, bus, node=node)
+    hub = Hub(
+        options.host,
+        options.port,
+        options.token,
+        options.max_message_size,
+        bus,
+        auth=credentials,
+        ssl=context,
+        node=options.node,
+        retention=options.retention,
+        max_workflows=options.max_workflows,
+    )
     try:
         try:
             await hub.start()
         except OSError as exc:
-            print(f"turnout hub: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+            print(
+                f"turnout hub: cannot listen on {options.host}:{options.port}: {exc}",
+                file=sys.stderr,
+            )
             return _EXIT_FAILED
         loop = asyncio.get_running_loop()
         stop_requested = asyncio.Event()
