@@ -73,20 +73,20 @@ def test_during_a_handover_each_message_passes_once() -> None:
     assert interest.add(["events.>"]) == ["events.>"]
     assert interest.replaceable("events.>") == {1}
     interest.begin_handover(frozenset({1}))
-    assert interest.passes(1, b"events.tool.a", b"x")  # before the new one exists
+    assert interest.passes(1, "events.tool.a", b"x")  # before the new one exists
     interest.subscribed("events.>", 2)
     copies = [
-        (2, b"events.tool.a", b"x"),  # the new one's copy of the message above
-        (2, b"events.tool.b", b"y"),  # the new one first this time
-        (1, b"events.tool.b", b"y"),
-        (2, b"events.other", b"z"),  # only the new one covers it
+        (2, "events.tool.a", b"x"),  # the new one's copy of the message above
+        (2, "events.tool.b", b"y"),  # the new one first this time
+        (1, "events.tool.b", b"y"),
+        (2, "events.other", b"z"),  # only the new one covers it
     ]
     assert [interest.passes(*copy) for copy in copies] == [False, True, False, True]
     assert interest.duplicates == 2
     interest.end_handover()
     interest.serve()
     assert interest.subscriptions == 1
-    assert interest.passes(2, b"events.tool.a", b"x")
+    assert interest.passes(2, "events.tool.a", b"x")
 
 
 def test_overlapping_subscriptions_pass_the_oldest_copy_only() -> None:
@@ -95,15 +95,15 @@ def test_overlapping_subscriptions_pass_the_oldest_copy_only() -> None:
     driver.add("events.tool.*")  # overlaps without covering: a subscription of its own
     assert driver.server == {1: "events.*.x", 2: "events.tool.*"}
     passes = driver.interest.passes
-    assert passes(1, b"events.tool.x", b"m")
-    assert not passes(2, b"events.tool.x", b"m")
-    assert passes(2, b"events.tool.y", b"n")  # only the newer one covers it
+    assert passes(1, "events.tool.x", b"m")
+    assert not passes(2, "events.tool.x", b"m")
+    assert passes(2, "events.tool.y", b"n")  # only the newer one covers it
     assert driver.interest.duplicates == 1
     # The older one's interest goes, but it stays while the newer overlapping one does:
     # which copy counts for events.tool.x never changes.
     driver.remove("events.*.x")
     assert driver.server == {1: "events.*.x", 2: "events.tool.*"}
-    assert not passes(2, b"events.tool.x", b"m")
+    assert not passes(2, "events.tool.x", b"m")
     driver.remove("events.tool.*")
     assert driver.server == {}
 
@@ -164,7 +164,7 @@ def test_a_handover_passes_the_first_copy_of_each_message_on() -> None:
     old, new, other = 1, 2, 3
     handover = Handover(frozenset({old}), new)
     first = [
-        handover.first_copy(sid, old, b"events.x", data)
+        handover.first_copy(sid, old, "events.x", data)
         for sid, data in [
             (old, b"a"),  # only the old subscription had it
             (old, b"b"),

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from turnout._bench.implementations import (
     ALL_IMPLEMENTATIONS,
     BLINKER,
+    FASTSTREAM,
     NATS_PY,
     PLAIN_DICT_BUS,
     PLAIN_DICT_ROUTER,
@@ -143,9 +144,9 @@ WORKLOADS: dict[str, Workload] = {
         ),
         Workload(
             "W9",
-            "NATS end to end through a local nats-server",
+            "NATS end to end: a publisher process, a nats-server, handlers",
             "turnout._bench.w9_nats",
-            (TURNOUT_NATS, NATS_PY),
+            (TURNOUT_NATS, NATS_PY, FASTSTREAM),
             baseline=NATS_PY.name,
             slower={
                 "1 sync handler": "with one handler both spend their time in nats-py's parser "
@@ -158,6 +159,11 @@ WORKLOADS: dict[str, Workload] = {
             "hub: one event fanned out to 100 WebSocket watchers",
             "turnout._bench.w10_hub",
             (TURNOUT_HUB, PLAIN_WEBSOCKETS),
+            slower={
+                "latency: 1 event at a time to 100 watchers": "the hub writes a watcher's "
+                "events once per event-loop turn, in one batch, so a lone event waits for the "
+                "turn to end; the plain loop sends each at once",
+            },
         ),
     )
 }

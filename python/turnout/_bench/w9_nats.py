@@ -1,33 +1,34 @@
-"""W9, NATS end to end: events through a local nats-server to handlers.
+"""W9, NATS end to end: events through a local nats-server to handlers in another process.
 
 A nats-server on loopback (started here, JetStream off) carries jb-mesh envelopes on
-``events.tool.installed``. The publisher is the same for both implementations: a raw TCP
-client in a thread writing pre-built ``PUB`` frames as fast as the socket takes them, so
-what is measured is the receiving side. Implementations:
+``events.tool.installed``. Every run is three processes: the server, a publisher (a raw TCP
+client writing pre-built ``PUB`` frames) and one implementation's receiver; each
+implementation runs in its own process, and rounds are interleaved (round 1 of every
+implementation and case, then round 2...), so a machine whose load moves moves every
+implementation alike. Implementations:
 
-- ``rust``: a :func:`turnout.nats.connect` bus; handlers are ``bus.subscribe`` handlers,
-  routed by the bus's Rust index behind shared NATS subscriptions;
-- ``nats-py``: plain nats-py with one NATS subscription per handler, each callback
-  decoding the envelope with ``Event.from_json`` (what a turnout handler is given) and
-  calling the handler.
+- ``rust``: a :func:`turnout.nats.connect` bus; handlers are ``bus.subscribe`` handlers;
+- ``nats-py``: plain nats-py, one NATS subscription per handler, each callback decoding the
+  envelope with ``orjson.loads`` and calling the handler with the dict;
+- ``faststream``: FastStream's NATS broker (when installed), one subscriber per handler,
+  the body decoded by FastStream.
 
-Cases (the figure is deliveries per second: handler calls over the time from the first
-frame written until the last delivery, polled every millisecond; sync handlers are a C
-counter, ``next`` of an ``itertools.count``, so what is timed is the delivery, the same
-handler on both sides):
+Cases (the figure is deliveries per second from the first delivery to the last, polled
+every millisecond; sync handlers are a C counter, ``next`` of an ``itertools.count``, so
+what is timed is the delivery):
 
-- ``1 sync handler``;
-- ``100 sync handlers``, on ten overlapping patterns that all match the subject, the
-  narrowest subscribed first (turnout ends with one NATS subscription, the broadest, which
-  took the narrower ones over; plain nats-py holds 100 subscriptions);
-- ``10 async handlers`` on overlapping patterns (``async def``; turnout runs them on the
-  benchmark's event loop through their mailboxes, nats-py's callbacks are async anyway).
+- ``1``, ``10``, ``100`` sync handlers and ``1``, ``10``, ``100`` async handlers (the least
+  an ``async def`` can do), on overlapping patterns that all match the subject (turnout
+  serves them from one NATS subscription; the others hold one per handler). The publisher
+  writes as fast as the socket takes them.
+- ``P50 latency at 5k msgs/s``: the publisher paces 5,000 messages a second, each carrying
+  its send time (``time.monotonic_ns``, one clock for every process); one sync handler
+  reads it from the event. The figure is the median and the 95th percentile.
 
-Every delivery is counted. A run that stops making progress for ``stall_s`` seconds ends
-there and reports what it delivered (``completed`` < 1 in the row's extra figures), with
-the slow-consumer reports counted: nats-py's error callbacks and the server cutting the
-connection (``disconnects``). turnout must deliver everything: if it does not, that is a
-:class:`~turnout._bench.workloads.WorkloadError`, not a figure.
+A run that stops making progress for ``stall_s`` seconds ends there and reports what it
+delivered (``completed`` < 1), with the slow-consumer reports: the baselines may be cut
+off by the server; turnout must deliver everything, or it is a
+:class:`~turnout._bench.workloads.WorkloadError`.
 
 ``python -m turnout._bench.w9_nats`` prints the figures with the targets;
 ``TURNOUT_BENCH_QUICK=1`` selects the small scale.
@@ -36,10 +37,14 @@ connection (``disconnects``). turnout must deliver everything: if it does not, t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
+import importlib.util
 import itertools
+import json
+import os
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -47,38 +52,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nats
-from nats.errors import SlowConsumerError
-
 from turnout._bench.implementations import Implementation
 from turnout._bench.rates import quick_mode
 from turnout._bench.report import ResultRow, format_rate
 from turnout._bench.timing import Measurement
 from turnout._bench.workloads import Scale, StepReporter, WorkloadError
-from turnout.events import Event, tool_installed
-from turnout.nats import connect
+from turnout.events import Event
 from turnout.testing.nats_server import NatsServer
 
 __all__ = [
     "CASES",
     "FULL",
-    "HANDLERS",
     "QUICK",
-    "Session",
+    "Case",
     "W9Scale",
+    "available",
     "main",
-    "measure_case",
+    "measure",
     "run",
+    "run_once",
 ]
 
-ONE = "1 sync handler"
-HUNDRED = "100 sync handlers, overlapping patterns"
-ASYNC = "10 async handlers, overlapping patterns"
-CASES = (ONE, HUNDRED, ASYNC)
-TARGETS = {HUNDRED: 1_000_000.0, ASYNC: 200_000.0}
-
 SUBJECT = "events.tool.installed"
-# Ten patterns matching SUBJECT, narrowest first.
+# Patterns matching SUBJECT, narrowest first; handler n subscribes PATTERNS[n % 10].
 PATTERNS = (
     "events.tool.installed",
     "events.tool.*",
@@ -91,54 +87,78 @@ PATTERNS = (
     "*.>",
     ">",
 )
-HANDLERS = {ONE: 1, HUNDRED: 100, ASYNC: 10}
-_POLL_SECONDS = 0.001
+LATENCY = "P50 latency at 5k msgs/s, 1 sync handler"
+LATENCY_RATE = 5_000
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    handlers: int
+    kind: str  # "sync", "async" or "latency"
+
+
+CASES = (
+    Case("1 sync handler", 1, "sync"),
+    Case("10 sync handlers", 10, "sync"),
+    Case("100 sync handlers", 100, "sync"),
+    Case("1 async handler", 1, "async"),
+    Case("10 async handlers", 10, "async"),
+    Case("100 async handlers", 100, "async"),
+    Case(LATENCY, 1, "latency"),
+)
+IMPLEMENTATIONS = ("rust", "nats-py", "faststream")
 
 
 @dataclass(frozen=True)
 class W9Scale:
     name: str
-    messages: dict[str, int]
-    """Messages published per round, per case."""
+    messages: dict[int, int]
+    """Messages published per run, by handler count (throughput cases)."""
+    latency_messages: int
     rounds: int
     stall_s: float
-    """A round with no delivery for this long ends there."""
+    """A run with no delivery for this long ends there."""
 
 
-QUICK = W9Scale("quick", {ONE: 20_000, HUNDRED: 1_000, ASYNC: 2_000}, rounds=1, stall_s=3.0)
-FULL = W9Scale("full", {ONE: 200_000, HUNDRED: 10_000, ASYNC: 20_000}, rounds=3, stall_s=5.0)
+QUICK = W9Scale("quick", {1: 20_000, 10: 5_000, 100: 1_000}, 1_000, rounds=1, stall_s=3.0)
+FULL = W9Scale("full", {1: 200_000, 10: 40_000, 100: 10_000}, 10_000, rounds=3, stall_s=5.0)
 
 
-def _frames(count: int) -> bytes:
-    """``count`` PUB frames of distinct jb-mesh envelopes, one buffer."""
-    frames = bytearray()
-    for n in range(count):
-        payload = tool_installed("bench", f"tool-{n}", "v1.0.0").to_json()
-        frames += b"PUB %s %d\r\n%s\r\n" % (SUBJECT.encode(), len(payload), payload)
-    return bytes(frames)
+def _messages(case: Case, scale: W9Scale) -> int:
+    return scale.latency_messages if case.kind == "latency" else scale.messages[case.handlers]
+
+
+# -- the publisher process ---------------------------------------------------------------
+
+
+def _frame(payload: bytes) -> bytes:
+    return b"PUB %s %d\r\n%s\r\n" % (SUBJECT.encode(), len(payload), payload)
+
+
+def _envelope(n: int, sent_ns: int = 0) -> bytes:
+    data: dict[str, Any] = {"tool": f"tool-{n}", "version": "v1.0.0"}
+    if sent_ns:
+        data["sent_ns"] = sent_ns
+    return Event("tool.installed", "bench", None, data).to_json()
 
 
 class _RawPublisher:
-    """A NATS client of a few lines: CONNECT, then the frames, then PING until PONG."""
+    """A NATS client of a few lines: CONNECT, then frames, then PING until PONG."""
 
     def __init__(self, port: int) -> None:
-        self._sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self._read_line()  # INFO
+        self._sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._file = self._sock.makefile("rb")
+        self._file.readline()  # INFO
         self._sock.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\nPING\r\n')
-        self._await_pong()
+        self.await_pong()
 
-    def _read_line(self) -> bytes:
-        line = bytearray()
-        while not line.endswith(b"\r\n"):
-            chunk = self._sock.recv(1)
-            if not chunk:
-                raise WorkloadError("W9: the server closed the publisher's connection")
-            line += chunk
-        return bytes(line)
-
-    def _await_pong(self) -> None:
+    def await_pong(self) -> None:
         while True:
-            line = self._read_line()
+            line = self._file.readline()
+            if not line:
+                raise WorkloadError("W9: the server closed the publisher's connection")
             if line.startswith(b"PONG"):
                 return
             if line.startswith(b"-ERR"):
@@ -146,260 +166,425 @@ class _RawPublisher:
 
     def send(self, frames: bytes) -> None:
         self._sock.sendall(frames)
-        self._sock.sendall(b"PING\r\n")
-        self._await_pong()
 
     def close(self) -> None:
         self._sock.close()
 
 
+def _publish(port: int, count: int, paced: bool) -> None:
+    """The publisher process: ready once connected (and the frames built), then on "go"
+    writes ``count`` messages, flat out or paced at LATENCY_RATE with send times."""
+    publisher = _RawPublisher(port)
+    frames = b"" if paced else b"".join(_frame(_envelope(n)) for n in range(count))
+    print("ready", flush=True)
+    sys.stdin.readline()
+    if paced:
+        interval = 1_000_000_000 // LATENCY_RATE
+        start = time.monotonic_ns()
+        for n in range(count):
+            due = start + n * interval
+            now = time.monotonic_ns()
+            if due > now:
+                time.sleep((due - now) / 1e9)
+            publisher.send(_frame(_envelope(n, time.monotonic_ns())))
+    else:
+        publisher.send(frames)
+    publisher.send(b"PING\r\n")
+    publisher.await_pong()
+    publisher.close()
+
+
+# -- the receiver process ----------------------------------------------------------------
+
+
 class _Tally:
-    """Counts deliveries. A sync handler is ``next`` of one ``itertools.count`` (C code,
-    so the figure is the cost of delivering, not of a Python handler body); an async one
-    is the least an ``async def`` can do."""
+    """Counts deliveries: sync handlers are ``next`` of one ``itertools.count`` (C code);
+    an async one is the least an ``async def`` can do; the latency handler keeps each
+    message's age."""
 
     def __init__(self) -> None:
         self._calls = itertools.count()
-        self._awaited = 0
+        self.awaited = 0
+        self.latencies: list[int] = []
 
-    def sync_handler(self) -> Callable[[Event], object]:
+    def sync_handler(self) -> Callable[[Any], object]:
         return functools.partial(next, self._calls)  # next(counter, event): the event unused
 
-    def async_handler(self) -> Callable[[Event], Any]:
-        async def handler(event: Event) -> None:
-            self._awaited += 1
+    def async_handler(self) -> Callable[[Any], Any]:
+        async def handler(event: Any) -> None:
+            self.awaited += 1
+
+        return handler
+
+    def latency_handler(self, sent_ns: Callable[[Any], int]) -> Callable[[Any], object]:
+        latencies = self.latencies
+        clock = time.monotonic_ns
+
+        def handler(message: Any) -> None:
+            latencies.append(clock() - sent_ns(message))
 
         return handler
 
     @property
     def count(self) -> int:
-        """Deliveries so far (read by the round's polling, not by the handlers)."""
-        return int(repr(self._calls)[len("count(") : -1]) + self._awaited
+        """Deliveries so far (read by the polling, not by the handlers)."""
+        return int(repr(self._calls)[len("count(") : -1]) + self.awaited + len(self.latencies)
 
 
-class _Subscribers:
-    """One implementation's handlers for one case, connected and subscribed."""
-
-    tally: _Tally
-
-    async def open(self, url: str, case: str) -> None:
-        raise NotImplementedError
-
-    def problems(self) -> dict[str, float]:
-        """Slow-consumer reports and losses: counters that must stay 0 for turnout."""
-        raise NotImplementedError
-
-    async def close(self) -> None:
-        raise NotImplementedError
+# What opening an implementation gives: its close coroutine function and its counters.
+_Opened = tuple[Callable[[], Any], Callable[[], dict[str, float]]]
 
 
-class _TurnoutSubscribers(_Subscribers):
-    async def open(self, url: str, case: str) -> None:
-        self.tally = _Tally()
-        self.bus = await connect(url, node="w9")
-        tally = self.tally
-        make = tally.async_handler if case == ASYNC else tally.sync_handler
-        for n in range(HANDLERS[case]):
-            # Large mailboxes: the figure is throughput, not how a full one waits.
-            self.bus.subscribe(PATTERNS[n % len(PATTERNS)], make(), maxsize=1 << 20)
-        await self.bus.flush()
+def _event_sent(event: Any) -> int:
+    return int(event.data["sent_ns"])
 
-    def nats_subscriptions(self) -> int:
-        return int(self.bus.stats()["transport"]["nats_subscriptions"])
 
-    def problems(self) -> dict[str, float]:
-        stats = self.bus.stats()
+def _dict_sent(doc: Any) -> int:
+    return int(doc["data"]["sent_ns"])
+
+
+async def _open_turnout(url: str, case: Case, tally: _Tally) -> _Opened:
+    from turnout.nats import connect
+
+    bus = await connect(url, node="w9")
+    for n in range(case.handlers):
+        handler: Callable[[Any], object]
+        if case.kind == "latency":
+            handler = tally.latency_handler(_event_sent)
+        elif case.kind == "async":
+            handler = tally.async_handler()
+        else:
+            handler = tally.sync_handler()
+        # Large mailboxes: the figure is throughput, not how a full one waits.
+        bus.subscribe(PATTERNS[n % len(PATTERNS)], handler, maxsize=1 << 20)
+    await bus.flush()
+
+    def problems() -> dict[str, float]:
+        stats = bus.stats()
         transport = stats["transport"]
         return {
             "slow_consumer_errors": float(transport["slow_consumers"]),
             "disconnects": float(transport["disconnects"]),
             "dropped": float(stats["dropped"]),
             "handler_errors": float(stats["handler_errors"]),
+            "nats_subscriptions": float(transport["nats_subscriptions"]),
         }
 
-    async def close(self) -> None:
-        await self.bus.aclose()
+    return bus.aclose, problems
 
 
-class _PlainSubscribers(_Subscribers):
-    async def open(self, url: str, case: str) -> None:
-        self.tally = _Tally()
-        self.slow = 0
-        self.disconnects = 0
+async def _open_nats_py(url: str, case: Case, tally: _Tally) -> _Opened:
+    import nats
+    import orjson
+    from nats.errors import SlowConsumerError
 
-        async def error_cb(exc: Exception) -> None:
-            if isinstance(exc, SlowConsumerError):
-                self.slow += 1
+    counts = {"slow": 0, "disconnects": 0}
 
-        async def disconnected_cb() -> None:
-            self.disconnects += 1
+    async def error_cb(exc: Exception) -> None:
+        if isinstance(exc, SlowConsumerError):
+            counts["slow"] += 1
 
-        self.client = await nats.connect(
-            url, error_cb=error_cb, disconnected_cb=disconnected_cb, max_reconnect_attempts=-1
-        )
-        decode = Event.from_json
-        for n in range(HANDLERS[case]):
-            if case == ASYNC:
-                handler = self.tally.async_handler()
+    async def disconnected_cb() -> None:
+        counts["disconnects"] += 1
 
-                async def callback(msg: Any, handler: Any = handler) -> None:
-                    await handler(decode(msg.data))
-            else:
-                sync = self.tally.sync_handler()
+    client = await nats.connect(
+        url, error_cb=error_cb, disconnected_cb=disconnected_cb, max_reconnect_attempts=-1
+    )
+    loads = orjson.loads
+    for n in range(case.handlers):
+        if case.kind == "async":
+            handler = tally.async_handler()
 
-                async def callback(msg: Any, handler: Any = sync) -> None:
-                    handler(decode(msg.data))
+            async def callback(msg: Any, handler: Any = handler) -> None:
+                await handler(loads(msg.data))
+        else:
+            sync = (
+                tally.latency_handler(_dict_sent)
+                if case.kind == "latency"
+                else tally.sync_handler()
+            )
 
-            await self.client.subscribe(PATTERNS[n % len(PATTERNS)], cb=callback)
-        await self.client.flush()
+            async def callback(msg: Any, handler: Any = sync) -> None:
+                handler(loads(msg.data))
 
-    def problems(self) -> dict[str, float]:
-        return {"slow_consumer_errors": float(self.slow), "disconnects": float(self.disconnects)}
+        await client.subscribe(PATTERNS[n % len(PATTERNS)], cb=callback)
+    await client.flush()
 
-    async def close(self) -> None:
-        await self.client.close()
+    def problems() -> dict[str, float]:
+        return {
+            "slow_consumer_errors": float(counts["slow"]),
+            "disconnects": float(counts["disconnects"]),
+        }
+
+    return client.close, problems
 
 
-def _subscribers(name: str) -> _Subscribers:
-    return _TurnoutSubscribers() if name == "rust" else _PlainSubscribers()
+async def _open_faststream(url: str, case: Case, tally: _Tally) -> _Opened:
+    from faststream.nats import NatsBroker
+
+    broker = NatsBroker(url, logger=None)  # no log line per message
+    for n in range(case.handlers):
+        # FastStream reads a subscriber's parameters as the message's fields: the handler
+        # is closed over, not a parameter.
+        if case.kind == "async":
+            subscriber = _async_subscriber(tally.async_handler())
+        elif case.kind == "latency":
+            subscriber = _sync_subscriber(tally.latency_handler(_dict_sent))
+        else:
+            subscriber = _sync_subscriber(tally.sync_handler())
+        broker.subscriber(PATTERNS[n % len(PATTERNS)])(subscriber)
+    await broker.start()
+    connection = getattr(broker, "_connection", None)
+    if connection is not None:  # the server has the subscriptions before "ready"
+        await connection.flush()
+
+    def problems() -> dict[str, float]:
+        return {}
+
+    return broker.stop, problems
 
 
-class Session:
-    """A nats-server and one implementation's handlers for one case, set up untimed;
-    ``await round()`` times one round. An async context manager."""
+def _sync_subscriber(handler: Callable[[Any], object]) -> Callable[[Any], Any]:
+    async def subscriber(body: dict[str, Any]) -> None:
+        handler(body)
 
-    def __init__(self, name: str, case: str, scale: W9Scale) -> None:
-        self.name = name
-        self.case = case
-        self.scale = scale
-        self.expected = scale.messages[case] * HANDLERS[case]
-        self.frames = _frames(scale.messages[case])
-        self.subscribers = _subscribers(name)
-        self.best: tuple[int, int] | None = None  # (deliveries, ns) of the fastest round
-        self._store = tempfile.TemporaryDirectory(prefix="turnout-w9-")
-        self._server = NatsServer(Path(self._store.name), jetstream=False)
+    return subscriber
 
-    async def __aenter__(self) -> Session:
+
+def _async_subscriber(handler: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    async def subscriber(body: dict[str, Any]) -> None:
+        await handler(body)
+
+    return subscriber
+
+
+_OPENERS = {"rust": _open_turnout, "nats-py": _open_nats_py, "faststream": _open_faststream}
+
+
+async def _receive(name: str, case: Case, url: str, count: int, stall_s: float) -> None:
+    """The receiver process: ready once subscribed; on "go", counts deliveries until
+    ``count`` came or none for ``stall_s``; prints the result as JSON."""
+    tally = _Tally()
+    close, problems = await _OPENERS[name](url, case, tally)
+    expected = count * case.handlers
+    print("ready", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
+    # Timed from "go" (the publisher starts writing then) to the last delivery.
+    stall_ns = stall_s * 1e9
+    # CPU time too: on a loaded machine it moves less than the wall clock.
+    seen = 0
+    first = last = time.perf_counter_ns()
+    cpu_first = cpu_last = time.process_time_ns()
+    while seen < expected:
+        await asyncio.sleep(0.001)  # the time of a delivery is known to 1 ms
+        now, current = time.perf_counter_ns(), tally.count
+        if current != seen:
+            seen, last, cpu_last = current, now, time.process_time_ns()
+        elif now - last > stall_ns:
+            break
+    result = {
+        "delivered": seen,
+        "expected": expected,
+        "elapsed_ns": max(last - first, 1),
+        "cpu_ns_per_message": (cpu_last - cpu_first) / max(seen, 1) * case.handlers,
+        "latencies_ns": tally.latencies,
+        **problems(),
+    }
+    await close()
+    print(json.dumps(result), flush=True)
+
+
+# -- the parent ------------------------------------------------------------------------
+
+
+def _child(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "turnout._bench.w9_nats", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    )
+
+
+def _await_ready(process: subprocess.Popen[str], what: str) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:  # what a library logs before is skipped
+        if line.strip() == "ready":
+            return
+    process.kill()
+    raise WorkloadError(f"W9: the {what} process did not start (exit {process.wait()})")
+
+
+def run_once(server: NatsServer, name: str, case: Case, scale: W9Scale) -> dict[str, Any]:
+    """One run: a receiver process and a publisher process; the receiver's result."""
+    count = _messages(case, scale)
+    receiver = _child("receive", name, case.name, server.url, str(count), str(scale.stall_s))
+    publisher = _child("publish", str(server.port), str(count), str(case.kind == "latency"))
+    try:
+        _await_ready(receiver, f"{name} receiver")
+        _await_ready(publisher, "publisher")
+        for process in (receiver, publisher):
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        out, _ = receiver.communicate(timeout=600)
+        publisher.wait(timeout=60)
+    finally:
+        for process in (receiver, publisher):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    if receiver.returncode != 0:
+        raise WorkloadError(f"W9 {case.name}: the {name} receiver failed")
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def available() -> tuple[str, ...]:
+    """The implementations that can run here (FastStream is optional)."""
+    return tuple(
+        name
+        for name in IMPLEMENTATIONS
+        if name != "faststream" or importlib.util.find_spec("faststream") is not None
+    )
+
+
+def _better(new: dict[str, Any], old: dict[str, Any] | None) -> bool:
+    if old is None:
+        return True
+    if new["latencies_ns"]:
+        return _percentile(new["latencies_ns"], 0.5) < _percentile(old["latencies_ns"], 0.5)
+    return bool(new["delivered"] * old["elapsed_ns"] > old["delivered"] * new["elapsed_ns"])
+
+
+def _percentile(samples: list[int], p: float) -> float:
+    ordered = sorted(samples)
+    return float(ordered[int((len(ordered) - 1) * p)]) if ordered else 0.0
+
+
+def measure(
+    scale: W9Scale, names: tuple[str, ...], step: StepReporter | None = None
+) -> dict[tuple[str, str], tuple[Measurement, dict[str, float]]]:
+    """Every case for every implementation, rounds interleaved; the best round of each."""
+    best: dict[tuple[str, str], dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="turnout-w9-") as store:
+        server = NatsServer(Path(store), jetstream=False)
         try:
-            self._server.start()
+            server.start()
         except (RuntimeError, TimeoutError) as exc:  # no binary, or it would not start
-            self._store.cleanup()
             raise WorkloadError(f"W9 needs a nats-server: {exc}") from exc
         try:
-            await self.subscribers.open(self._server.url, self.case)
-        except BaseException:
-            self._server.kill()
-            self._store.cleanup()
-            raise
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        try:
-            await self.subscribers.close()
+            for number in range(scale.rounds):
+                for case in CASES:
+                    for name in names:
+                        if step is not None:
+                            step(f"round {number + 1}: {case.name}, {name}")
+                        result = run_once(server, name, case, scale)
+                        if name == "rust" and result["delivered"] != result["expected"]:
+                            raise WorkloadError(
+                                f"W9 {case.name}: turnout delivered {result['delivered']} "
+                                f"of {result['expected']}"
+                            )
+                        if _better(result, best.get((name, case.name))):
+                            best[(name, case.name)] = result
         finally:
-            self._server.kill()
-            self._store.cleanup()
-
-    async def round(self) -> None:
-        """Publishes the frames; returns when every delivery is made or none came for
-        ``stall_s`` seconds."""
-        tally = self.subscribers.tally
-        base = tally.count
-        publisher = _RawPublisher(self._server.port)
-        stall_s = self.scale.stall_s * 1e9
-        try:
-            start = time.perf_counter_ns()
-            sending = asyncio.create_task(asyncio.to_thread(publisher.send, self.frames))
-            # Polled every millisecond: the time of the last delivery is known to 1 ms.
-            seen, seen_at = 0, start
-            while seen < self.expected:
-                await asyncio.sleep(_POLL_SECONDS)
-                now, count = time.perf_counter_ns(), tally.count - base
-                if count != seen:
-                    seen, seen_at = count, now
-                elif now - seen_at > stall_s:
-                    break
-            # A server that cut a slow consumer off may leave the publisher hanging.
-            with contextlib.suppress(asyncio.TimeoutError, OSError, WorkloadError):
-                await asyncio.wait_for(sending, stall_s * 4)
-        finally:
-            publisher.close()
-        delivered, elapsed = seen, max(seen_at - start, 1)
-        best = self.best
-        if best is None or delivered * best[1] > best[0] * elapsed:
-            self.best = (delivered, elapsed)
-
-    def extra(self) -> dict[str, float]:
-        """Completion of the best round, slow-consumer reports, NATS subscriptions."""
-        delivered = 0 if self.best is None else self.best[0]
-        extra = {
-            "expected": float(self.expected),
-            "completed": delivered / self.expected,
-            "handlers": float(HANDLERS[self.case]),
-            **self.subscribers.problems(),
-        }
-        if isinstance(self.subscribers, _TurnoutSubscribers):
-            extra["nats_subscriptions"] = float(self.subscribers.nats_subscriptions())
-        return extra
-
-    def check(self) -> None:
-        """Raises unless turnout made every delivery (the baseline may fall short)."""
-        if self.name == "rust" and (self.best is None or self.best[0] != self.expected):
-            delivered = 0 if self.best is None else self.best[0]
-            raise WorkloadError(f"W9 {self.case}: turnout delivered {delivered} of {self.expected}")
-
-    def measurement(self) -> Measurement:
-        assert self.best is not None
-        delivered, elapsed = self.best
-        return Measurement(
-            ops=max(delivered, 1), elapsed_ns=elapsed, repeats=self.scale.rounds, latencies_ns=()
+            server.kill()
+    figures = {}
+    for key, result in best.items():
+        latencies = tuple(float(x) for x in result["latencies_ns"])
+        measurement = Measurement(
+            ops=max(result["delivered"], 1),
+            elapsed_ns=result["elapsed_ns"],
+            repeats=scale.rounds,
+            latencies_ns=latencies,
         )
+        extra = {
+            "completed": result["delivered"] / result["expected"],
+            "expected": float(result["expected"]),
+            **{
+                k: float(v)
+                for k, v in result.items()
+                if k not in ("delivered", "expected", "elapsed_ns", "latencies_ns")
+            },
+        }
+        if latencies:
+            extra["p50_us"] = _percentile(result["latencies_ns"], 0.5) / 1000
+        figures[key] = (measurement, extra)
+    return figures
 
 
-async def _measure(name: str, case: str, scale: W9Scale) -> tuple[Measurement, dict[str, float]]:
-    async with Session(name, case, scale) as session:
-        for _ in range(scale.rounds):
-            await session.round()
-        session.check()
-        return session.measurement(), session.extra()
-
-
-def measure_case(name: str, case: str, scale: W9Scale) -> tuple[Measurement, dict[str, float]]:
-    """The best of ``scale.rounds`` rounds of one case for ``rust`` or ``nats-py``, and
-    the extra figures (completion, slow-consumer reports, NATS subscriptions)."""
-    return asyncio.run(_measure(name, case, scale))
+# The catalog runs W9 once per implementation; the first call measures every
+# implementation interleaved, the others take their rows from it.
+_MEASURED: dict[str, dict[tuple[str, str], tuple[Measurement, dict[str, float]]]] = {}
 
 
 def run(implementation: Implementation, scale: Scale, step: StepReporter) -> list[ResultRow]:
     """The catalog's entry point: every case for ``implementation``."""
     chosen = QUICK if scale.name == "quick" else FULL
-    rows = []
-    for case in CASES:
-        step(case)
-        measurement, extra = measure_case(implementation.name, case, chosen)
-        rows.append(ResultRow.from_measurement("W9", case, implementation.name, measurement, extra))
-    return rows
+    if chosen.name not in _MEASURED:
+        _MEASURED[chosen.name] = measure(chosen, available(), step)
+    figures = _MEASURED[chosen.name]
+    return [
+        ResultRow.from_measurement("W9", case.name, implementation.name, *figures[key])
+        for case in CASES
+        if (key := (implementation.name, case.name)) in figures
+    ]
 
 
 def main() -> None:
     scale = QUICK if quick_mode() else FULL
-    print(f"W9 NATS end to end, {scale.name} scale, best of {scale.rounds} rounds")
-    print(f"  {'deliveries/s':<42} {'turnout':>10} {'nats-py':>10}")
+    names = available()
+    print(
+        f"W9 NATS end to end, {scale.name} scale, best of {scale.rounds} interleaved rounds; "
+        f"publisher and each implementation in their own processes"
+    )
+    figures = measure(scale, names)
+    header = "".join(f"{name:>12}" for name in names)
+    print(f"  {'deliveries/s (latency: P50 µs)':<34}{header}   turnout vs nats-py")
     for case in CASES:
-        ours, ours_extra = measure_case("rust", case, scale)
-        theirs, their_extra = measure_case("nats-py", case, scale)
-        target = TARGETS.get(case)
-        print(
-            f"  {case:<42} {format_rate(ours.ops_per_s):>10} {format_rate(theirs.ops_per_s):>10}"
-            f"   {ours.ops_per_s / theirs.ops_per_s:.2f}x"
-            f"   nats-py delivered {their_extra['completed']:.0%}"
-            f" (slow consumer errors {their_extra['slow_consumer_errors']:.0f},"
-            f" disconnects {their_extra['disconnects']:.0f});"
-            f" turnout on {ours_extra['nats_subscriptions']:.0f} NATS subscriptions"
-            + ("" if target is None else f"; target >= {format_rate(target)}")
-        )
-    print("target for 1 sync handler: >= plain nats-py")
+        cells = []
+        for name in names:
+            measurement, extra = figures[(name, case.name)]
+            if case.kind == "latency":
+                p50 = extra.get("p50_us")
+                cells.append("-".rjust(12) if p50 is None else f"{p50:>10.0f}µs")
+            else:
+                done = extra["completed"]
+                mark = "" if done >= 1 else f" {done:.0%}"
+                rate = format_rate(measurement.ops_per_s) if done else "none"
+                cells.append(f"{rate + mark:>12}")
+        ours, ours_extra = figures[("rust", case.name)]
+        theirs, their_extra = figures[("nats-py", case.name)]
+        if case.kind == "latency":
+            ratio = f"{(theirs.percentile(0.5) or 0) / (ours.percentile(0.5) or 1):.2f}x"
+        else:
+            cpu = their_extra["cpu_ns_per_message"] / ours_extra["cpu_ns_per_message"]
+            ratio = f"{ours.ops_per_s / theirs.ops_per_s:.2f}x (CPU {cpu:.2f}x)"
+        print(f"  {case.name:<34}{''.join(cells)}   {ratio}")
+    for handlers in (1, 10, 100):
+        sync = figures[("rust", f"{handlers} sync handler{'s' if handlers > 1 else ''}")][0]
+        async_ = figures[("rust", f"{handlers} async handler{'s' if handlers > 1 else ''}")][0]
+        print(f"  turnout async/sync at {handlers}: {async_.ops_per_s / sync.ops_per_s:.2f}x")
+    print(
+        "targets: 1 sync handler >= 2x nats-py; latency P50 <= nats-py's; "
+        "async >= 0.7x sync at 1, 10, 100 handlers"
+    )
+
+
+def _child_main(argv: list[str]) -> None:
+    role = argv[0]
+    if role == "publish":
+        _publish(int(argv[1]), int(argv[2]), argv[3] == "True")
+    elif role == "receive":
+        case = next(c for c in CASES if c.name == argv[2])
+        asyncio.run(_receive(argv[1], case, argv[3], int(argv[4]), float(argv[5])))
+    else:
+        raise SystemExit(f"unknown role {role!r}")
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1:
+        _child_main(sys.argv[1:])
+    else:
+        main()

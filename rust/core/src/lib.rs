@@ -9,6 +9,7 @@ pub mod go_json;
 pub mod go_time;
 pub mod index;
 pub mod logbatch;
+pub mod nats_frames;
 pub mod phase;
 pub mod subject;
 
@@ -22,6 +23,7 @@ pub use index::{
 pub use logbatch::{
     write_batch_frame, write_log_frame, LogBuffer, LogEntry, LogLevel, LogOverflow, Offered,
 };
+pub use nats_frames::{Frame, FrameError, FrameReader, MAX_CONTROL_LINE};
 pub use phase::{Phase, PhaseError, PhaseState, PhaseTable};
 pub use subject::{
     check, is_subset, is_valid_literal, is_valid_subject, subject_matches, subjects_collide,

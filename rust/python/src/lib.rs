@@ -10,6 +10,7 @@ mod event;
 mod go_json;
 mod index;
 mod logs;
+mod nats_frames;
 mod phases;
 mod subjects;
 
@@ -31,5 +32,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     go_json::register(m)?;
     phases::register(m)?;
     logs::register(m)?;
+    nats_frames::register(m)?;
     Ok(())
 }

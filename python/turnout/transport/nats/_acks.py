@@ -99,10 +99,10 @@ class Acks:
             f"{self._msg_id_prefix}{number}",
         )
 
-    def on_ack(self, subject: bytes, data: bytes) -> None:
+    def on_ack(self, subject: str, data: bytes) -> None:
         """A message on the acknowledgement inbox."""
         try:
-            number = int(subject.rsplit(b".", 1)[1])
+            number = int(subject.rsplit(".", 1)[1])
         except (IndexError, ValueError):
             return
         unacked = self._awaiting.get(number)

@@ -61,10 +61,10 @@ class Handover:
 
     old: frozenset[int]
     new: int = -1
-    from_old: Counter[tuple[bytes, bytes]] = field(default_factory=Counter)
-    from_new: Counter[tuple[bytes, bytes]] = field(default_factory=Counter)
+    from_old: Counter[tuple[str, bytes]] = field(default_factory=Counter)
+    from_new: Counter[tuple[str, bytes]] = field(default_factory=Counter)
 
-    def first_copy(self, sid: int, canonical: int, subject: bytes, data: bytes) -> bool:
+    def first_copy(self, sid: int, canonical: int, subject: str, data: bytes) -> bool:
         """Whether this copy (on ``sid``, of a message ``canonical`` delivers) is the
         first of its message."""
         if sid == canonical:
@@ -107,7 +107,7 @@ class PlainInterest:
         self._subs: dict[int, _PlainSub] = {}  # sid -> NATS subscription
         self._index = SubjectIndex(1024)  # patterns of self._subs, values sids
         # subject -> the sid whose copy counts, while NATS subscriptions overlap
-        self._canonical: dict[bytes, int] = {}
+        self._canonical: dict[str, int] = {}
         self._handover: Handover | None = None
         self._fresh: list[str] = []
         self.duplicates = 0
@@ -245,7 +245,7 @@ class PlainInterest:
 
     # -- receiving ------------------------------------------------------------------
 
-    def passes(self, sid: int, subject: bytes, data: bytes) -> bool:
+    def passes(self, sid: int, subject: str, data: bytes) -> bool:
         """Whether this copy of a message (on one of this interest's subscriptions) is the
         one passed on; the others are counted as ``duplicates``."""
         handover = self._handover
@@ -253,7 +253,7 @@ class PlainInterest:
             return True
         canonical = self._canonical.get(subject)
         if canonical is None:
-            canonical = min(self._index.match(subject.decode()).plain, default=sid)
+            canonical = min(self._index.match(subject).plain, default=sid)
             if len(self._canonical) >= _CANONICAL_CACHE_LIMIT:
                 self._canonical.clear()
             self._canonical[subject] = canonical

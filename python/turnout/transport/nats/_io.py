@@ -59,8 +59,10 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from nats.aio.client import Client
-from nats.errors import SlowConsumerError
+from nats.errors import ProtocolError, SlowConsumerError
+from nats.protocol.parser import Parser
 
+from turnout._core import NatsFrames
 from turnout.events import Event
 from turnout.transport import Receive
 from turnout.transport.nats._acks import Acks
@@ -104,19 +106,47 @@ class NatsConnectError(ConnectionError):
     """No NATS server of the list could be reached in time."""
 
 
+# Where a run of routed messages goes: (sid, subject, payload) each.
+_RouteRun = Callable[[list[tuple[int, str, bytes]]], None]
+
+
+class _FrameParser(Parser):
+    """nats-py's parser behind the core's frame reader: ``MSG`` frames on the
+    transport's subscriptions come out of Rust as runs of ``(sid, subject, payload)``
+    and go to ``route_run`` at once; every other frame is handed whole to nats-py's own
+    parser (which then never holds a partial frame)."""
+
+    def __init__(self, client: Client, route_run: _RouteRun) -> None:
+        self.frames = NatsFrames()
+        self._route_run = route_run
+        super().__init__(client)
+
+    def reset(self) -> None:
+        super().reset()
+        self.frames.reset()
+
+    async def parse(self, data: bytes = b"") -> None:
+        try:
+            items = self.frames.feed(data)
+        except ValueError as exc:  # nats-py drops the connection and reconnects
+            raise ProtocolError(str(exc)) from exc
+        parse = super().parse
+        route_run = self._route_run
+        for item in items:
+            if isinstance(item, bytes):
+                await parse(item)
+            else:
+                route_run(item)
+
+
 class _RoutingClient(Client):
-    """A nats-py client that hands messages of the transport's subscriptions to it as they
-    are parsed, instead of queueing them per subscription for a task each."""
+    """A nats-py client whose messages on the transport's subscriptions (routed by
+    :class:`_FrameParser`) go to the transport as they are read, instead of being
+    queued per subscription for a task each."""
 
-    def __init__(self, route: Callable[[int, bytes, bytes], bool]) -> None:
+    def __init__(self, route_run: _RouteRun) -> None:
         super().__init__()
-        self._turnout_route = route
-
-    async def _process_msg(
-        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
-    ) -> None:
-        if not self._turnout_route(sid, subject, data):
-            await super()._process_msg(sid, subject, reply, data, headers)  # type: ignore[arg-type]
+        self._ps = self.turnout_parser = _FrameParser(self, route_run)
 
 
 class NatsTransport:
@@ -165,6 +195,8 @@ class NatsTransport:
         )
         self._pub = _RoutingClient(self._route_plain)
         self._queue_client = _RoutingClient(self._route_queue)
+        self._pub_frames = self._pub.turnout_parser.frames
+        self._queue_frames = self._queue_client.turnout_parser.frames
 
         # The outbound queue (any thread appends; the I/O loop writes it).
         self._outbound: deque[tuple[Any, ...]] = deque()
@@ -283,6 +315,7 @@ class NatsTransport:
             acks = self._acks = Acks(self._pub.new_inbox(), self.ack_wait, self._send_persisted)
             sub = await self._pub.subscribe(acks.inbox + ".*")
             self._ack_sid = sub._id
+            self._pub_frames.route(sub._id)
             self._ack_sweeper = self._loop.create_task(acks.sweep(lambda: self.connected))
 
     async def _connect(self, client: _RoutingClient, *, no_echo: bool, role: str) -> None:
@@ -522,6 +555,7 @@ class NatsTransport:
             self._queues.failed(pattern, queue)
             raise
         self._nats_subs[sub._id] = sub
+        self._queue_frames.route(sub._id)
         self._queues.subscribed(pattern, queue, sub._id)
         self._queue_subs_unconfirmed = True
 
@@ -549,6 +583,7 @@ class NatsTransport:
                 logger.error("NATS subscription on %s failed: %r", pattern, exc)
                 continue
             self._nats_subs[sub._id] = sub
+            self._pub_frames.route(sub._id)
             interest.subscribed(pattern, sub._id)
             if replaced:
                 await self._hand_over(replaced)
@@ -569,6 +604,7 @@ class NatsTransport:
         try:
             for sid in sorted(replaced):
                 await self._nats_subs.pop(sid).unsubscribe()
+                self._pub_frames.unroute(sid)
             # After this PONG the server has the new subscription and none of the old:
             # no copy on an old one can follow.
             await self._pub.flush()
@@ -577,6 +613,7 @@ class NatsTransport:
         finally:
             for sid in replaced:
                 self._nats_subs.pop(sid, None)
+                self._pub_frames.unroute(sid)
             self._plain.end_handover()
 
     async def _remove(self, pattern: str, queue: str | None) -> None:
@@ -589,33 +626,42 @@ class NatsTransport:
 
     async def _unsubscribe(self, sids: list[int]) -> None:
         for sid in sids:
-            await self._nats_subs.pop(sid).unsubscribe()
+            sub = self._nats_subs.pop(sid)
+            await sub.unsubscribe()
+            self._pub_frames.unroute(sid)
+            self._queue_frames.unroute(sid)
 
     # -- inbound (on the I/O loop, called by the parser) ------------------------------
 
-    def _route_plain(self, sid: int, subject: bytes, data: bytes) -> bool:
+    def _route_plain(self, run: list[tuple[int, str, bytes]]) -> None:
+        """A run of messages on the publishing client's routed subscriptions."""
         plain = self._plain
-        if not plain.owns(sid):
-            if sid == self._ack_sid and self._acks is not None:
-                self._acks.on_ack(subject, data)
-                return True
-            return False
-        if plain.passes(sid, subject, data):
-            self._counters["received"] += 1
-            receive = self._receive
-            if receive is not None:
-                receive(subject.decode(), None, data, None)
-        return True
-
-    def _route_queue(self, sid: int, subject: bytes, data: bytes) -> bool:
-        group = self._queues.group(sid)
-        if group is None:
-            return False
-        self._counters["received"] += 1
+        ack_sid = self._ack_sid
         receive = self._receive
-        if receive is not None:
-            receive(subject.decode(), None, data, group)
-        return True
+        received = 0
+        for sid, subject, data in run:
+            if sid == ack_sid:
+                if self._acks is not None:
+                    self._acks.on_ack(subject, data)
+            elif plain.passes(sid, subject, data):
+                received += 1
+                if receive is not None:
+                    receive(subject, None, data, None)
+        self._counters["received"] += received
+
+    def _route_queue(self, run: list[tuple[int, str, bytes]]) -> None:
+        """A run of messages on the queue client's subscriptions."""
+        groups = self._queues
+        receive = self._receive
+        received = 0
+        for sid, subject, data in run:
+            group = groups.group(sid)
+            if group is None:
+                continue  # unsubscribed while in flight, as nats-py drops it too
+            received += 1
+            if receive is not None:
+                receive(subject, None, data, group)
+        self._counters["received"] += received
 
     # -- flushing ---------------------------------------------------------------------
 
