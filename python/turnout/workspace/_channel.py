@@ -5,7 +5,8 @@ The dispatcher fills it; consumers read it with ``async for``, ``get``, ``get_ma
 ``get_nowait``, or a batch at a time with ``async for batch in channel.batches()``. What
 the dispatcher buffers is either a ``WorkspaceBuildUpdate`` (object path) or the raw JSON
 bytes of one (raw path): bytes are decoded when read, so the cost of decoding falls on the
-consumer, and only for updates actually read. The raw path has only checked the
+consumer, and only for updates actually read (in Rust for the common shape of an update,
+by ``WorkspaceBuildUpdate.from_json`` otherwise). The raw path has only checked the
 routing key, so a message whose other fields are invalid is found out here: it is skipped
 and counted in ``undecodable`` (and logged), never raised into the consumer's loop.
 
@@ -27,7 +28,7 @@ from itertools import islice
 from typing import Literal
 
 from turnout._json_object import MalformedMessageError
-from turnout.workspace._build_update import WorkspaceBuildUpdate
+from turnout.workspace._build_update import WorkspaceBuildUpdate, decode_routed_update
 from turnout.workspace._errors import ChannelClosedError
 
 __all__ = ["CHANNEL_OVERFLOW_POLICIES", "ChannelOverflow", "WorkspaceChannel"]
@@ -180,7 +181,7 @@ class WorkspaceChannel:
         if not isinstance(item, bytes):
             return item
         try:
-            return WorkspaceBuildUpdate.from_json(item)
+            return decode_routed_update(item)
         except MalformedMessageError as exc:
             self._undecodable += 1
             _log.warning(
