@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import find, given, settings
 
 import turnout
 import turnout.reference as reference
@@ -194,3 +194,26 @@ def test_check_index_passes_turnout(impl: Any) -> None:
 def test_check_index_catches_an_index_losing_queue_members() -> None:
     with pytest.raises(AssertionError, match=r"match\('.*'\) gave"):
         check_index(FirstMemberOnly, max_examples=100, steps=12)
+
+
+# -- shrinking ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("strategy", "condition", "smallest"),
+    [
+        (ts.literal_subjects(), lambda s: True, "a"),
+        (ts.patterns(), lambda p: "*" in p, "*"),
+        (ts.patterns(), lambda p: ">" in p, ">"),
+        (ts.patterns(), lambda p: p.count(".") == 2, "a.a.a"),
+        (ts.matching_pairs(), lambda pair: pair[0] != pair[1], ("a", "*")),
+        (ts.go_times(), lambda t: "." in t, "2000-01-01T00:00:00.1Z"),
+        (ts.go_times(), lambda t: t[-1] != "Z", "2000-01-01T00:00:00+00:01"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_strategies_shrink_to_small_readable_examples(
+    strategy: Any, condition: Any, smallest: Any
+) -> None:
+    found = find(strategy, condition, settings=settings(database=None, max_examples=1000))
+    assert found == smallest
