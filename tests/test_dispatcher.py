@@ -269,6 +269,27 @@ async def test_channel_reads() -> None:
         await channel.get_many(limit=0)
 
 
+async def test_batches_hand_each_arrival_at_once_until_closed() -> None:
+    dispatcher = WorkspaceDispatcher(["a"], buffer=8)
+    channel = dispatcher.channels["a"]
+    seen: list[list[int]] = []
+
+    async def consume() -> None:
+        async for batch in channel.batches(limit=3):
+            seen.append([u.build_number for u in batch])
+
+    consumer = asyncio.ensure_future(consume())
+    await asyncio.sleep(0)
+    await dispatcher.put_raw([update("a", n).to_json() for n in range(1, 5)])
+    await asyncio.sleep(0)
+    await dispatcher.put_raw([update("a", 5).to_json(), b'{"workspace_name": "a"}'])
+    dispatcher.close()
+    await consumer
+    # A raw message that routes but does not decode is skipped and counted.
+    assert seen == [[1, 2, 3], [4], [5]]
+    assert channel.undecodable == 1
+
+
 async def test_a_cancelled_reader_leaves_the_channel_usable() -> None:
     dispatcher = WorkspaceDispatcher(["a"])
     channel = dispatcher.channels["a"]

@@ -156,6 +156,11 @@ WORKLOADS: dict[str, Workload] = {
             "hub: one event fanned out to 100 WebSocket watchers",
             "turnout._bench.w10_hub",
             (TURNOUT_HUB, PLAIN_WEBSOCKETS),
+            slower={
+                "latency: 1 event at a time to 100 watchers": "the hub writes a watcher's "
+                "events once per event-loop turn, in one batch, so a lone event waits for the "
+                "turn to end; the plain loop sends each at once",
+            },
         ),
     )
 }
