@@ -22,6 +22,9 @@ __all__ = [
     "PhaseState",
     "SubjectIndex",
     "__version__",
+    "_register_errors",
+    "_register_logs",
+    "_register_phase",
     "_set_precise_datetime",
     "dumps_go",
     "format_time",
@@ -168,6 +171,18 @@ class BuildUpdateDecoder:
     def decode(self, message: object) -> Any | None: ...
 
 def phase_successors(phase: str) -> list[str]: ...
+
+# Called once by the modules defining these classes, as they are imported.
+def _register_errors(
+    invalid_subject: type[ValueError],
+    phase: type[ValueError],
+    workflow_not_found: type[ValueError],
+    invalid_transition: type[ValueError],
+) -> None: ...
+def _register_phase(phase_class: type[Phase]) -> None: ...
+def _register_logs(
+    entry_class: type[Any], level_class: type[Any], field_text: Callable[[object], str]
+) -> None: ...
 
 @final
 class PhaseState:

@@ -32,8 +32,9 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
+from turnout import _core
 from turnout._core import LogBatcher
-from turnout._go_json import dumps_map, go_escape
+from turnout._go_json import dumps_map, go_escape, log_field_text
 from turnout._go_payload import GoPayload, ProtocolError, json_tag, json_type_name
 from turnout._message_ids import new_message_id
 
@@ -98,6 +99,11 @@ class LogEntry(GoPayload):
         if not isinstance(document, dict):
             raise ProtocolError(f"log entry: expected an object, not {json_type_name(document)}")
         return cls.from_payload(document)
+
+
+# The Rust batcher reads entries and levels, and writes odd field values, with these:
+# handed over once.
+_core._register_logs(LogEntry, LogLevel, log_field_text)
 
 
 class LogTarget(Protocol):

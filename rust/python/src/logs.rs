@@ -3,8 +3,9 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use compact_str::CompactString;
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDateTime, PyDict, PyString, PyType};
@@ -13,7 +14,7 @@ use turnout_core::{
     Offered, WireTime,
 };
 
-use crate::args::not_a_str;
+use crate::args::{not_a_str, not_registered};
 use crate::clock::wire_time;
 
 /// A text field: None is empty; anything but a `str` is a `TypeError`.
@@ -27,115 +28,148 @@ fn text_field(value: &Bound<'_, PyAny>, what: &str) -> PyResult<CompactString> {
     }
 }
 
-/// The fields of a log entry, in the order [`entry_from`] reads them.
-const ENTRY_FIELDS: [&str; 11] = [
-    "timestamp",
-    "level",
-    "message",
-    "trace_id",
-    "span_id",
-    "workflow_id",
-    "action_id",
-    "correlation_id",
-    "fields",
-    "source_file",
-    "source_line",
-];
+/// What `turnout.logs` hands over once as it is imported: the `LogEntry` class and how to
+/// read its fields fast, the `LogLevel` members (in the core's order, found by identity
+/// when an entry is read) and the `default` orjson calls for a field value JSON cannot
+/// carry.
+struct LogTypes {
+    entry: EntryLayout,
+    levels: Vec<Py<PyAny>>,
+    field_text: Py<PyAny>,
+}
 
-/// Where an exact `turnout.logs.LogEntry` keeps each field. It is a slotted dataclass:
-/// every field is a member descriptor reading an object pointer at a fixed offset, so the
-/// slots can be read directly, which saves an attribute lookup per field (most of the
-/// cost of taking an entry in). Any other type, a subclass included, goes through
-/// `getattr`.
-struct SlotLayout {
+/// The data descriptors of `LogEntry`'s fields (its slots), in [`LogEntry::FIELDS`] order.
+///
+/// Reading an attribute of an exact `LogEntry` is, by the descriptor protocol, calling
+/// its class's data descriptor's `__get__`; calling that C function directly skips the
+/// generic lookup, which is most of the cost of taking an entry in (about 160
+/// instructions a field, 11 fields). Only the stable ABI is used (`PyType_GetSlot`), and
+/// a class whose attribute lookup is not the generic one, a subclass, or any other
+/// object goes through `getattr`.
+struct EntryLayout {
     class: Py<PyType>,
-    offsets: [isize; ENTRY_FIELDS.len()],
+    /// `None` when a field is not a data descriptor or the class customises lookups.
+    getters: Option<Vec<(Py<PyAny>, ffi::descrgetfunc)>>,
 }
 
-fn slot_layout(py: Python<'_>) -> Option<&SlotLayout> {
-    static LAYOUT: PyOnceLock<Option<SlotLayout>> = PyOnceLock::new();
-    LAYOUT
-        .get_or_init(py, || {
-            let class = py
-                .import("turnout.logs")
-                .and_then(|m| m.getattr("LogEntry"))
-                .ok()?
-                .cast_into::<PyType>()
-                .ok()?;
-            let attributes = class.getattr("__dict__").ok()?;
-            let mut offsets = [0isize; ENTRY_FIELDS.len()];
-            for (offset, name) in offsets.iter_mut().zip(ENTRY_FIELDS) {
-                let descriptor = attributes.get_item(name).ok()?;
-                // SAFETY: the object is checked to be a member descriptor, whose C layout
-                // is `PyMemberDescrObject`; its `PyMemberDef` lives as long as the class,
-                // which the layout keeps alive.
-                unsafe {
-                    let member_type = &raw mut ffi::PyMemberDescr_Type;
-                    if ffi::Py_TYPE(descriptor.as_ptr()) != member_type {
-                        return None;
-                    }
-                    let member =
-                        &*(*descriptor.as_ptr().cast::<ffi::PyMemberDescrObject>()).d_member;
-                    if member.type_code != ffi::Py_T_OBJECT_EX {
-                        return None;
-                    }
-                    *offset = member.offset;
-                }
+impl EntryLayout {
+    fn new(class: &Bound<'_, PyType>) -> PyResult<Self> {
+        let py = class.py();
+        let attributes = class.getattr(intern!(py, "__dict__"))?;
+        // SAFETY: `PyType_GetSlot` accepts any type object from Python 3.10 on (static
+        // ones included); a null result means the slot is not set.
+        let slot =
+            |t: &Bound<'_, PyType>, which| unsafe { ffi::PyType_GetSlot(t.as_type_ptr(), which) };
+        let generic = slot(class, ffi::Py_tp_getattro)
+            == ffi::PyObject_GenericGetAttr as *mut std::ffi::c_void;
+        let mut getters = Vec::with_capacity(LogEntry::FIELDS.len());
+        for name in LogEntry::FIELDS {
+            let descriptor = attributes.get_item(name).map_err(|_| {
+                PyTypeError::new_err(format!("{class} has no field {name:?} of a log entry"))
+            })?;
+            let kind = descriptor.get_type();
+            let get = slot(&kind, ffi::Py_tp_descr_get);
+            let is_data = !slot(&kind, ffi::Py_tp_descr_set).is_null();
+            if get.is_null() || !is_data {
+                break;
             }
-            Some(SlotLayout {
-                class: class.unbind(),
-                offsets,
-            })
+            // SAFETY: the `tp_descr_get` slot holds a `descrgetfunc`.
+            let get: ffi::descrgetfunc = unsafe { std::mem::transmute(get) };
+            getters.push((descriptor.unbind(), get));
+        }
+        let complete = generic && getters.len() == LogEntry::FIELDS.len();
+        Ok(Self {
+            class: class.clone().unbind(),
+            getters: complete.then_some(getters),
         })
-        .as_ref()
+    }
 }
 
-/// Reads the fields of one entry, through its slots when it has the known layout.
+static LOG_TYPES: PyOnceLock<LogTypes> = PyOnceLock::new();
+
+fn log_types(py: Python<'_>) -> PyResult<&LogTypes> {
+    LOG_TYPES
+        .get(py)
+        .ok_or_else(|| not_registered("turnout.logs"))
+}
+
+/// `_register_logs(LogEntry, LogLevel, field_text)`: called once by the module defining
+/// the entry; the levels are looked up by wire value (a `ValueError` if one is missing),
+/// the entry must have every field of [`LogEntry::FIELDS`] (a `TypeError` if not). Later
+/// calls are ignored.
+#[pyfunction]
+fn _register_logs(
+    py: Python<'_>,
+    entry_class: &Bound<'_, PyType>,
+    level_class: &Bound<'_, PyType>,
+    field_text: Py<PyAny>,
+) -> PyResult<()> {
+    if LOG_TYPES.get(py).is_some() {
+        return Ok(());
+    }
+    let levels = LogLevel::ALL
+        .iter()
+        .map(|l| Ok(level_class.call1((l.as_str(),))?.unbind()))
+        .collect::<PyResult<Vec<_>>>()?;
+    let entry = EntryLayout::new(entry_class)?;
+    let _ = LOG_TYPES.set(
+        py,
+        LogTypes {
+            entry,
+            levels,
+            field_text,
+        },
+    );
+    Ok(())
+}
+
+/// Reads the fields of one entry, through its class's descriptors when it is exactly
+/// the registered class.
 struct FieldReader<'a, 'py> {
     entry: &'a Bound<'py, PyAny>,
-    offsets: Option<&'a [isize; ENTRY_FIELDS.len()]>,
+    getters: Option<&'a [(Py<PyAny>, ffi::descrgetfunc)]>,
 }
 
 impl<'a, 'py> FieldReader<'a, 'py> {
-    fn new(entry: &'a Bound<'py, PyAny>) -> Self {
+    fn new(types: &'a LogTypes, entry: &'a Bound<'py, PyAny>) -> Self {
         let py = entry.py();
-        let offsets = slot_layout(py)
-            .filter(|l| entry.get_type().is(l.class.bind(py)))
-            .map(|l| &l.offsets);
-        Self { entry, offsets }
+        let layout = &types.entry;
+        let getters = layout
+            .getters
+            .as_deref()
+            .filter(|_| entry.get_type().is(layout.class.bind(py)));
+        Self { entry, getters }
     }
 
-    /// The field `ENTRY_FIELDS[at]`.
+    /// The field `LogEntry::FIELDS[at]` (an unset slot raises its `AttributeError`).
     fn field(&self, at: usize) -> PyResult<Bound<'py, PyAny>> {
-        if let Some(offsets) = self.offsets {
-            // SAFETY: `entry` is exactly the class the offsets were read from, and the
-            // slot holds an owned object pointer, or NULL while the field is unset.
-            let slot: *mut ffi::PyObject =
-                unsafe { *self.entry.as_ptr().cast::<u8>().offset(offsets[at]).cast() };
-            if !slot.is_null() {
-                // SAFETY: a live object, borrowed from the entry the caller holds.
-                return Ok(unsafe { Bound::from_borrowed_ptr(self.entry.py(), slot) });
-            }
+        let py = self.entry.py();
+        let Some(getters) = self.getters else {
+            return self.entry.getattr(LogEntry::FIELDS[at]);
+        };
+        let (descriptor, get) = &getters[at];
+        // SAFETY: `get` is the `tp_descr_get` of `descriptor`'s type, called as the
+        // descriptor protocol calls it: (descriptor, instance, type of the instance).
+        unsafe {
+            let value = get(
+                descriptor.as_ptr(),
+                self.entry.as_ptr(),
+                ffi::Py_TYPE(self.entry.as_ptr()).cast(),
+            );
+            Bound::from_owned_ptr_or_err(py, value)
         }
-        // Also raises the AttributeError of an unset slot.
-        self.entry.getattr(ENTRY_FIELDS[at])
     }
 }
 
 /// A level given as a `LogLevel` member (found by identity, the common case) or its
 /// value.
-fn level_of(value: &Bound<'_, PyAny>) -> PyResult<LogLevel> {
-    static MEMBERS: PyOnceLock<Vec<(Py<PyAny>, LogLevel)>> = PyOnceLock::new();
-    let py = value.py();
-    let members = MEMBERS.get_or_try_init(py, || {
-        let class = py.import("turnout.logs")?.getattr("LogLevel")?;
-        LogLevel::ALL
-            .iter()
-            .map(|l| Ok((class.call1((l.as_str(),))?.unbind(), *l)))
-            .collect::<PyResult<Vec<_>>>()
-    })?;
-    if let Some((_, level)) = members.iter().find(|(m, _)| m.as_ptr() == value.as_ptr()) {
-        return Ok(*level);
+fn level_of(types: &LogTypes, value: &Bound<'_, PyAny>) -> PyResult<LogLevel> {
+    if let Some(at) = types
+        .levels
+        .iter()
+        .position(|m| m.as_ptr() == value.as_ptr())
+    {
+        return Ok(LogLevel::ALL[at]);
     }
     let text = text_field(value, "level")?;
     LogLevel::parse(&text).ok_or_else(|| {
@@ -146,10 +180,10 @@ fn level_of(value: &Bound<'_, PyAny>) -> PyResult<LogLevel> {
 }
 
 /// Serialises `fields` as Go writes a `map[string]interface{}`: orjson writes the JSON
-/// (keys sorted; `turnout._go_json.log_field_text` writes datetimes as Go does and
+/// (keys sorted; the `field_text` handed over at import writes datetimes as Go does and
 /// anything else JSON cannot carry with `str()`, so a log call never fails on them; NaN
 /// and infinities become null), then [`write_go_json`] respells floats and strings as Go.
-fn fields_json(fields: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+fn fields_json(types: &LogTypes, fields: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
     if fields.is_none() || fields.cast::<PyDict>().is_ok_and(|d| d.is_empty()) {
         return Ok(None);
     }
@@ -161,9 +195,7 @@ fn fields_json(fields: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
         let datetimes = orjson.getattr("OPT_PASSTHROUGH_DATETIME")?;
         Ok::<_, PyErr>([
             orjson.getattr("dumps")?.unbind(),
-            py.import("turnout._go_json")?
-                .getattr("log_field_text")?
-                .unbind(),
+            types.field_text.clone_ref(py),
             sorted.bitor(datetimes)?.unbind(),
         ])
     })?;
@@ -176,10 +208,11 @@ fn fields_json(fields: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
     Ok(Some(out))
 }
 
-/// Reads a `turnout.logs.LogEntry` (any object with its attributes).
+/// Reads a log entry: any object with `LogEntry`'s attributes.
 fn entry_from(entry: &Bound<'_, PyAny>) -> PyResult<LogEntry> {
-    let fields = FieldReader::new(entry);
-    let text = |at: usize| text_field(&fields.field(at)?, ENTRY_FIELDS[at]);
+    let types = log_types(entry.py())?;
+    let fields = FieldReader::new(types, entry);
+    let text = |at: usize| text_field(&fields.field(at)?, LogEntry::FIELDS[at]);
     let timestamp = fields.field(0)?;
     let source_line = fields.field(10)?;
     Ok(LogEntry {
@@ -188,14 +221,14 @@ fn entry_from(entry: &Bound<'_, PyAny>) -> PyResult<LogEntry> {
         } else {
             wire_time(timestamp.cast::<PyDateTime>()?)?
         },
-        level: level_of(&fields.field(1)?)?,
+        level: level_of(types, &fields.field(1)?)?,
         message: text(2)?,
         trace_id: text(3)?,
         span_id: text(4)?,
         workflow_id: text(5)?,
         action_id: text(6)?,
         correlation_id: text(7)?,
-        fields: fields_json(&fields.field(8)?)?,
+        fields: fields_json(types, &fields.field(8)?)?,
         source_file: text(9)?,
         source_line: if source_line.is_none() {
             0
@@ -278,16 +311,17 @@ impl LogBatcher {
         source_file: &Bound<'_, PyAny>,
         source_line: i64,
     ) -> PyResult<bool> {
+        let types = log_types(level.py())?;
         let entry = LogEntry {
             timestamp: WireTime::now(),
-            level: level_of(level)?,
+            level: level_of(types, level)?,
             message: text_field(message, "message")?,
             trace_id: CompactString::new(trace_id),
             span_id: CompactString::new(span_id),
             workflow_id: CompactString::new(workflow_id),
             action_id: CompactString::new(action_id),
             correlation_id: CompactString::new(correlation_id),
-            fields: fields_json(fields)?,
+            fields: fields_json(types, fields)?,
             source_file: text_field(source_file, "source_file")?,
             source_line,
         };
@@ -384,5 +418,6 @@ impl LogBatcher {
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<LogBatcher>()
+    m.add_class::<LogBatcher>()?;
+    m.add_function(wrap_pyfunction!(_register_logs, m)?)
 }
