@@ -23,7 +23,10 @@ __all__ = [
     "SubjectIndex",
     "__version__",
     "_set_precise_datetime",
+    "dumps_go",
     "format_time",
+    "go_float_text",
+    "go_html_escape",
     "is_subset",
     "is_valid_literal",
     "is_valid_subject",
@@ -53,6 +56,16 @@ def utc_now() -> datetime: ...
 def format_time(value: datetime) -> str:
     """``value`` as Go's ``time.Time`` marshals it (RFC 3339, nanoseconds trimmed, ``Z``
     for UTC and naive times); raises ``TypeError`` for anything but a ``datetime``."""
+
+def dumps_go(value: Any) -> bytes:
+    """``value`` as Go's ``json.Marshal`` writes it (keys sorted, Go's floats, times and
+    escaping); ``ValueError`` on NaN or an infinity, ``TypeError`` on what JSON cannot carry."""
+
+def go_html_escape(data: bytes) -> bytes:
+    """JSON text with Go's HTML-safe escapes applied inside its strings."""
+
+def go_float_text(value: float) -> str:
+    """``value`` spelled as Go's ``encoding/json`` spells a ``float64``."""
 
 def parse_time(text: str) -> datetime:
     """An RFC 3339 timestamp read as Go's ``time.Time`` reads it (see ``turnout._wire``);
