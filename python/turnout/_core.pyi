@@ -26,7 +26,10 @@ __all__ = [
     "_register_logs",
     "_register_phase",
     "_set_precise_datetime",
+    "dumps_go",
     "format_time",
+    "go_float_text",
+    "go_html_escape",
     "is_subset",
     "is_valid_literal",
     "is_valid_subject",
@@ -56,6 +59,16 @@ def utc_now() -> datetime: ...
 def format_time(value: datetime) -> str:
     """``value`` as Go's ``time.Time`` marshals it (RFC 3339, nanoseconds trimmed, ``Z``
     for UTC and naive times); raises ``TypeError`` for anything but a ``datetime``."""
+
+def dumps_go(value: Any) -> bytes:
+    """``value`` as Go's ``json.Marshal`` writes it (keys sorted, Go's floats, times and
+    escaping); ``ValueError`` on NaN or an infinity, ``TypeError`` on what JSON cannot carry."""
+
+def go_html_escape(data: bytes) -> bytes:
+    """JSON text with Go's HTML-safe escapes applied inside its strings."""
+
+def go_float_text(value: float) -> str:
+    """``value`` spelled as Go's ``encoding/json`` spells a ``float64``."""
 
 def parse_time(text: str) -> datetime:
     """An RFC 3339 timestamp read as Go's ``time.Time`` reads it (see ``turnout._wire``);
@@ -156,6 +169,7 @@ class BuildUpdateDecoder:
         statuses: dict[str, Any],
     ) -> BuildUpdateDecoder: ...
     def decode(self, message: object) -> Any | None: ...
+    def decode_many(self, items: list[Any]) -> tuple[list[Any], int]: ...
 
 def phase_successors(phase: str) -> list[str]: ...
 

@@ -7,6 +7,7 @@ mod args;
 mod clock;
 mod dispatch;
 mod event;
+mod go_json;
 mod index;
 mod logs;
 mod nats_frames;
@@ -29,6 +30,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     dispatch::register(m)?;
     clock::register(m)?;
     event::register(m)?;
+    go_json::register(m)?;
     phases::register(m)?;
     logs::register(m)?;
     nats_frames::register(m)?;
