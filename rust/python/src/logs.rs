@@ -1,5 +1,7 @@
 //! `LogBatcher`: the log forwarder's bounded buffer and frame writer, in Rust.
 
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use compact_str::CompactString;
@@ -8,7 +10,9 @@ use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDateTime, PyDict, PyString, PyType};
+use pyo3::types::{
+    PyBool, PyBytes, PyDateTime, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType,
+};
 use turnout_core::{
     write_batch_frame, write_go_json, write_log_frame, LogBuffer, LogEntry, LogLevel, LogOverflow,
     Offered, WireTime,
@@ -18,14 +22,146 @@ use crate::args::{not_a_str, not_registered};
 use crate::clock::wire_time;
 
 /// A text field: None is empty; anything but a `str` is a `TypeError`.
-fn text_field(value: &Bound<'_, PyAny>, what: &str) -> PyResult<CompactString> {
+fn text_field(
+    value: &Bound<'_, PyAny>,
+    what: &str,
+    repaired: &Cell<bool>,
+) -> PyResult<CompactString> {
     if value.is_none() {
         return Ok(CompactString::default());
     }
     match value.cast::<PyString>() {
-        Ok(s) => Ok(CompactString::new(s.to_str()?)),
+        Ok(s) => repaired_text(s, repaired),
         Err(_) => Err(not_a_str(value, what)),
     }
+}
+
+/// How deep a log entry's `fields` may nest (the `fields` map itself is level 1): a
+/// container deeper than this, a cyclic one included, is written as [`CUT`].
+pub const MAX_FIELD_DEPTH: usize = 32;
+/// How many values a log entry's `fields` may hold in all: past it, the rest is cut too
+/// (a cycle that branches would otherwise grow without end before reaching the depth).
+pub const MAX_FIELD_VALUES: usize = 10_000;
+/// What a cut container is written as.
+const CUT: &str = "[cut]";
+
+/// A text, with each lone surrogate (a `str` from `os.fsdecode`, say) replaced by
+/// U+FFFD, which sets `repaired`: a log call never fails on text UTF-8 cannot carry.
+fn repaired_text(s: &Bound<'_, PyString>, repaired: &Cell<bool>) -> PyResult<CompactString> {
+    if let Ok(text) = s.to_str() {
+        return Ok(CompactString::new(text));
+    }
+    repaired.set(true);
+    let bytes = s.call_method1(intern!(s.py(), "encode"), ("utf-8", "surrogatepass"))?;
+    let mut bytes = bytes.cast::<PyBytes>()?.as_bytes();
+    let mut out = CompactString::with_capacity(bytes.len());
+    // `surrogatepass` spells each lone surrogate as 3 bytes that are not UTF-8; all the
+    // rest is.
+    loop {
+        match std::str::from_utf8(bytes) {
+            Ok(rest) => {
+                out.push_str(rest);
+                return Ok(out);
+            }
+            Err(e) => {
+                let (good, bad) = bytes.split_at(e.valid_up_to());
+                // SAFETY: `from_utf8` checked these bytes.
+                out.push_str(unsafe { std::str::from_utf8_unchecked(good) });
+                out.push('\u{FFFD}');
+                bytes = &bad[bad.len().min(3)..];
+            }
+        }
+    }
+}
+
+/// A copy of `value` that orjson writes without fail: text repaired, keys made text,
+/// containers past [`MAX_FIELD_DEPTH`] or [`MAX_FIELD_VALUES`] cut, anything else given
+/// to `field_text` (whose own failure is written as `<unprintable TYPE>`).
+fn repaired_value<'py>(
+    value: &Bound<'py, PyAny>,
+    field_text: &Bound<'py, PyAny>,
+    depth: usize,
+    budget: &mut usize,
+    repaired: &Cell<bool>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = value.py();
+    let text = |s: &Bound<'py, PyString>| -> PyResult<Bound<'py, PyAny>> {
+        Ok(PyString::new(py, &repaired_text(s, repaired)?).into_any())
+    };
+    if value.is_none() || value.cast::<PyBool>().is_ok() || value.cast::<PyFloat>().is_ok() {
+        return Ok(value.clone());
+    }
+    if let Ok(s) = value.cast::<PyString>() {
+        return text(s);
+    }
+    if value.cast::<PyInt>().is_ok() {
+        if value.extract::<i64>().is_ok() || value.extract::<u64>().is_ok() {
+            return Ok(value.clone());
+        }
+        repaired.set(true);
+        return Ok(value.str()?.into_any());
+    }
+    let is_dict = value.cast::<PyDict>().is_ok();
+    if is_dict || value.cast::<PyList>().is_ok() || value.cast::<PyTuple>().is_ok() {
+        if depth > MAX_FIELD_DEPTH || *budget == 0 {
+            repaired.set(true);
+            return Ok(PyString::new(py, CUT).into_any());
+        }
+        if let Ok(dict) = value.cast::<PyDict>() {
+            let copy = PyDict::new(py);
+            for (key, item) in dict.iter() {
+                *budget = budget.saturating_sub(1);
+                let key = match key.cast::<PyString>() {
+                    Ok(s) => text(s)?,
+                    Err(_) => {
+                        repaired.set(true);
+                        text(&printable(&key))?
+                    }
+                };
+                copy.set_item(
+                    key,
+                    repaired_value(&item, field_text, depth + 1, budget, repaired)?,
+                )?;
+            }
+            return Ok(copy.into_any());
+        }
+        let copy = PyList::empty(py);
+        for item in value.try_iter()? {
+            *budget = budget.saturating_sub(1);
+            copy.append(repaired_value(
+                &item?,
+                field_text,
+                depth + 1,
+                budget,
+                repaired,
+            )?)?;
+        }
+        return Ok(copy.into_any());
+    }
+    match field_text.call1((value,)) {
+        Ok(written) => match written.cast::<PyString>() {
+            Ok(s) => text(s),
+            Err(_) => {
+                repaired.set(true);
+                text(&printable(value))
+            }
+        },
+        Err(_) => {
+            repaired.set(true);
+            text(&printable(value))
+        }
+    }
+}
+
+/// `str(value)`, or `<unprintable TYPE>` when that fails.
+fn printable<'py>(value: &Bound<'py, PyAny>) -> Bound<'py, PyString> {
+    value.str().unwrap_or_else(|_| {
+        let kind = value
+            .get_type()
+            .name()
+            .map_or_else(|_| "?".to_string(), |n| n.to_string());
+        PyString::new(value.py(), &format!("<unprintable {kind}>"))
+    })
 }
 
 /// What `turnout.logs` hands over once as it is imported: the `LogEntry` class and how to
@@ -164,6 +300,7 @@ impl<'a, 'py> FieldReader<'a, 'py> {
 /// A level given as a `LogLevel` member (found by identity, the common case) or its
 /// value.
 fn level_of(types: &LogTypes, value: &Bound<'_, PyAny>) -> PyResult<LogLevel> {
+    let unused = Cell::new(false);
     if let Some(at) = types
         .levels
         .iter()
@@ -171,7 +308,7 @@ fn level_of(types: &LogTypes, value: &Bound<'_, PyAny>) -> PyResult<LogLevel> {
     {
         return Ok(LogLevel::ALL[at]);
     }
-    let text = text_field(value, "level")?;
+    let text = text_field(value, "level", &unused)?;
     LogLevel::parse(&text).ok_or_else(|| {
         PyValueError::new_err(format!(
             "log level must be debug, info, warn, error or fatal, not {text:?}"
@@ -183,7 +320,11 @@ fn level_of(types: &LogTypes, value: &Bound<'_, PyAny>) -> PyResult<LogLevel> {
 /// (keys sorted; the `field_text` handed over at import writes datetimes as Go does and
 /// anything else JSON cannot carry with `str()`, so a log call never fails on them; NaN
 /// and infinities become null), then [`write_go_json`] respells floats and strings as Go.
-fn fields_json(types: &LogTypes, fields: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+fn fields_json(
+    types: &LogTypes,
+    fields: &Bound<'_, PyAny>,
+    repaired: &Cell<bool>,
+) -> PyResult<Option<String>> {
     if fields.is_none() || fields.cast::<PyDict>().is_ok_and(|d| d.is_empty()) {
         return Ok(None);
     }
@@ -200,7 +341,18 @@ fn fields_json(types: &LogTypes, fields: &Bound<'_, PyAny>) -> PyResult<Option<S
         ])
     })?;
     // Positionally: orjson matches keyword names by identity with its interned strings.
-    let encoded = dumps.bind(py).call1((fields, default, option))?;
+    let dumps = dumps.bind(py);
+    let encoded = match dumps.call1((fields, default, option)) {
+        Ok(encoded) => encoded,
+        // A cycle, too deep a tree, a lone surrogate, a key that is not text: write a
+        // repaired copy rather than lose the entry.
+        Err(_) => {
+            repaired.set(true);
+            let mut budget = MAX_FIELD_VALUES;
+            let copy = repaired_value(fields, default.bind(py), 1, &mut budget, repaired)?;
+            dumps.call1((copy, default, option))?
+        }
+    };
     let json = std::str::from_utf8(encoded.cast::<PyBytes>()?.as_bytes())
         .map_err(|e| PyValueError::new_err(format!("log fields: {e}")))?;
     let mut out = String::with_capacity(json.len() + 16);
@@ -208,11 +360,12 @@ fn fields_json(types: &LogTypes, fields: &Bound<'_, PyAny>) -> PyResult<Option<S
     Ok(Some(out))
 }
 
-/// Reads a log entry: any object with `LogEntry`'s attributes.
-fn entry_from(entry: &Bound<'_, PyAny>) -> PyResult<LogEntry> {
+/// Reads a log entry: any object with `LogEntry`'s attributes. `repaired` is set when
+/// text or fields had to be repaired (see [`repaired_text`], [`repaired_value`]).
+fn entry_from(entry: &Bound<'_, PyAny>, repaired: &Cell<bool>) -> PyResult<LogEntry> {
     let types = log_types(entry.py())?;
     let fields = FieldReader::new(types, entry);
-    let text = |at: usize| text_field(&fields.field(at)?, LogEntry::FIELDS[at]);
+    let text = |at: usize| text_field(&fields.field(at)?, LogEntry::FIELDS[at], repaired);
     let timestamp = fields.field(0)?;
     let source_line = fields.field(10)?;
     Ok(LogEntry {
@@ -228,7 +381,7 @@ fn entry_from(entry: &Bound<'_, PyAny>) -> PyResult<LogEntry> {
         workflow_id: text(5)?,
         action_id: text(6)?,
         correlation_id: text(7)?,
-        fields: fields_json(types, &fields.field(8)?)?,
+        fields: fields_json(types, &fields.field(8)?, repaired)?,
         source_file: text(9)?,
         source_line: if source_line.is_none() {
             0
@@ -242,10 +395,12 @@ fn entry_from(entry: &Bound<'_, PyAny>) -> PyResult<LogEntry> {
 ///
 /// Bounded: past `capacity` entries, `overflow` (`"drop_oldest"` or `"drop_newest"`)
 /// drops one and counts it in `dropped`. Thread-safe; frames are written with the GIL
-/// released.
+/// released. An entry whose text or fields had to be repaired (lone surrogates replaced
+/// by U+FFFD, fields cut) is buffered all the same and counted in `repaired`.
 #[pyclass(frozen, module = "turnout.logs", name = "LogBatcher")]
 pub struct LogBatcher {
     buffer: Mutex<LogBuffer>,
+    repaired: AtomicU64,
 }
 
 impl LogBatcher {
@@ -254,7 +409,10 @@ impl LogBatcher {
     }
 
     /// Whether a full batch is waiting once `entry` is in (or dropped by the policy).
-    fn buffer_entry(&self, entry: LogEntry) -> bool {
+    fn buffer_entry(&self, entry: LogEntry, repaired: &Cell<bool>) -> bool {
+        if repaired.get() {
+            self.repaired.fetch_add(1, Ordering::Relaxed);
+        }
         let mut buffer = self.buffer();
         match buffer.offer(entry) {
             Offered::BatchReady => true,
@@ -283,12 +441,14 @@ impl LogBatcher {
         }
         Ok(Self {
             buffer: Mutex::new(LogBuffer::new(batch_size, capacity, overflow)),
+            repaired: AtomicU64::new(0),
         })
     }
 
     /// Buffers one entry; True when a full batch is waiting to be sent.
     fn offer(&self, entry: &Bound<'_, PyAny>) -> PyResult<bool> {
-        Ok(self.buffer_entry(entry_from(entry)?))
+        let repaired = Cell::new(false);
+        Ok(self.buffer_entry(entry_from(entry, &repaired)?, &repaired))
     }
 
     /// Buffers one entry given field by field, stamped now (what a logging handler has,
@@ -302,30 +462,31 @@ impl LogBatcher {
         &self,
         level: &Bound<'_, PyAny>,
         message: &Bound<'_, PyAny>,
-        trace_id: &str,
-        span_id: &str,
-        workflow_id: &str,
-        action_id: &str,
-        correlation_id: &str,
+        trace_id: &Bound<'_, PyAny>,
+        span_id: &Bound<'_, PyAny>,
+        workflow_id: &Bound<'_, PyAny>,
+        action_id: &Bound<'_, PyAny>,
+        correlation_id: &Bound<'_, PyAny>,
         fields: &Bound<'_, PyAny>,
         source_file: &Bound<'_, PyAny>,
         source_line: i64,
     ) -> PyResult<bool> {
         let types = log_types(level.py())?;
+        let repaired = Cell::new(false);
         let entry = LogEntry {
             timestamp: WireTime::now(),
             level: level_of(types, level)?,
-            message: text_field(message, "message")?,
-            trace_id: CompactString::new(trace_id),
-            span_id: CompactString::new(span_id),
-            workflow_id: CompactString::new(workflow_id),
-            action_id: CompactString::new(action_id),
-            correlation_id: CompactString::new(correlation_id),
-            fields: fields_json(types, fields)?,
-            source_file: text_field(source_file, "source_file")?,
+            message: text_field(message, "message", &repaired)?,
+            trace_id: text_field(trace_id, "trace_id", &repaired)?,
+            span_id: text_field(span_id, "span_id", &repaired)?,
+            workflow_id: text_field(workflow_id, "workflow_id", &repaired)?,
+            action_id: text_field(action_id, "action_id", &repaired)?,
+            correlation_id: text_field(correlation_id, "correlation_id", &repaired)?,
+            fields: fields_json(types, fields, &repaired)?,
+            source_file: text_field(source_file, "source_file", &repaired)?,
             source_line,
         };
-        Ok(self.buffer_entry(entry))
+        Ok(self.buffer_entry(entry, &repaired))
     }
 
     /// Takes up to one batch out as a `log_batch` frame with this message id; None
@@ -355,7 +516,7 @@ impl LogBatcher {
         entry: &Bound<'py, PyAny>,
         message_id: &str,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let entry = entry_from(entry)?;
+        let entry = entry_from(entry, &Cell::new(false))?;
         let mut out = String::with_capacity(256);
         write_log_frame(&mut out, message_id, WireTime::now(), &entry);
         Ok(PyBytes::new(py, out.as_bytes()))
@@ -367,7 +528,7 @@ impl LogBatcher {
         py: Python<'py>,
         entry: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let entry = entry_from(entry)?;
+        let entry = entry_from(entry, &Cell::new(false))?;
         let mut out = String::with_capacity(256);
         entry.write_payload_json(&mut out);
         Ok(PyBytes::new(py, out.as_bytes()))
@@ -388,6 +549,12 @@ impl LogBatcher {
     #[getter]
     fn accepted(&self) -> u64 {
         self.buffer().accepted
+    }
+
+    /// Entries buffered after their text or fields were repaired.
+    #[getter]
+    fn repaired(&self) -> u64 {
+        self.repaired.load(Ordering::Relaxed)
     }
 
     #[getter]
