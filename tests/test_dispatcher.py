@@ -22,6 +22,7 @@ from turnout.workspace import (
     WorkspaceBuildUpdate,
     WorkspaceDispatcher,
 )
+from turnout.workspace._build_update import decode_routed_update
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -474,3 +475,56 @@ def test_python_router_contract() -> None:
         router.route_batch([bytearray(b"{}")])  # type: ignore[list-item]
     with pytest.raises(TypeError):
         PythonKeyRouter([1])  # type: ignore[list-item]
+
+
+# --- the Rust decoder of routed messages -------------------------------------------------------
+
+
+def test_routed_updates_decode_as_from_json_does() -> None:
+    base = update("ws-é<&>", 7, "succeeded").to_json()
+    variants = [
+        base,
+        base.replace(b'"ws-', b'"\\u0077s-'),  # an escape in the name
+        base.replace(b"7}", b"-7}"),
+        base.replace(b"7}", b"2147483647}"),
+        base.replace(b"7}", b"2147483648}"),  # past int32: refused
+        base.replace(b"7}", b"7.0}"),
+        base.replace(b'"succeeded"', b'"bogus"'),
+        base.replace(b'"succeeded"', b"null"),
+        base.replace(b',"build_number":7', b""),
+        base + b" ",
+        base[:-1] + b',"extra":[1,{"a":2}]}',
+        base[:-1] + b',"build_number":8}',  # the last repeat wins
+        b"[1]",
+        b"not json",
+    ]
+    uuid_text = str(WS)
+    variants.append(base.replace(uuid_text.encode(), uuid_text.upper().encode()))
+    variants.append(base.replace(uuid_text.encode(), ("{" + uuid_text + "}").encode()))
+    variants.append(base.replace(uuid_text.encode(), uuid_text.replace("-", "").encode()))
+    for message in variants:
+        try:
+            expected: object = WorkspaceBuildUpdate.from_json(message)
+        except MalformedMessageError as exc:
+            expected = str(exc)
+        try:
+            got: object = decode_routed_update(message)
+        except MalformedMessageError as exc:
+            got = str(exc)
+        assert got == expected, message
+        if isinstance(got, WorkspaceBuildUpdate):
+            assert type(got) is WorkspaceBuildUpdate
+            assert hash(got) == hash(expected)
+            assert got.to_json() == WorkspaceBuildUpdate.from_json(message).to_json()
+
+
+async def test_a_batch_read_mixes_both_decoders_in_order() -> None:
+    dispatcher = WorkspaceDispatcher(["a"], buffer=8)
+    braced = update("a", 2).to_json().replace(str(WS).encode(), b"{" + str(WS).encode() + b"}")
+    await dispatcher.put(update("a", 0))  # an object, buffered as it is
+    await dispatcher.put_raw([update("a", 1).to_json(), braced, b'{"workspace_name": "a"}'])
+    await dispatcher.put_raw([update("a", 3).to_json()])
+    channel = dispatcher.channels["a"]
+    assert [u.build_number for u in await channel.get_many(limit=3)] == [0, 1, 2]
+    assert [u.build_number for u in await channel.get_many()] == [3]
+    assert channel.undecodable == 1
