@@ -121,6 +121,7 @@ def test_every_workload_measures_each_implementation(tmp_path: Path) -> None:
         assert baseline.name in measured or not baseline.is_available(), key
     for row in data["rows"]:
         assert row["ops_per_s"] > 0 and row["ns_per_op"] > 0, row
+    _check_rows(data)  # the documented --json shape, W5-W10's extra figures included
 
 
 def test_table_on_stdout_progress_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
@@ -239,6 +240,12 @@ def test_the_json_document_has_the_documented_shape(quick_run: BenchRun) -> None
     assert all(set(row) == _documented_fields("`rows[]`") for row in data["rows"])
     layouts = data["columns"].values()
     assert all(set(c) == _documented_fields("`columns.<workload>`") for c in layouts)
+    _check_rows(data)
+
+
+def _check_rows(data: dict[str, Any]) -> None:
+    documented_extra = _documented_fields("`rows[].extra`")
     for row in data["rows"]:
         assert isinstance(row["ops_per_s"], float) and isinstance(row["ns_per_op"], float)
         assert all(isinstance(v, float) for v in row["extra"].values())
+        assert set(row["extra"]) <= documented_extra, row

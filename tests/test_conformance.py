@@ -1,8 +1,9 @@
 """Property tests: the Rust core and the pure-Python reference agree, and both agree with the
 definition of matching.
 
-Subjects and patterns are drawn from a tiny token alphabet so that wildcards really hit and
-patterns really overlap. The Hypothesis profile ("ci" or "long") is chosen in conftest.py.
+Subjects and patterns come from turnout.testing.strategies (a tiny token alphabet, so that
+wildcards really hit and patterns really overlap). The Hypothesis profile ("ci" or "long")
+is chosen in conftest.py.
 """
 
 from __future__ import annotations
@@ -25,50 +26,26 @@ from hypothesis.stateful import (
 import turnout
 import turnout.reference as reference
 from turnout._errors import InvalidSubjectError
+from turnout.testing import strategies as ts
 
 IMPLEMENTATIONS = {"rust": turnout, "reference": reference}
 
-# -- strategies ---------------------------------------------------------------------------
+# -- strategies (turnout.testing's, as users get them) -----------------------------------
 
-LITERAL_TOKENS = ["a", "b", "c"]
-ANY_TOKENS = [*LITERAL_TOKENS, "*", ">"]
+# `*` and `>` as a subject carries them, taken literally.
+ANY_TOKENS = [*ts.DEFAULT_ALPHABET, "*", ">"]
 
+# What `match` is given: well-formed subjects, and strings breaking the rules.
+SUBJECTS = st.one_of(ts.literal_subjects(), ts.subjects(), ts.malformed_subjects())
 
-def joined(tokens: st.SearchStrategy[str], min_size: int, max_size: int) -> st.SearchStrategy[str]:
-    return st.lists(tokens, min_size=min_size, max_size=max_size).map(".".join)
-
-
-@st.composite
-def valid_patterns(draw: st.DrawFn, max_tokens: int = 5) -> str:
-    """Patterns that follow every rule: `>`, if present, comes last."""
-    body = draw(st.lists(st.sampled_from(["a", "b", "c", "*"]), min_size=0, max_size=max_tokens))
-    if not body or (len(body) < max_tokens and draw(st.booleans())):
-        body.append(">")
-    return ".".join(body)
-
-
-# Strings breaking one rule or another (and some that only look odd but are fine).
-MESSY = st.one_of(
-    st.sampled_from(
-        ["", ".", "a..b", ".a", "a.", "a b", "a\tb", "a\0", "\ud800", "a.>.b", ">.a", "a*", ">>"]
-    ),
-    st.text(alphabet=st.sampled_from(["a", "b", ".", "*", ">", " ", "\0", "é", "\ud800"])),
-)
-
-# What `match` is given: tokens from the same alphabet, `*` and `>` taken literally.
-SUBJECTS = st.one_of(
-    joined(st.sampled_from(LITERAL_TOKENS), 1, 5),
-    joined(st.sampled_from(ANY_TOKENS), 1, 5),
-    MESSY,
-)
-
-# What `insert` and the pattern functions are given: mostly valid patterns.
+# What `insert` and the pattern functions are given: mostly valid patterns; `ts.subjects()`
+# puts `>` anywhere (sometimes invalid as a pattern).
 PATTERNS = st.one_of(
-    valid_patterns(),
-    valid_patterns(),
-    joined(st.sampled_from(LITERAL_TOKENS), 1, 4),
-    joined(st.sampled_from(ANY_TOKENS), 1, 5),  # `>` anywhere: sometimes invalid
-    MESSY,
+    ts.patterns(),
+    ts.patterns(),
+    ts.literal_subjects(max_tokens=4),
+    ts.subjects(),
+    ts.malformed_subjects(),
 )
 
 QUEUES = st.sampled_from([None, None, None, "q1", "q2", "", "bad q", "q\0"])
@@ -182,7 +159,7 @@ def test_is_subset_agrees(pattern: str, of: str) -> None:
     agree("is_subset", pattern, of)
 
 
-SHORT_PATTERNS = st.one_of(valid_patterns(max_tokens=4), joined(st.sampled_from(ANY_TOKENS), 1, 4))
+SHORT_PATTERNS = st.one_of(ts.patterns(max_tokens=4), ts.subjects(max_tokens=4))
 
 
 @given(SHORT_PATTERNS, SHORT_PATTERNS)
@@ -227,7 +204,7 @@ class IndexesAgree(RuleBasedStateMachine):
 
     @initialize(
         cache_size=st.sampled_from([0, 1, 2, 8, 1024]),
-        patterns=st.lists(st.tuples(valid_patterns(), QUEUES), max_size=8),
+        patterns=st.lists(st.tuples(ts.patterns(), QUEUES), max_size=8),
     )
     def make_indexes(self, cache_size: int, patterns: list[tuple[str, str | None]]) -> None:
         self.rust = turnout.SubjectIndex(cache_size=cache_size)

@@ -22,6 +22,7 @@ from turnout.workspace import (
     WorkspaceBuildUpdate,
     WorkspaceDispatcher,
 )
+from turnout.workspace._build_update import decode_routed_update
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -269,6 +270,27 @@ async def test_channel_reads() -> None:
         await channel.get_many(limit=0)
 
 
+async def test_batches_hand_each_arrival_at_once_until_closed() -> None:
+    dispatcher = WorkspaceDispatcher(["a"], buffer=8)
+    channel = dispatcher.channels["a"]
+    seen: list[list[int]] = []
+
+    async def consume() -> None:
+        async for batch in channel.batches(limit=3):
+            seen.append([u.build_number for u in batch])
+
+    consumer = asyncio.ensure_future(consume())
+    await asyncio.sleep(0)
+    await dispatcher.put_raw([update("a", n).to_json() for n in range(1, 5)])
+    await asyncio.sleep(0)
+    await dispatcher.put_raw([update("a", 5).to_json(), b'{"workspace_name": "a"}'])
+    dispatcher.close()
+    await consumer
+    # A raw message that routes but does not decode is skipped and counted.
+    assert seen == [[1, 2, 3], [4], [5]]
+    assert channel.undecodable == 1
+
+
 async def test_a_cancelled_reader_leaves_the_channel_usable() -> None:
     dispatcher = WorkspaceDispatcher(["a"])
     channel = dispatcher.channels["a"]
@@ -453,3 +475,44 @@ def test_python_router_contract() -> None:
         router.route_batch([bytearray(b"{}")])  # type: ignore[list-item]
     with pytest.raises(TypeError):
         PythonKeyRouter([1])  # type: ignore[list-item]
+
+
+# --- the Rust decoder of routed messages -------------------------------------------------------
+
+
+def test_routed_updates_decode_as_from_json_does() -> None:
+    base = update("ws-é<&>", 7, "succeeded").to_json()
+    variants = [
+        base,
+        base.replace(b'"ws-', b'"\\u0077s-'),  # an escape in the name
+        base.replace(b"7}", b"-7}"),
+        base.replace(b"7}", b"2147483647}"),
+        base.replace(b"7}", b"2147483648}"),  # past int32: refused
+        base.replace(b"7}", b"7.0}"),
+        base.replace(b'"succeeded"', b'"bogus"'),
+        base.replace(b'"succeeded"', b"null"),
+        base.replace(b',"build_number":7', b""),
+        base + b" ",
+        base[:-1] + b',"extra":[1,{"a":2}]}',
+        base[:-1] + b',"build_number":8}',  # the last repeat wins
+        b"[1]",
+        b"not json",
+    ]
+    uuid_text = str(WS)
+    variants.append(base.replace(uuid_text.encode(), uuid_text.upper().encode()))
+    variants.append(base.replace(uuid_text.encode(), ("{" + uuid_text + "}").encode()))
+    variants.append(base.replace(uuid_text.encode(), uuid_text.replace("-", "").encode()))
+    for message in variants:
+        try:
+            expected: object = WorkspaceBuildUpdate.from_json(message)
+        except MalformedMessageError as exc:
+            expected = str(exc)
+        try:
+            got: object = decode_routed_update(message)
+        except MalformedMessageError as exc:
+            got = str(exc)
+        assert got == expected, message
+        if isinstance(got, WorkspaceBuildUpdate):
+            assert type(got) is WorkspaceBuildUpdate
+            assert hash(got) == hash(expected)
+            assert got.to_json() == WorkspaceBuildUpdate.from_json(message).to_json()

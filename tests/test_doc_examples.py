@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-PAGES = ("bus.md", "events.md", "workspaces.md", "execution.md")
+PAGES = ("bus.md", "events.md", "workspaces.md", "execution.md", "testing.md")
 NOT_RUN = "<!-- not run -->"
 
 _BLOCK = re.compile(r"^```python\n(.*?)^```$", re.DOTALL | re.MULTILINE)

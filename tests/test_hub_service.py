@@ -331,6 +331,36 @@ async def test_a_non_reading_watcher_is_closed_and_counted() -> None:
             stalled.transport.abort()
 
 
+async def test_a_watcher_that_never_answers_pings_is_closed_and_counted() -> None:
+    async with Hub(port=0, ping_interval=0.1) as hub:
+        reader, writer = await asyncio.open_connection("127.0.0.1", hub.port)
+        writer.write(
+            b"GET /v1/watch?subject=events.user.> HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        assert b" 101 " in await asyncio.wait_for(reader.readline(), WAIT)
+
+        async def read_never_answer() -> None:  # reads every byte, answers nothing
+            while await reader.read(65536):
+                pass
+
+        draining = asyncio.create_task(read_never_answer())
+        try:
+            await until(lambda: hub.stats()["watchers_closed_slow"] == 1, "the watcher closed")
+            await until(lambda: hub.stats()["watchers"] == 0, "the watcher gone")
+            # a watcher that answers stays
+            async with connect(f"{hub.watch_url}?subject=events.user.>") as answering:
+                await until(lambda: hub.stats()["watchers"] == 1, "the answering watcher")
+                for _ in range(5):
+                    await asyncio.wait_for(answering.ping(), WAIT)
+                    await asyncio.sleep(0.1)
+                assert hub.stats()["watchers_closed_slow"] == 1
+        finally:
+            draining.cancel()
+            writer.close()
+
+
 async def test_register_then_disconnect_clients_leave_the_tables() -> None:
     async with Hub(port=0, retention=0.05) as hub:
         for n in range(200):

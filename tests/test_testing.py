@@ -13,7 +13,6 @@ from hypothesis import given, settings
 
 import turnout
 import turnout.reference as reference
-from turnout._wire import format_time, parse_time
 from turnout.events import Event
 from turnout.protocol import MessageType, WSMessage
 from turnout.testing import check_index, check_matcher
@@ -75,11 +74,6 @@ def test_bad_controls_are_refused() -> None:
         ts.patterns(star=2.0)
     with pytest.raises(ValueError, match="min_tokens"):
         ts.literal_subjects(min_tokens=3, max_tokens=2)
-
-
-@given(ts.go_times())
-def test_go_times_are_written_back_as_read(text: str) -> None:
-    assert format_time(parse_time(text)) == text
 
 
 def test_go_times_cover_the_shapes() -> None:

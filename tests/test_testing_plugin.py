@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import nats
 import pytest
@@ -125,3 +126,19 @@ def test_turnout_bus_is_embedded_and_closed_after_the_test(turnout_bus: Bus) -> 
     turnout_bus.emit(user_event("", "ping", {"n": 1}))
     assert [e.data for e in heard] == [{"n": 1}]
     assert turnout_bus.node == "test" and not turnout_bus.closed
+
+
+def test_the_documented_fixture_example_passes(tmp_path: Path) -> None:
+    """docs/testing.md's test file (marked "not run" there: it needs pytest) runs here."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "testing.md").read_text()
+    block = page.split("<!-- not run -->\n```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "test_documented.py").write_text(block)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "4 passed" in done.stdout

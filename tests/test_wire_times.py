@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from turnout._wire import PreciseDatetime, format_time, parse_time
+from turnout.testing import strategies as ts
 
 # Offsets in whole minutes, as RFC 3339 (and Go) write them.
 offsets = st.integers(min_value=-(23 * 60 + 59), max_value=23 * 60 + 59).map(
@@ -59,6 +60,11 @@ def test_format_matches_go_and_parses_back(naive: datetime, tz: timezone | None,
     assert back.utcoffset() == (value.utcoffset() or timedelta(0))
     assert back.replace(tzinfo=None) == value.replace(tzinfo=None)
     assert getattr(back, "nanosecond", 0) == nano
+
+
+@given(ts.go_times())
+def test_every_go_time_reads_and_writes_back_unchanged(text: str) -> None:
+    assert format_time(parse_time(text)) == text
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,7 @@ class SphinxRoles(griffe.Extension):
         super().__init__()
         self.documented = sorted(documented, key=len, reverse=True)  # longest prefix first
         self.done: set[str] = set()
+        self.warn = True
 
     def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
         if pkg.path in self.done:  # a griffe may call it by both names
@@ -47,8 +48,21 @@ class SphinxRoles(griffe.Extension):
         seen: set[str] = set()
         for module in self.documented:
             self._walk(pkg, pkg.modules_collection.get_member(module), seen)
+        # A public module an API page renders but ``documented`` forgot: still rewritten,
+        # without warnings (it may be a module no page renders).
+        self.warn = False
+        for module in self._public_modules(pkg):
+            self._walk(pkg, module, seen)
+        self.warn = True
 
     on_package_loaded = on_package  # its name before griffe 1.14
+
+    def _public_modules(self, module: griffe.Module) -> list[griffe.Module]:
+        found = [module]
+        for name, member in module.members.items():
+            if not member.is_alias and member.is_module and not name.startswith("_"):
+                found += self._public_modules(member)  # type: ignore[arg-type]
+        return found
 
     def _walk(self, pkg: griffe.Module, obj: Found, seen: set[str]) -> None:
         """Rewrites what the site renders: the documented modules' public members, where
@@ -76,7 +90,8 @@ class SphinxRoles(griffe.Extension):
                 shown += "()"
             found = self._find(pkg, obj, name)
             if found is None:
-                logger.warning("%s: cannot resolve :%s:`%s`", obj.path, kind, name)
+                if self.warn:
+                    logger.warning("%s: cannot resolve :%s:`%s`", obj.path, kind, name)
                 return f"`{shown}`"
             target = self._rendered_path(pkg, found) if found else None
             return f"[`{shown}`][{target}]" if target else f"`{shown}`"

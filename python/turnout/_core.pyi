@@ -10,6 +10,7 @@ from turnout.phases import Phase
 __all__ = [
     "MAX_SUBJECT_LENGTH",
     "MAX_TOKENS",
+    "BuildUpdateDecoder",
     "Event",
     "EventDecodeError",
     "EventEncodeError",
@@ -140,6 +141,18 @@ class KeyRouter:
     def route_batch(
         self, batch: Iterable[bytes]
     ) -> tuple[dict[str, list[bytes]], list[bytes], list[bytes]]: ...
+
+@final
+class BuildUpdateDecoder:
+    def __new__(
+        cls,
+        update_class: type,
+        uuid_class: type,
+        uuid_is_safe: object,
+        transitions: dict[str, Any],
+        statuses: dict[str, Any],
+    ) -> BuildUpdateDecoder: ...
+    def decode(self, message: object) -> Any | None: ...
 
 def phase_successors(phase: str) -> list[str]: ...
 

@@ -9,6 +9,12 @@ Four ways of doing the same routing are measured, each from the same messages:
   objects decoded beforehand (what a service that already holds objects pays);
 - ``decode+objects``: the same, decoding each message with ``WorkspaceBuildUpdate.from_json``
   inside the timing (what the object path costs when the updates arrive as bytes);
+- ``end to end``: 1,000 workspaces, each with a consumer task reading its channel a batch
+  at a time (``channel.batches()``) and reading a field of every update, fed by ``put_raw``
+  in reads of 4,096 messages (the source yields to the loop between reads, as a network
+  reader does); beside ``baseline end to end``: the same reads, each message decoded by
+  ``orjson.loads`` and put in an ``asyncio.Queue`` per workspace, one consumer task per
+  queue reading the same field of each dict;
 - ``baseline``: plain Python, no dispatcher: ``orjson.loads`` and a dict lookup per
   message, appending to a list per workspace (no channels, no bounds: a lower bound for
   a Python dispatcher); ``baseline objects``: the same async source as ``objects``, a dict
@@ -20,13 +26,15 @@ until its consumer reads; ``drop_oldest`` drops instead). Each pass is prepared 
 fresh dispatcher, an event loop, the batches cut) and its ``run()`` is what is timed.
 
 ``turnout bench --workload W6`` runs it through :func:`run`: the raw path beside
-``baseline`` and the object path beside ``baseline objects``. Run standalone for all four
+``baseline``, the object path beside ``baseline objects``, and end to end beside
+``baseline end to end``. Run standalone for all four
 paths: ``python -m turnout._bench.w6_dispatcher [quick|full]``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import sys
 import time
@@ -45,6 +53,7 @@ from turnout._bench.workloads import Scale, StepReporter
 from turnout.workspace import (
     ProvisionerJobStatus,
     WorkspaceBuildUpdate,
+    WorkspaceChannel,
     WorkspaceDispatcher,
     WorkspaceTransition,
 )
@@ -57,8 +66,10 @@ __all__ = [
     "W6Pass",
     "W6Scale",
     "prepare_baseline",
+    "prepare_baseline_end_to_end",
     "prepare_baseline_objects",
     "prepare_decoded_objects",
+    "prepare_end_to_end",
     "prepare_objects",
     "prepare_raw",
     "run",
@@ -78,6 +89,9 @@ class W6Scale:
 
 FULL = W6Scale(name="full", workspaces=10_000, updates=1_000_000, batch=65_536)
 QUICK = W6Scale(name="quick", workspaces=500, updates=20_000, batch=4_096)
+# End to end: one consumer task per workspace, fed in network-sized reads.
+END_TO_END_FULL = W6Scale(name="full", workspaces=1_000, updates=200_000, batch=4_096)
+END_TO_END_QUICK = W6Scale(name="quick", workspaces=1_000, updates=20_000, batch=4_096)
 
 # A build goes pending -> running -> succeeded; the stream cycles through those.
 _STATUSES = (
@@ -262,8 +276,86 @@ def prepare_baseline_objects(data: W6Data) -> PreparedPass:
     return PreparedPass(feed, lambda: sum(queue.qsize() for queue in queues.values()))
 
 
+def prepare_end_to_end(data: W6Data, batch: int) -> PreparedPass:
+    """The dispatcher with a consumer task per workspace reading batches (see the module
+    docstring); ``routed()`` counts the updates the consumers read."""
+    batches = [data.messages[at : at + batch] for at in range(0, len(data.messages), batch)]
+    dispatcher = _dispatcher_for(data)
+    read = [0]
+
+    async def consume(channel: WorkspaceChannel) -> None:
+        seen = 0
+        async for updates in channel.batches():
+            for update in updates:
+                seen += update.build_number > 0
+        read[0] += seen
+
+    async def feed() -> None:
+        loop = asyncio.get_running_loop()
+        consumers = [loop.create_task(consume(c)) for c in dispatcher.channels.values()]
+        for chunk in batches:
+            await dispatcher.put_raw(chunk)
+            await asyncio.sleep(0)
+        dispatcher.close()
+        await asyncio.gather(*consumers)
+
+    return PreparedPass(feed, lambda: read[0])
+
+
+def prepare_baseline_end_to_end(data: W6Data, batch: int) -> PreparedPass:
+    """Plain asyncio end to end: ``orjson.loads`` per message, an ``asyncio.Queue`` per
+    workspace, a consumer task per queue reading a field of each dict."""
+    batches = [data.messages[at : at + batch] for at in range(0, len(data.messages), batch)]
+    read = [0]
+
+    async def feed() -> None:
+        queues: dict[str, asyncio.Queue[dict[str, Any] | None]] = {
+            name: asyncio.Queue() for name in data.names
+        }
+
+        async def consume(queue: asyncio.Queue[dict[str, Any] | None]) -> None:
+            seen = 0
+            while (update := await queue.get()) is not None:
+                seen += update["build_number"] > 0
+            read[0] += seen
+
+        loop = asyncio.get_running_loop()
+        consumers = [loop.create_task(consume(q)) for q in queues.values()]
+        loads = orjson.loads
+        for chunk in batches:
+            for message in chunk:
+                update = loads(message)
+                queue = queues.get(update.get("workspace_name"))
+                if queue is not None:
+                    queue.put_nowait(update)
+            await asyncio.sleep(0)
+        for queue in queues.values():
+            queue.put_nowait(None)
+        await asyncio.gather(*consumers)
+
+    return PreparedPass(feed, lambda: read[0])
+
+
+@functools.cache
+def end_to_end_data(scale_name: str) -> tuple[W6Scale, W6Data]:
+    """The end-to-end case's scale and updates (1,000 workspaces)."""
+    scale = END_TO_END_QUICK if scale_name == "quick" else END_TO_END_FULL
+    return scale, w6_data(scale.workspaces, scale.updates)
+
+
+def _end_to_end(
+    prepare: Callable[[W6Data, int], PreparedPass],
+) -> Callable[[W6Data, W6Scale], PreparedPass]:
+    def prepared(data: W6Data, scale: W6Scale) -> PreparedPass:
+        e2e_scale, e2e_data = end_to_end_data(scale.name)
+        return prepare(e2e_data, e2e_scale.batch)
+
+    return prepared
+
+
 RAW_CASE = "W6 route JSON bytes"
 OBJECTS_CASE = "W6 route update objects"
+END_TO_END_CASE = "W6 end to end, 1,000 consumer tasks"
 # Case -> implementation -> the pass to time.
 _CATALOG: dict[str, dict[str, Callable[[W6Data, W6Scale], PreparedPass]]] = {
     RAW_CASE: {
@@ -273,6 +365,10 @@ _CATALOG: dict[str, dict[str, Callable[[W6Data, W6Scale], PreparedPass]]] = {
     OBJECTS_CASE: {
         "rust": lambda data, scale: prepare_objects(data),
         "reference": lambda data, scale: prepare_baseline_objects(data),
+    },
+    END_TO_END_CASE: {
+        "rust": _end_to_end(prepare_end_to_end),
+        "reference": _end_to_end(prepare_baseline_end_to_end),
     },
 }
 
@@ -286,18 +382,21 @@ def run(implementation: Implementation, scale: Scale, step: StepReporter) -> lis
     rows = []
     for case, passes in _CATALOG.items():
         step(case)
+        case_scale = end_to_end_data(chosen.name)[0] if case == END_TO_END_CASE else chosen
         best: W6Pass | None = None
         for _ in range(max(scale.repeats, 1)):
             measured = timed(passes[implementation.name](data, chosen))
-            if measured.routed != chosen.updates:
-                raise AssertionError(f"{case}: {measured.routed:,} of {chosen.updates:,} routed")
+            if measured.routed != case_scale.updates:
+                raise AssertionError(
+                    f"{case}: {measured.routed:,} of {case_scale.updates:,} routed"
+                )
             if best is None or measured.updates_per_s > best.updates_per_s:
                 best = measured
         assert best is not None
         measurement = Measurement(
             ops=best.routed, elapsed_ns=best.elapsed_ns, repeats=scale.repeats, latencies_ns=()
         )
-        extra = {"workspaces": float(chosen.workspaces), "batch": float(chosen.batch)}
+        extra = {"workspaces": float(case_scale.workspaces), "batch": float(case_scale.batch)}
         rows.append(ResultRow.from_measurement("W6", case, implementation.name, measurement, extra))
     return rows
 
@@ -322,6 +421,9 @@ def main(argv: list[str]) -> int:
         "objects": lambda: prepare_objects(data),
         "decode+objects": lambda: prepare_decoded_objects(data),
     }
+    e2e_scale, e2e_data = end_to_end_data(scale.name)
+    passes["baseline end to end"] = lambda: prepare_baseline_end_to_end(e2e_data, e2e_scale.batch)
+    passes["end to end"] = lambda: prepare_end_to_end(e2e_data, e2e_scale.batch)
     print(f"W6 {scale.name}: {scale.updates:,} updates to {scale.workspaces:,} workspaces")
     for name, prepare in passes.items():
         best = max((timed(prepare()) for _ in range(3)), key=lambda p: p.updates_per_s)

@@ -21,6 +21,7 @@ token of the alphabet, no wildcard, no fraction of a second, UTC, the first mess
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from datetime import datetime
@@ -292,20 +293,23 @@ def _maybe_objects() -> st.SearchStrategy[dict[str, Any] | None]:
     return st.one_of(st.none(), _objects())
 
 
-def _constructed(node: str) -> st.SearchStrategy[Event]:
-    """An event made by one of jb-mesh's constructors, with valid arguments."""
+@functools.cache
+def _constructed(nodes: st.SearchStrategy[str]) -> st.SearchStrategy[Event]:
+    """Events made by jb-mesh's constructors with valid arguments (built once per
+    ``nodes``: making strategies is much dearer than drawing from them)."""
     topics = literal_subjects(alphabet=_NAME, max_tokens=3)
+    objects = _maybe_objects()
     return st.one_of(
-        st.builds(mesh.tool_installed, st.just(node), _NAME, _TEXT),
-        st.builds(mesh.tool_configured, st.just(node), _NAME, _maybe_objects()),
-        st.builds(mesh.tool_started, st.just(node), _NAME),
-        st.builds(mesh.tool_stopped, st.just(node), _NAME, _TEXT),
-        st.builds(mesh.tool_crashed, st.just(node), _NAME, _TEXT, st.integers(0, 1000)),
-        st.builds(mesh.tool_removed, st.just(node), _NAME),
-        st.builds(mesh.node_joined, st.just(node), _maybe_objects()),
-        st.builds(mesh.node_left, st.just(node), _TEXT),
-        st.builds(mesh.node_health, st.just(node), _TEXT, _maybe_objects()),
-        st.builds(mesh.user_event, st.just(node), topics, _maybe_objects()),
+        st.builds(mesh.tool_installed, nodes, _NAME, _TEXT),
+        st.builds(mesh.tool_configured, nodes, _NAME, objects),
+        st.builds(mesh.tool_started, nodes, _NAME),
+        st.builds(mesh.tool_stopped, nodes, _NAME, _TEXT),
+        st.builds(mesh.tool_crashed, nodes, _NAME, _TEXT, st.integers(0, 1000)),
+        st.builds(mesh.tool_removed, nodes, _NAME),
+        st.builds(mesh.node_joined, nodes, objects),
+        st.builds(mesh.node_left, nodes, _TEXT),
+        st.builds(mesh.node_health, nodes, _TEXT, objects),
+        st.builds(mesh.user_event, nodes, topics, objects),
     )
 
 
@@ -315,14 +319,19 @@ def _timestamp(text: str) -> datetime | None:
     return None if is_zero_time(value) else value
 
 
-@st.composite
-def events(draw: st.DrawFn, *, nodes: st.SearchStrategy[str] | None = None) -> Event:
+_DEFAULT_NODES = st.one_of(st.just(""), _NAME)
+
+
+def events(*, nodes: st.SearchStrategy[str] | None = None) -> st.SearchStrategy[Event]:
     """jb-mesh event envelopes: every constructor's type with its payload shape, user
     events with any JSON object, timestamps as Go writes them (None: the zero time).
     ``nodes`` draws the node names (default: short lowercase names, or empty)."""
-    node = draw(nodes if nodes is not None else st.one_of(st.just(""), _NAME))
-    made = draw(_constructed(node))
-    return Event(made.type, made.node, _timestamp(draw(go_times())), made.data)
+    made = _constructed(_DEFAULT_NODES if nodes is None else nodes)
+    return st.builds(
+        lambda event, stamp: Event(event.type, event.node, _timestamp(stamp), event.data),
+        made,
+        go_times(),
+    )
 
 
 # -- coordination messages ----------------------------------------------------------------

@@ -7,15 +7,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
-from uuid import UUID
+from uuid import UUID, SafeUUID
 
 import orjson
 
+from turnout._core import BuildUpdateDecoder
 from turnout._go_json import go_escape
 from turnout._json_object import MalformedMessageError, decode_object, int_field, str_field
 from turnout.workspace._uuids import parse_uuid
 
-__all__ = ["ProvisionerJobStatus", "WorkspaceBuildUpdate", "WorkspaceTransition"]
+__all__ = [
+    "ProvisionerJobStatus",
+    "WorkspaceBuildUpdate",
+    "WorkspaceTransition",
+    "decode_routed_update",
+]
 
 _INT32_LIMIT = 1 << 31
 
@@ -130,6 +136,22 @@ class WorkspaceBuildUpdate:
             job_status=known_status,
             build_number=int_field(obj, "build_number", bits=32, required=True),
         )
+
+
+# The common shape of an update, decoded in Rust (a few times faster than ``from_json``);
+# ``from_json`` takes every other message, so the two accept and refuse the same ones.
+_decode_common = BuildUpdateDecoder(
+    WorkspaceBuildUpdate, UUID, SafeUUID.unknown, _TRANSITIONS, _JOB_STATUSES
+).decode
+
+
+def decode_routed_update(message: bytes) -> WorkspaceBuildUpdate:
+    """``WorkspaceBuildUpdate.from_json(message)``, with the common shape decoded in Rust:
+    what a channel does with a raw message when a consumer reads it."""
+    update = _decode_common(message)
+    if update is None:
+        return WorkspaceBuildUpdate.from_json(message)
+    return update  # type: ignore[no-any-return]
 
 
 def _required(obj: dict[str, Any], key: str) -> object:

@@ -1,10 +1,12 @@
 """The bounded channel of one workspace's build updates: coder's buffered ``chan``, for
 asyncio.
 
-The dispatcher fills it; consumers read it with ``async for``, ``get``, ``get_many`` or
-``get_nowait``. What the dispatcher buffers is either a ``WorkspaceBuildUpdate`` (object path)
-or the raw JSON bytes of one (raw path): bytes are decoded when read, so the cost of decoding
-falls on the consumer, and only for updates actually read. The raw path has only checked the
+The dispatcher fills it; consumers read it with ``async for``, ``get``, ``get_many``,
+``get_nowait``, or a batch at a time with ``async for batch in channel.batches()``. What
+the dispatcher buffers is either a ``WorkspaceBuildUpdate`` (object path) or the raw JSON
+bytes of one (raw path): bytes are decoded when read, so the cost of decoding falls on the
+consumer, and only for updates actually read (in Rust for the common shape of an update,
+by ``WorkspaceBuildUpdate.from_json`` otherwise). The raw path has only checked the
 routing key, so a message whose other fields are invalid is found out here: it is skipped
 and counted in ``undecodable`` (and logged), never raised into the consumer's loop.
 
@@ -21,12 +23,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from itertools import islice
 from typing import Literal
 
 from turnout._json_object import MalformedMessageError
-from turnout.workspace._build_update import WorkspaceBuildUpdate
+from turnout.workspace._build_update import WorkspaceBuildUpdate, decode_routed_update
 from turnout.workspace._errors import ChannelClosedError
 
 __all__ = ["CHANNEL_OVERFLOW_POLICIES", "ChannelOverflow", "WorkspaceChannel"]
@@ -162,6 +164,12 @@ class WorkspaceChannel:
                 return taken
             await self._wait_for_items()
 
+    async def batches(self, limit: int | None = None) -> AsyncIterator[list[WorkspaceBuildUpdate]]:
+        """Each batch as it arrives (``get_many(limit)`` in a loop), until the channel is
+        closed and drained: one wake-up per batch instead of one per update."""
+        while batch := await self.get_many(limit):
+            yield batch
+
     def _take(self) -> WorkspaceBuildUpdate | None:
         """Pops the oldest item, decoded; None if it was an undecodable raw message."""
         item = self._items.popleft()
@@ -173,7 +181,7 @@ class WorkspaceChannel:
         if not isinstance(item, bytes):
             return item
         try:
-            return WorkspaceBuildUpdate.from_json(item)
+            return decode_routed_update(item)
         except MalformedMessageError as exc:
             self._undecodable += 1
             _log.warning(

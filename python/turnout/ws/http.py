@@ -80,13 +80,14 @@ def serve_http(
     if path not in ("/metrics", "/v1/services", "/v1/workflows") and not path.startswith(
         "/v1/workflows/"
     ):
-        return _text(
-            hub.protocol.refuse(
-                HandshakeRefusal(404, f"unknown path {path[:200]!r}", "unknown_path")
-            )
+        refusal = hub.protocol.refuse(
+            HandshakeRefusal(404, f"unknown path {path[:200]!r}", "unknown_path")
         )
+        hub.log_refusal(connection, refusal)
+        return _text(refusal)
     admission = hub.protocol.admit(list(request.headers.raw_items()), query)
     if admission.refusal is not None:
+        hub.log_refusal(connection, admission.refusal)
         return _text(admission.refusal)
     if path == "/metrics":
         return _respond(200, render_metrics(hub).encode(), METRICS_CONTENT_TYPE)

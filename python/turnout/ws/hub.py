@@ -502,16 +502,20 @@ class Hub:
         self._admitted[connection] = admission.credential
         return None
 
-    def _refusal(
-        self, connection: ServerConnection, refusal: HandshakeRefusal, peer: str
-    ) -> HTTPResponse:
+    def log_refusal(self, connection: ServerConnection, refusal: HandshakeRefusal) -> None:
+        """Logs a refused handshake or HTTP request (one structured line)."""
         logger.warning(
             "refused peer=%s status=%d reason=%s detail=%r",
-            peer,
+            _peer(connection),
             refusal.status,
             refusal.label,
             refusal.reason,
         )
+
+    def _refusal(
+        self, connection: ServerConnection, refusal: HandshakeRefusal, peer: str
+    ) -> HTTPResponse:
+        self.log_refusal(connection, refusal)
         response = connection.respond(refusal.status, f"turnout hub: {refusal.reason}\n")
         if refusal.status == HTTPStatus.UNAUTHORIZED:
             response.headers["WWW-Authenticate"] = 'Bearer realm="turnout hub"'

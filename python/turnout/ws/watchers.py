@@ -13,10 +13,11 @@ patterns, once, in publish order, one text frame of the event's JSON each.
   further events for it are dropped (drop_newest: the bytes already queued cannot be
   taken back) and counted in ``watcher_dropped``.
 - **A stalled watcher is closed** (1008, counted in ``watchers_closed_slow``): one that
-  has stayed full (dropping) for longer than ``stall_after`` seconds, or that took none
-  of its unsent bytes over a whole check interval. Without this, a full socket would
-  also stop the WebSocket keepalive ping, which waits for the buffer to drain, and the
-  watcher would hold its buffer for ever.
+  has stayed full (dropping) for longer than ``stall_after`` seconds, that took none of
+  its unsent bytes over a whole check interval, or that did not answer the ping of the
+  previous check. Watchers get these pings from here, not from the WebSocket library's
+  keepalive: its ping waits for a full buffer to drain, so a watcher that stops reading
+  would never be pinged and would hold its buffer for ever.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import asyncio
 import threading
 
 from websockets.asyncio.server import ServerConnection, broadcast
+from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
@@ -92,6 +94,8 @@ class Watchers:
     async def serve(self, connection: ServerConnection, patterns: list[str]) -> None:
         """Serves one watcher until its connection ends."""
         watcher = _Watcher(self, connection)
+        if self.stall_after is not None and connection.keepalive_task is not None:
+            connection.keepalive_task.cancel()  # the check pings instead (module docstring)
         self._watchers.add(watcher)
         self.counts["watchers_served"] += 1
         try:
@@ -103,6 +107,7 @@ class Watchers:
             async for _ in connection:
                 self.counts["watcher_ignored"] += 1
         finally:
+            watcher.forget()
             self._watchers.discard(watcher)
             for pattern in patterns:
                 fanout = self._fanouts.get(pattern)
@@ -196,6 +201,7 @@ class _Watcher:
         "_owner",
         "_pending",
         "_pending_bytes",
+        "_ping",
         "_unsent_at_check",
         "_written",
         "connection",
@@ -211,6 +217,7 @@ class _Watcher:
         self._full_since: float | None = None  # when it first dropped, since its last write
         self._written = 0  # bytes written since the last check
         self._unsent_at_check = 0
+        self._ping: asyncio.Future[object] | None = None  # the last check's ping
 
     def take(self, message: Message) -> None:
         # One bus event reaches a watcher once per pattern of its that matches; the bus
@@ -276,12 +283,28 @@ class _Watcher:
             return f"watcher too slow: its buffer stayed full for {stall_after:g} s"
         if before and unsent and taken <= 0:
             return f"watcher stalled: it read nothing for {stall_after:g} s"
+        if self._ping is not None and not self._ping.done():
+            return f"watcher did not answer a ping within {stall_after:g} s"
+        self._ping = asyncio.ensure_future(self._send_ping())
         return None
+
+    async def _send_ping(self) -> object:
+        try:
+            waiter = await self.connection.ping()
+            return await waiter
+        except ConnectionClosed:
+            return None  # its handler sees the close
+
+    def forget(self) -> None:
+        if self._ping is not None:
+            self._ping.cancel()
 
     def close(self, reason: str) -> None:
         # A close frame could not pass the full buffer: the protocol records the close
         # code, and the socket is cut.
         connection = self.connection
+        if self._ping is not None:
+            self._ping.cancel()
         connection.protocol.fail(_POLICY_VIOLATION, reason)
         connection.transport.abort()
 

@@ -1,6 +1,9 @@
-//! The core on the workloads W1, W2 and W4, with no Python in the loop, comparable with
-//! nats-server's Go sublist benchmarks. Run: `cargo bench -p turnout-core`
-//! (`TURNOUT_BENCH_QUICK=1` for a smoke run).
+//! The core on the standard workloads W1, W2 and W4, with no Python in the loop,
+//! comparable with nats-server's Go sublist run on the same inputs. Run:
+//! `cargo bench -p turnout-core` (`TURNOUT_BENCH_QUICK=1` for a smoke run; words after
+//! `--` keep only the cases whose name contains one of them, e.g. `-- repeated W4`).
+//! `TURNOUT_BENCH_OPS=N` sets the operations per W1 case, so that two runs under
+//! `valgrind --tool=callgrind` with different N give instructions per operation.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -20,6 +23,31 @@ const W1_TOKENS: [&str; 8] = [
 
 fn quick() -> bool {
     std::env::var_os("TURNOUT_BENCH_QUICK").is_some()
+}
+
+/// Whether the case `name` was asked for (every case when no filter is given).
+fn selected(name: &str) -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
+}
+
+/// Operations per W1 case.
+fn w1_ops() -> usize {
+    std::env::var("TURNOUT_BENCH_OPS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(if quick() { 10_000 } else { 1_000_000 })
+}
+
+/// Resident memory of this process in bytes (Linux; 0 elsewhere).
+fn resident_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<usize>().ok())
+        .map_or(0, |pages| pages * 4096)
 }
 
 /// nats-server's sublist benchmark set: every combination of the 8 tokens at depths 1..5.
@@ -47,6 +75,9 @@ fn w1_patterns() -> Vec<String> {
 
 /// Runs `op` over `inputs` `rounds` times and reports the best round's ns per op.
 fn time_per_op<T>(name: &str, inputs: &[T], rounds: usize, mut op: impl FnMut(&T)) -> f64 {
+    if !selected(name) {
+        return f64::NAN;
+    }
     let mut best = f64::INFINITY;
     for _ in 0..rounds {
         let start = Instant::now();
@@ -61,7 +92,7 @@ fn time_per_op<T>(name: &str, inputs: &[T], rounds: usize, mut op: impl FnMut(&T
 
 fn w1() {
     let patterns = w1_patterns();
-    let n = if quick() { 10_000 } else { 1_000_000 };
+    let n = w1_ops();
     let rounds = if quick() { 1 } else { 5 };
     for cache_size in [1024, 0] {
         let idx = SubjectIndex::new(cache_size);
@@ -75,7 +106,7 @@ fn w1() {
         );
         for depth in 1..=4 {
             let subject = W1_TOKENS[..depth].join(".");
-            let repeated = vec![subject; n];
+            let repeated = vec![subject.as_str(); n];
             time_per_op(
                 &format!("W1 {depth}-token repeated (cache {cache_size})"),
                 &repeated,
@@ -85,57 +116,113 @@ fn w1() {
                 },
             );
         }
-        let unique: Vec<String> = (0..n).map(|i| format!("synadia.nats.u{i}.nkeys")).collect();
+        let subject = W1_TOKENS[..4].join(".");
+        // Twice, so that the doorkeeper admits it and `count` finds it cached.
+        drop((idx.matches(&subject), idx.matches(&subject)));
+        let repeated = vec![subject.as_str(); n];
         time_per_op(
-            &format!("W1 4-token unique (cache {cache_size})"),
-            &unique,
-            1,
+            &format!("W1 4-token repeated count (cache {cache_size})"),
+            &repeated,
+            rounds,
+            |s| {
+                black_box(idx.count(s));
+            },
+        );
+        let name = format!("W1 4-token unique (cache {cache_size})");
+        if !selected(&name) {
+            continue;
+        }
+        let unique: Vec<String> = (0..n).map(|i| format!("synadia.nats.u{i}.nkeys")).collect();
+        time_per_op(&name, &unique, 1, |s| {
+            black_box(idx.matches(s));
+        });
+    }
+}
+
+/// W4: 1,000,000 entries, each on its own leaf, in two shapes: turnout's own
+/// (`w4.<i%100>.<i/100%100>.<i>`, siblings inserted one after another) and the one where
+/// consecutive inserts go to different parents (`ws.<i%1000>.build.<i>`, each parent's
+/// child table growing while its children lie 1,000 nodes apart).
+fn w4() {
+    let n = if quick() { 20_000 } else { 1_000_000 };
+    type Shape = (&'static str, fn(usize) -> String);
+    let shapes: [Shape; 2] = [
+        ("W4", |i| format!("w4.{}.{}.{i}", i % 100, (i / 100) % 100)),
+        ("W4 ws", |i| format!("ws.{}.build.{i}", i % 1000)),
+    ];
+    let child = std::env::var("TURNOUT_BENCH_W4_SHAPE").ok();
+    for (shape, subject) in shapes {
+        match &child {
+            // Each shape in a process of its own, so its resident memory is its own.
+            None if selected(shape) => {
+                let out = std::process::Command::new(std::env::current_exe().unwrap())
+                    .env("TURNOUT_BENCH_W4_SHAPE", shape)
+                    .output()
+                    .unwrap();
+                print!("{}", String::from_utf8_lossy(&out.stdout));
+                continue;
+            }
+            Some(wanted) if wanted == shape => {}
+            _ => continue,
+        }
+        let subjects: Vec<String> = (0..n).map(subject).collect();
+        let before = resident_bytes();
+        let idx = SubjectIndex::new(0);
+        let start = Instant::now();
+        for s in &subjects {
+            idx.insert(s, None, 0u32).unwrap();
+        }
+        let build = start.elapsed();
+        let per_entry = resident_bytes().saturating_sub(before) as f64 / n as f64;
+        println!(
+            "{:<44} {:>9.1} ns/op ({:.2} s total, {per_entry:.0} B/entry resident)",
+            format!("{shape} insert {n}"),
+            build.as_nanos() as f64 / n as f64,
+            build.as_secs_f64()
+        );
+        let probe: Vec<&String> = subjects.iter().step_by(7).collect();
+        time_per_op(
+            &format!("{shape} match at {n} (cache off)"),
+            &probe,
+            3,
             |s| {
                 black_box(idx.matches(s));
+            },
+        );
+        let small = SubjectIndex::new(0);
+        for s in subjects.iter().take(1_000) {
+            small.insert(s, None, 0u32).unwrap();
+        }
+        let probe_small: Vec<&String> = subjects
+            .iter()
+            .take(1_000)
+            .cycle()
+            .take(probe.len())
+            .collect();
+        time_per_op(
+            &format!("{shape} match at 1000 (cache off)"),
+            &probe_small,
+            3,
+            |s| {
+                black_box(small.matches(s));
             },
         );
     }
 }
 
-fn w4() {
-    let n = if quick() { 20_000 } else { 1_000_000 };
-    let subjects: Vec<String> = (0..n)
-        .map(|i| format!("w4.{}.{}.{i}", i % 100, (i / 100) % 100))
-        .collect();
-    let idx = SubjectIndex::new(0);
-    let start = Instant::now();
-    for s in &subjects {
-        idx.insert(s, None, 0u32).unwrap();
-    }
-    let build = start.elapsed();
-    println!(
-        "{:<44} {:>9.1} ns/op ({:.2} s total)",
-        format!("W4 insert {n}"),
-        build.as_nanos() as f64 / n as f64,
-        build.as_secs_f64()
-    );
-    let probe: Vec<&String> = subjects.iter().step_by(7).collect();
-    time_per_op(&format!("W4 match at {n} (cache off)"), &probe, 3, |s| {
-        black_box(idx.matches(s));
-    });
-    let small = SubjectIndex::new(0);
-    for s in subjects.iter().take(1_000) {
-        small.insert(s, None, 0u32).unwrap();
-    }
-    let probe_small: Vec<&String> = subjects
-        .iter()
-        .take(1_000)
-        .cycle()
-        .take(probe.len())
-        .collect();
-    time_per_op("W4 match at 1000 (cache off)", &probe_small, 3, |s| {
-        black_box(small.matches(s));
-    });
-}
-
 /// W2: one subject matching 1,000 entries, plain and in 10 queue groups of 100; the
 /// match alone, and the match with every value read (what `.plain` / `.queues` then do).
 fn w2() {
+    let any = ["plain", "10 groups"].iter().any(|shape| {
+        [1024, 0].iter().any(|cache| {
+            ["match", "match + read"]
+                .iter()
+                .any(|what| selected(&format!("W2 1,000 {shape}: {what} (cache {cache})")))
+        })
+    });
+    if !any {
+        return;
+    }
     let n = if quick() { 2_000 } else { 200_000 };
     let rounds = if quick() { 1 } else { 5 };
     let subject = "w2.fanout.orders";
@@ -182,6 +269,9 @@ fn read_all(m: &Matched<u32>) -> u64 {
 
 /// W6's routing step alone: build updates as JSON, routed by `workspace_name`.
 fn w6() {
+    if !selected("W6 route one build update") {
+        return;
+    }
     let n = if quick() { 10_000 } else { 1_000_000 };
     let names: Vec<String> = (0..10_000).map(|i| format!("ws-{i}")).collect();
     let router = KeyRouter::new(names.iter().map(String::as_str), "workspace_name");
@@ -200,6 +290,9 @@ fn w6() {
 }
 
 fn main() {
+    if std::env::var_os("TURNOUT_BENCH_W4_SHAPE").is_some() {
+        return w4();
+    }
     w1();
     w2();
     w4();

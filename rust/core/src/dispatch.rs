@@ -193,6 +193,65 @@ pub fn key_of<'m>(message: &'m [u8], field: &str) -> Option<Cow<'m, str>> {
     (scan.at == message.len()).then_some(found?)
 }
 
+/// A top-level value of a JSON object as [`object_fields`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scalar<'m> {
+    Str(Cow<'m, str>),
+    /// A number without fraction or exponent that fits an `i64`.
+    Int(i64),
+    /// Any other valid value (null, a boolean, another number, an array, an object).
+    Other,
+}
+
+/// The top-level values of `names` in the JSON object `message` (`None` where a name is
+/// absent); `None` if the message is not a valid JSON object. A repeated name counts by
+/// its last occurrence, as in [`key_of`]. Only these values are materialised: the decoder
+/// of a flat wire type reads its fields without a value tree.
+pub fn object_fields<'m, const N: usize>(
+    message: &'m [u8],
+    names: [&str; N],
+) -> Option<[Option<Scalar<'m>>; N]> {
+    let mut scan = Scanner {
+        bytes: message,
+        at: 0,
+    };
+    let mut found: [Option<Scalar<'m>>; N] = std::array::from_fn(|_| None);
+    scan.space();
+    scan.eat(b'{')?;
+    scan.space();
+    if !scan.eat_if(b'}') {
+        loop {
+            let key = scan.string()?;
+            scan.space();
+            scan.eat(b':')?;
+            scan.space();
+            let start = scan.at;
+            let value = if scan.peek() == Some(b'"') {
+                Scalar::Str(scan.string()?)
+            } else {
+                scan.value(1)?;
+                let raw = &message[start..scan.at];
+                // Validated JSON: an integer is an optional `-` and digits only.
+                match std::str::from_utf8(raw).ok().and_then(|t| t.parse().ok()) {
+                    Some(n) if !raw.contains(&b'+') => Scalar::Int(n),
+                    _ => Scalar::Other,
+                }
+            };
+            if let Some(at) = names.iter().position(|name| *name == key) {
+                found[at] = Some(value);
+            }
+            scan.space();
+            if scan.eat_if(b'}') {
+                break;
+            }
+            scan.eat(b',')?;
+            scan.space();
+        }
+    }
+    scan.space();
+    (scan.at == message.len()).then_some(found)
+}
+
 /// Nesting deeper than this is refused rather than recursed into.
 const MAX_DEPTH: usize = 128;
 
@@ -496,6 +555,31 @@ mod tests {
     fn escapes_are_decoded_in_keys_and_values() {
         let msg = br#"{"\u0077orkspace_name":"caf\u00e9 \"1\""}"#;
         assert_eq!(key_of(msg, "workspace_name").as_deref(), Some("café \"1\""));
+    }
+
+    #[test]
+    fn object_fields_reads_scalars_by_name() {
+        let message = br#"{"a": "x", "n": -12, "f": 1.5, "big": 99999999999999999999,
+            "e": "\u00e9", "z": null, "o": {"a": 1}, "a": "last"}"#;
+        let [a, n, f, big, e, z, o, missing] =
+            object_fields(message, ["a", "n", "f", "big", "e", "z", "o", "missing"]).unwrap();
+        assert_eq!(a, Some(Scalar::Str("last".into())));
+        assert_eq!(n, Some(Scalar::Int(-12)));
+        assert_eq!((f, big), (Some(Scalar::Other), Some(Scalar::Other)));
+        assert_eq!(e, Some(Scalar::Str("\u{e9}".into())));
+        assert_eq!(
+            (z, o, missing),
+            (Some(Scalar::Other), Some(Scalar::Other), None)
+        );
+        for bad in [
+            &b"[1]"[..],
+            b"{\"a\": 1,}",
+            b"{\"a\": 01}",
+            b"{\"a\" 1}",
+            b"{} x",
+        ] {
+            assert!(object_fields(bad, ["a"]).is_none(), "{bad:?}");
+        }
     }
 
     #[test]

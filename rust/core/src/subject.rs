@@ -116,6 +116,60 @@ pub fn check(s: &str, kind: SubjectKind) -> Result<(), SubjectError> {
     }
 }
 
+/// How the token scan of a subject being matched classes each byte.
+const PLAIN: u8 = 0;
+const DOT: u8 = 1;
+const FORBIDDEN: u8 = 2;
+static BYTE_CLASSES: [u8; 256] = {
+    let mut classes = [PLAIN; 256];
+    classes[b'.' as usize] = DOT;
+    let mut forbidden = [b' ', b'\t', b'\n', b'\r', 0x0c, 0].as_slice();
+    while let [byte, rest @ ..] = forbidden {
+        classes[*byte as usize] = FORBIDDEN;
+        forbidden = rest;
+    }
+    classes
+};
+
+/// The first token of `rest`, a part of a subject being matched, and what follows its
+/// dot; `None` when the token is empty or holds whitespace or NUL (the subject is then
+/// malformed). The match walk splits a subject with this, so that checking it costs no
+/// pass of its own: each byte is classed once, by table.
+pub fn next_token(rest: &str) -> Option<(&str, Option<&str>)> {
+    let bytes = rest.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() && BYTE_CLASSES[bytes[at] as usize] == PLAIN {
+        at += 1;
+    }
+    if at == 0 {
+        return None;
+    }
+    match bytes.get(at) {
+        None => Some((rest, None)),
+        // The dot is ASCII, so both sides are on character boundaries.
+        Some(&b'.') => Some((&rest[..at], Some(&rest[at + 1..]))),
+        Some(_) => None,
+    }
+}
+
+/// Whether `rest`, what follows the first `taken` tokens of a subject being matched (each
+/// already checked by [`next_token`]), completes a well-formed subject.
+pub fn rest_is_well_formed(mut rest: &str, mut taken: usize) -> bool {
+    loop {
+        let Some((_, tail)) = next_token(rest) else {
+            return false;
+        };
+        taken += 1;
+        if taken > MAX_TOKENS {
+            return false;
+        }
+        match tail {
+            Some(tail) => rest = tail,
+            None => return true,
+        }
+    }
+}
+
 /// A valid pattern or literal.
 pub fn is_valid_subject(s: &str) -> bool {
     check(s, SubjectKind::Pattern).is_ok()
@@ -284,6 +338,44 @@ mod tests {
             check(&too_many, SubjectKind::Subject),
             Err(SubjectError::TooManyTokens)
         );
+    }
+
+    #[test]
+    fn token_scan_agrees_with_check() {
+        let longest = "a".repeat(MAX_SUBJECT_LENGTH);
+        let most = vec!["a"; MAX_TOKENS].join(".");
+        let too_many = format!("{most}.a");
+        let samples = [
+            "a",
+            "a.b",
+            "a..b",
+            ".a",
+            "a.",
+            ".",
+            "a b",
+            "a\tb.c",
+            "a.\0",
+            "a.>.b",
+            "*.>",
+            ">",
+            "\u{e9}t\u{e9}.x",
+            "a.\x0c",
+            "a\rb",
+            longest.as_str(),
+            most.as_str(),
+            too_many.as_str(),
+        ];
+        for subject in samples {
+            assert_eq!(
+                rest_is_well_formed(subject, 0),
+                check(subject, SubjectKind::Subject).is_ok(),
+                "{subject:?}"
+            );
+        }
+        assert_eq!(next_token("ab.cd"), Some(("ab", Some("cd"))));
+        assert_eq!(next_token("ab"), Some(("ab", None)));
+        assert_eq!(next_token("a b.c"), None);
+        assert_eq!(next_token(".c"), None);
     }
 
     #[test]

@@ -12,17 +12,24 @@
 //! Correctness: results are computed and stored while the trie's read lock is held, and
 //! every trie change invalidates under the write lock, so a stored result is never older
 //! than the last change.
+//!
+//! A hit is what this cache is for, so its path is kept short: the subject is hashed once
+//! (shard, doorkeeper and probe share the hash), the shard's lock is a [`ShardLock`] (one
+//! atomic exchange to take, a plain store to give back, where a `Mutex` pays two atomic
+//! read-modify-writes), and `count`/`has_interest` read the result in place rather than
+//! cloning its `Arc`.
 
 use std::cell::Cell;
 use std::hash::BuildHasher;
 use std::mem;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 
 use super::matched::Matched;
+use super::shard_lock::{ShardGuard, ShardLock};
 
 /// Shards split lock traffic between threads; each keeps at least this many entries.
 const MIN_SHARD_CAPACITY: usize = 64;
@@ -143,7 +150,7 @@ impl<V> Shard<V> {
 /// The bounded, sharded match cache.
 #[derive(Debug)]
 pub struct MatchCache<V> {
-    shards: Box<[Mutex<Shard<V>>]>,
+    shards: Box<[ShardLock<Shard<V>>]>,
     shard_mask: usize,
     capacity: usize,
     hasher: RandomState,
@@ -167,11 +174,6 @@ fn thread_tick() -> usize {
     })
 }
 
-fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic elsewhere must not turn every later match into one.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl<V> MatchCache<V> {
     /// A cache of at most `capacity` results; `None` for a capacity of 0.
     pub fn new(capacity: usize) -> Option<Self> {
@@ -188,7 +190,7 @@ impl<V> MatchCache<V> {
         let shard_count = shards;
         let shards: Box<[_]> = (0..shard_count)
             .map(|_| {
-                Mutex::new(Shard {
+                ShardLock::new(Shard {
                     // Large caches grow as they fill rather than reserving it all up front.
                     index: HashTable::with_capacity(per_shard.min(PREALLOCATED_PER_SHARD)),
                     slots: Vec::with_capacity(per_shard.min(PREALLOCATED_PER_SHARD)),
@@ -226,8 +228,8 @@ impl<V> MatchCache<V> {
         self.hasher.hash_one(key)
     }
 
-    fn shard(&self, hash: u64) -> MutexGuard<'_, Shard<V>> {
-        locked(&self.shards[(hash >> 48) as usize & self.shard_mask])
+    fn shard(&self, hash: u64) -> ShardGuard<'_, Shard<V>> {
+        self.shards[(hash >> 48) as usize & self.shard_mask].lock()
     }
 
     /// Looks `key` up, counting a hit or a miss; a miss asks the doorkeeper.
@@ -251,12 +253,13 @@ impl<V> MatchCache<V> {
         }
     }
 
-    /// Looks `key` up without counting or admitting anything.
-    pub fn peek(&self, hash: u64, key: &str) -> Option<Arc<Matched<V>>> {
+    /// Reads the cached result for `key` in place, without counting or admitting
+    /// anything: `read` runs under the shard's lock, so it must be short and drop nothing.
+    pub fn peek<R>(&self, hash: u64, key: &str, read: impl FnOnce(&Matched<V>) -> R) -> Option<R> {
         let shard = self.shard(hash);
         shard
             .find(hash, key)
-            .map(|at| shard.slots[at].result.clone())
+            .map(|at| read(&shard.slots[at].result))
     }
 
     /// Stores a result computed under the trie's read lock; returns what it displaced.
@@ -321,7 +324,7 @@ impl<V> MatchCache<V> {
             return retired;
         }
         for shard in self.shards.iter() {
-            let mut shard = locked(shard);
+            let mut shard = shard.lock();
             shard.index.clear();
             shard.hand = 0;
             self.entries.fetch_sub(shard.slots.len(), Ordering::Relaxed);
@@ -334,7 +337,7 @@ impl<V> MatchCache<V> {
         let mut stats = CacheStats::default();
         let mut fanout = 0usize;
         for shard in self.shards.iter() {
-            let shard = locked(shard);
+            let shard = shard.lock();
             stats.hits += shard.hits;
             stats.misses += shard.misses;
             stats.entries += shard.slots.len();
@@ -364,8 +367,8 @@ mod tests {
     }
 
     fn hit(c: &MatchCache<u32>, key: &str) -> Option<u32> {
-        c.peek(c.hash(key), key)
-            .and_then(|r| r.plain().next().copied())
+        c.peek(c.hash(key), key, |r| r.plain().next().copied())
+            .flatten()
     }
 
     #[test]

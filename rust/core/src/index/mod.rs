@@ -8,6 +8,7 @@
 mod cache;
 mod counter;
 mod matched;
+mod shard_lock;
 mod trie;
 mod values;
 
@@ -195,9 +196,6 @@ impl<V: Clone> SubjectIndex<V> {
     pub fn matches(&self, subject: &str) -> Arc<Matched<V>> {
         let Some(cache) = self.cache.as_ref().filter(|c| c.worth_a_lookup()) else {
             self.uncached_matches.add(1);
-            if check(subject, SubjectKind::Subject).is_err() {
-                return self.empty.clone();
-            }
             return self.shared(self.read().collect(subject));
         };
         let hash = cache.hash(subject);
@@ -205,11 +203,12 @@ impl<V: Clone> SubjectIndex<V> {
             Lookup::Hit(result) => return result,
             Lookup::Miss { admit } => admit,
         };
-        if check(subject, SubjectKind::Subject).is_err() {
-            return self.empty.clone();
-        }
         let trie = self.read();
-        let result = self.shared(trie.collect(subject));
+        // A malformed subject is never cached: it matches nothing, and costs a walk.
+        let Some(found) = trie.collect(subject) else {
+            return self.empty.clone();
+        };
+        let result = self.shared(Some(found));
         // Stored under the read lock: no change can slip in between computing and storing.
         let retired = admit.then(|| cache.store(hash, subject, result.clone()));
         drop(trie);
@@ -243,12 +242,12 @@ impl<V: Clone> SubjectIndex<V> {
                     }
                 }
             };
-            if check(subject, SubjectKind::Subject).is_err() {
+            let guard = trie.get_or_insert_with(|| self.read());
+            let Some(found) = guard.collect(subject) else {
                 out.push(self.empty.clone());
                 continue;
-            }
-            let guard = trie.get_or_insert_with(|| self.read());
-            let result = self.shared(guard.collect(subject));
+            };
+            let result = self.shared(Some(found));
             if let (true, Some(cache)) = (admit, &self.cache) {
                 retired.extend(cache.store(hash, subject, result.clone()));
             }
@@ -259,36 +258,35 @@ impl<V: Clone> SubjectIndex<V> {
         out
     }
 
-    fn shared(&self, matched: Matched<V>) -> Arc<Matched<V>> {
-        if matched.is_empty() {
-            self.empty.clone()
-        } else {
-            Arc::new(matched)
+    /// A result to hand out: nothing found (or a malformed subject) shares one empty
+    /// result.
+    fn shared(&self, matched: Option<Matched<V>>) -> Arc<Matched<V>> {
+        match matched {
+            Some(matched) if !matched.is_empty() => Arc::new(matched),
+            _ => self.empty.clone(),
         }
     }
 
     /// Whether any entry matches `subject`.
     pub fn has_interest(&self, subject: &str) -> bool {
-        if let Some(found) = self.peek(subject) {
-            return !found.is_empty();
+        if let Some(found) = self.peek(subject, |m| !m.is_empty()) {
+            return found;
         }
-        check(subject, SubjectKind::Subject).is_ok() && self.read().has_interest(subject)
+        self.read().has_interest(subject)
     }
 
     /// How many entries match `subject`, counting every overlapping pattern.
     pub fn count(&self, subject: &str) -> usize {
-        if let Some(found) = self.peek(subject) {
-            return found.len();
-        }
-        if check(subject, SubjectKind::Subject).is_err() {
-            return 0;
+        if let Some(found) = self.peek(subject, Matched::len) {
+            return found;
         }
         self.read().count(subject)
     }
 
-    fn peek(&self, subject: &str) -> Option<Arc<Matched<V>>> {
+    /// Reads a cached result in place (no `Arc` clone: the answer does not escape).
+    fn peek<R>(&self, subject: &str, read: impl FnOnce(&Matched<V>) -> R) -> Option<R> {
         let cache = self.cache.as_ref()?;
-        cache.peek(cache.hash(subject), subject)
+        cache.peek(cache.hash(subject), subject, read)
     }
 
     pub fn stats(&self) -> IndexStats {
@@ -367,6 +365,36 @@ mod tests {
             idx.remove(q);
             assert_eq!(seen("a.b"), Vec::<u32>::new());
             assert!(!idx.has_interest("a.b"));
+        }
+    }
+
+    #[test]
+    fn malformed_subjects_match_nothing_however_far_the_walk_gets() {
+        let long = "a".repeat(MAX_SUBJECT_LENGTH + 1);
+        let deep = vec!["a"; crate::subject::MAX_TOKENS + 1].join(".");
+        let samples = [
+            "a", "a.b", "a.b.c", "a..b", "a.b.", ".a", "a b.c", "a.b c", "a.b.c\0", "a.>.b", "x.y",
+            "x..y", "x.y z", "", &long, &deep,
+        ];
+        for cache_size in [0, 64] {
+            let idx = SubjectIndex::new(cache_size);
+            for pattern in [">", "a.>", "a.*.>", "*.b", "a.b.c", "x"] {
+                idx.insert(pattern, None, 0u32).unwrap();
+            }
+            for subject in samples {
+                let well_formed = check(subject, SubjectKind::Subject).is_ok();
+                for _ in 0..3 {
+                    // `>` matches every well-formed subject.
+                    assert_eq!(!idx.matches(subject).is_empty(), well_formed, "{subject:?}");
+                    assert_eq!(idx.has_interest(subject), well_formed, "{subject:?}");
+                    assert_eq!(idx.count(subject) > 0, well_formed, "{subject:?}");
+                }
+                assert_eq!(
+                    idx.matches_many([subject])[0].is_empty(),
+                    !well_formed,
+                    "{subject:?}"
+                );
+            }
         }
     }
 

@@ -9,9 +9,12 @@
 //!
 //! One allocation holds a header, the positions (`Option<V>`, `None` where an entry was
 //! removed) and, per position, the id of the entry whose value it is, so that compacting
-//! can tell the trie where each entry moved. With 8-byte values a list of one takes 32
-//! bytes, 8 more than an `Arc` per value did; entries no longer keep their value, list
-//! links and group name themselves, and their slots shrank from 48 bytes to 16.
+//! can tell the trie where each entry moved. Most lists hold one value (one entry per
+//! pattern), so a list of one has the short header: holders and capacity only, its one
+//! position telling whether it holds a value (removing its value leaves no hole, as holes
+//! at the end are trimmed). With 8-byte values it takes 20 bytes, one 32-byte heap chunk;
+//! with the counts of longer lists in its header it would take 28 bytes, a 48-byte chunk,
+//! and 16 bytes more for every entry of an index of distinct patterns.
 
 use std::alloc::{self, Layout};
 use std::fmt;
@@ -29,6 +32,10 @@ struct Header {
     /// The trie and every match result that includes this list.
     holders: AtomicU32,
     capacity: u32,
+}
+
+/// Past the header of a list with room for more than one value.
+struct Counts {
     /// Positions in use (values and the holes removals left); those past it are
     /// uninitialised.
     end: u32,
@@ -55,19 +62,27 @@ struct Parts {
 }
 
 impl Parts {
-    /// Where the positions start: right after the header, whatever the capacity, so the
-    /// match path finds them without a layout computation.
-    const fn values_at<V>() -> usize {
-        size_of::<Header>().next_multiple_of(align_of::<Option<V>>())
+    /// Where the positions start: right after the header (and the counts, for a list of
+    /// more than one), so the match path finds them without a layout computation.
+    const fn values_at<V>(capacity: u32) -> usize {
+        let header = if capacity == 1 {
+            size_of::<Header>()
+        } else {
+            size_of::<Header>() + size_of::<Counts>()
+        };
+        header.next_multiple_of(align_of::<Option<V>>())
     }
 
     fn of<V>(capacity: u32) -> Self {
         const TOO_LARGE: &str = "value list overflows memory";
-        let capacity = capacity as usize;
-        let values = Layout::array::<Option<V>>(capacity).expect(TOO_LARGE);
-        let ids = Layout::array::<u32>(capacity).expect(TOO_LARGE);
-        let (layout, values_at) = Layout::new::<Header>().extend(values).expect(TOO_LARGE);
-        debug_assert_eq!(values_at, Self::values_at::<V>());
+        let values = Layout::array::<Option<V>>(capacity as usize).expect(TOO_LARGE);
+        let ids = Layout::array::<u32>(capacity as usize).expect(TOO_LARGE);
+        let mut layout = Layout::new::<Header>();
+        if capacity != 1 {
+            layout = layout.extend(Layout::new::<Counts>()).expect(TOO_LARGE).0;
+        }
+        let (layout, values_at) = layout.extend(values).expect(TOO_LARGE);
+        debug_assert_eq!(values_at, Self::values_at::<V>(capacity));
         let (layout, ids_at) = layout.extend(ids).expect(TOO_LARGE);
         Self {
             layout: layout.pad_to_align(),
@@ -86,19 +101,25 @@ impl<V> ValueList<V> {
         let Some(header) = NonNull::new(memory.cast::<Header>()) else {
             alloc::handle_alloc_error(parts.layout)
         };
-        // SAFETY: freshly allocated, aligned for the header, and large enough.
+        // SAFETY: freshly allocated, aligned for the header (and counts), and large enough.
         unsafe {
             header.as_ptr().write(Header {
                 holders: AtomicU32::new(1),
                 capacity,
-                end: 0,
-                live: 0,
             });
         }
-        Self {
+        let list = Self {
             header,
             owns: PhantomData,
+        };
+        if capacity == 1 {
+            // SAFETY: position 0 is in the allocation; `None` says the list is empty.
+            unsafe { list.values_ptr().write(None) };
+        } else {
+            // SAFETY: the counts follow the header in a list of more than one.
+            unsafe { list.counts_ptr().write(Counts { end: 0, live: 0 }) };
         }
+        list
     }
 
     /// A list holding just `value`, the value of entry `id`.
@@ -113,10 +134,16 @@ impl<V> ValueList<V> {
         unsafe { self.header.as_ref() }
     }
 
-    fn header_mut(&mut self) -> &mut Header {
-        debug_assert!(self.is_unique());
-        // SAFETY: only called by the sole holder (`&mut self` and one holder).
-        unsafe { self.header.as_mut() }
+    fn capacity(&self) -> u32 {
+        self.header().capacity
+    }
+
+    /// The counts of a list of more than one (never read or written for a list of one).
+    fn counts_ptr(&self) -> *mut Counts {
+        debug_assert!(self.capacity() != 1);
+        // SAFETY: the counts follow the header in a list of more than one; the header's
+        // size is a multiple of their alignment.
+        unsafe { self.header.as_ptr().add(1).cast() }
     }
 
     fn values_ptr(&self) -> *mut Option<V> {
@@ -125,31 +152,54 @@ impl<V> ValueList<V> {
             self.header
                 .as_ptr()
                 .cast::<u8>()
-                .add(Parts::values_at::<V>())
+                .add(Parts::values_at::<V>(self.capacity()))
                 .cast()
         }
     }
 
     fn ids_ptr(&self) -> *mut u32 {
-        let parts = Parts::of::<V>(self.header().capacity);
+        let parts = Parts::of::<V>(self.capacity());
         // SAFETY: `ids` is an offset inside this list's allocation.
         unsafe { self.header.as_ptr().cast::<u8>().add(parts.ids).cast() }
     }
 
+    /// Positions in use and values present. A list of one uses its position exactly
+    /// when it holds a value (a hole at the end is trimmed at once).
+    fn counts(&self) -> (u32, u32) {
+        if self.capacity() == 1 {
+            // SAFETY: a list of one always has its position initialised (`None` if empty).
+            let present = u32::from(unsafe { (*self.values_ptr()).is_some() });
+            return (present, present);
+        }
+        // SAFETY: a list of more than one has its counts initialised; a shared list never
+        // changes, and only the sole holder writes them.
+        let counts = unsafe { &*self.counts_ptr() };
+        (counts.end, counts.live)
+    }
+
+    /// Sets the counts (the caller holds the list alone); a list of one keeps none.
+    fn set_counts(&mut self, end: u32, live: u32) {
+        debug_assert!(self.is_unique());
+        if self.capacity() != 1 {
+            // SAFETY: as for `counts`, and `&mut self` with one holder makes this unique.
+            unsafe { self.counts_ptr().write(Counts { end, live }) };
+        }
+    }
+
     /// Values present.
     pub fn len(&self) -> usize {
-        self.header().live as usize
+        self.counts().1 as usize
     }
 
     /// Every position in use, in order: `None` where a value was removed.
     pub fn positions(&self) -> &[Option<V>] {
         // SAFETY: positions below `end` are initialised, and a shared list never changes.
-        unsafe { slice::from_raw_parts(self.values_ptr(), self.header().end as usize) }
+        unsafe { slice::from_raw_parts(self.values_ptr(), self.counts().0 as usize) }
     }
 
     fn ids(&self) -> &[u32] {
         // SAFETY: as for `positions`.
-        unsafe { slice::from_raw_parts(self.ids_ptr(), self.header().end as usize) }
+        unsafe { slice::from_raw_parts(self.ids_ptr(), self.counts().0 as usize) }
     }
 
     /// The values in order.
@@ -175,39 +225,42 @@ impl<V> ValueList<V> {
     /// Writes position `end` (the caller checked there is room and holds the list alone).
     fn append(&mut self, id: u32, value: Option<V>) {
         let (values, ids) = (self.values_ptr(), self.ids_ptr());
-        let header = self.header_mut();
-        let at = header.end as usize;
-        assert!(
-            at < header.capacity as usize,
-            "appending to a full value list"
+        let (end, live) = self.counts();
+        assert!(end < self.capacity(), "appending to a full value list");
+        debug_assert!(
+            value.is_some() || self.capacity() != 1,
+            "a list of one has no holes"
         );
-        header.end += 1;
-        header.live += u32::from(value.is_some());
-        // SAFETY: `at` is below the capacity and was uninitialised (it was `end`).
+        let live = live + u32::from(value.is_some());
+        // SAFETY: `end` is below the capacity and was uninitialised (or `None`, in a list
+        // of one, which needs no drop).
         unsafe {
-            values.add(at).write(value);
-            ids.add(at).write(id);
+            values.add(end as usize).write(value);
+            ids.add(end as usize).write(id);
         }
+        self.set_counts(end + 1, live);
     }
 
     /// Takes the value at `pos` out, leaving a hole (the caller holds the list alone).
     /// Holes at the end are handed back to appends, so churn at the tail costs nothing.
     fn take(&mut self, pos: u32) -> V {
+        debug_assert!(self.is_unique());
         let values = self.values_ptr();
-        let header = self.header_mut();
-        assert!(pos < header.end, "position {pos} is past the list's end");
+        let (mut end, live) = self.counts();
+        assert!(pos < end, "position {pos} is past the list's end");
         // SAFETY: positions below `end` are initialised; the sole holder may write them,
         // and a hole (`None`) past `end` needs no drop.
-        unsafe {
+        let value = unsafe {
             let value = (*values.add(pos as usize))
                 .take()
                 .expect("an entry's position holds its value");
-            header.live -= 1;
-            while header.end > 0 && (*values.add(header.end as usize - 1)).is_none() {
-                header.end -= 1;
+            while end > 0 && (*values.add(end as usize - 1)).is_none() {
+                end -= 1;
             }
             value
-        }
+        };
+        self.set_counts(end, live - 1);
+        value
     }
 }
 
@@ -226,8 +279,8 @@ impl<V: Clone> ValueList<V> {
             *list = Some(Self::single(id, value));
             return (0, None);
         };
-        let header = current.header();
-        let (capacity, end, live) = (header.capacity, header.end, header.live);
+        let capacity = current.capacity();
+        let (end, live) = current.counts();
         let unique = current.is_unique();
         if end < capacity && unique {
             current.append(id, Some(value));
@@ -250,7 +303,7 @@ impl<V: Clone> ValueList<V> {
         };
         let old = list.take().expect("checked above");
         let (mut fresh, retired) = old.rebuild(capacity, None, moved);
-        let pos = fresh.header().end;
+        let pos = fresh.counts().0;
         fresh.append(id, Some(value));
         *list = Some(fresh);
         (pos, retired)
@@ -271,7 +324,7 @@ impl<V: Clone> ValueList<V> {
                 .clone()
                 .expect("an entry's position holds its value");
             let old = list.take().expect("checked above");
-            let live = old.header().live - 1;
+            let live = old.counts().1 - 1;
             if live == 0 {
                 return (value, Some(old));
             }
@@ -280,8 +333,8 @@ impl<V: Clone> ValueList<V> {
             return (value, retired);
         }
         let value = current.take(pos);
-        let header = current.header();
-        let (capacity, end, live) = (header.capacity, header.end, header.live);
+        let capacity = current.capacity();
+        let (end, live) = current.counts();
         if live == 0 {
             // Only holes left: dropping frees the memory and no value.
             *list = None;
@@ -323,7 +376,7 @@ impl<V: Clone> ValueList<V> {
             } else {
                 value.clone()
             };
-            let to = fresh.header().end;
+            let to = fresh.counts().0;
             if to != pos as u32 {
                 moved(id, to);
             }
@@ -332,7 +385,7 @@ impl<V: Clone> ValueList<V> {
         if !unique {
             return (fresh, Some(ManuallyDrop::into_inner(old)));
         }
-        let layout = Parts::of::<V>(old.header().capacity).layout;
+        let layout = Parts::of::<V>(old.capacity()).layout;
         // SAFETY: allocated with this layout; every value was moved out above.
         unsafe { alloc::dealloc(old.header.as_ptr().cast(), layout) };
         (fresh, None)
@@ -370,9 +423,9 @@ impl<V> Drop for ValueList<V> {
         }
         let _free = Free(
             self.header.as_ptr().cast(),
-            Parts::of::<V>(self.header().capacity).layout,
+            Parts::of::<V>(self.capacity()).layout,
         );
-        let end = self.header().end as usize;
+        let end = self.counts().0 as usize;
         // SAFETY: positions below `end` are initialised and no one else holds them.
         unsafe { ptr::drop_in_place(ptr::slice_from_raw_parts_mut(self.values_ptr(), end)) };
     }
@@ -467,7 +520,7 @@ mod tests {
         // A compaction leaves under 4 positions a value; removals then halve the values
         // at most before the next one.
         assert!(
-            list.header().capacity as usize <= 8 * list.len(),
+            list.capacity() as usize <= 8 * list.len(),
             "memory is given back"
         );
         assert!(
@@ -490,11 +543,7 @@ mod tests {
             t.remove(id);
         }
         let list = t.list.as_ref().unwrap();
-        assert!(
-            list.header().capacity <= 8 * 10,
-            "{}",
-            list.header().capacity
-        );
+        assert!(list.capacity() <= 8 * 10, "{}", list.capacity());
         assert_eq!(t.values(), (0..10).map(|i| i * 10).collect::<Vec<_>>());
         t.check();
     }
