@@ -12,7 +12,10 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import orjson
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from turnout.phases import Phase
 from turnout.testing.nats_server import NatsServer
@@ -182,3 +185,28 @@ async def test_watch_follows_a_hub_and_pub_reaches_watch_over_nats(
     assert (event["type"], event["data"]) == ("deploy.started", {"v": 2})
     code, _, err = await turnout("pub", "--nats", nats_server.url, "x", "{not json")
     assert code == 2 and "not JSON" in err
+
+
+async def test_sigterm_sends_watchers_every_disconnected_event_before_closing(
+    hub_process: tuple[str, asyncio.subprocess.Process],
+) -> None:
+    url, process = hub_process
+    base = url.replace("http://", "ws://")
+    pattern = "events.coordination.disconnected.>"
+    async with connect(f"{base}/v1/watch?subject={pattern}&token=ops-t") as watcher:
+        config = CoordinatorConfig(
+            base + "/v1/coordination",
+            "builder",
+            service_id="svc-1",
+            token="svc-t",
+            reconnect_max_attempts=1,
+            reconnect_initial_delay=0.01,
+        )
+        async with Coordinator(config):
+            process.send_signal(signal.SIGTERM)
+            seen = orjson.loads(await asyncio.wait_for(watcher.recv(), WAIT))
+            assert seen["type"] == "coordination.disconnected.svc-1._"
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(watcher.recv(), WAIT)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    assert await asyncio.wait_for(process.wait(), WAIT) == 0

@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import find, given, settings
 
 import turnout
 import turnout.reference as reference
@@ -107,16 +107,15 @@ def test_ws_messages_round_trip(message: WSMessage) -> None:
     assert message.known_type
 
 
-def test_ws_messages_cover_every_type() -> None:
-    seen: set[MessageType | str] = set()
+@pytest.mark.parametrize("kind", list(MessageType), ids=str)
+def test_ws_messages_of_every_type_round_trip(kind: MessageType) -> None:
+    @settings(max_examples=20, database=None)
+    @given(ts.ws_messages(types=[kind]))
+    def round_trip(message: WSMessage) -> None:
+        assert message.type is kind
+        assert WSMessage.parse(message.to_json()).to_json() == message.to_json()
 
-    @settings(max_examples=400, database=None)
-    @given(ts.ws_messages())
-    def look(message: WSMessage) -> None:
-        seen.add(message.type)
-
-    look()
-    assert seen == set(MessageType)
+    round_trip()
 
 
 @given(ts.ws_messages(types=["ping", MessageType.CANCEL]))
@@ -194,3 +193,27 @@ def test_check_index_passes_turnout(impl: Any) -> None:
 def test_check_index_catches_an_index_losing_queue_members() -> None:
     with pytest.raises(AssertionError, match=r"match\('.*'\) gave"):
         check_index(FirstMemberOnly, max_examples=100, steps=12)
+
+
+# -- shrinking ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("strategy", "condition", "smallest"),
+    [
+        (ts.literal_subjects(), lambda s: True, "a"),
+        (ts.patterns(), lambda p: "*" in p, "*"),
+        (ts.patterns(), lambda p: ">" in p, ">"),
+        (ts.matching_pairs(), lambda pair: pair[0] != pair[1], ("a", "*")),
+        (ts.go_times(), lambda t: "." in t, "2000-01-01T00:00:00.1Z"),
+        (ts.go_times(), lambda t: t[-1] != "Z", "2000-01-01T00:00:00+00:01"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_strategies_shrink_to_small_readable_examples(
+    strategy: Any, condition: Any, smallest: Any
+) -> None:
+    found = find(
+        strategy, condition, settings=settings(database=None, max_examples=1000, derandomize=True)
+    )
+    assert found == smallest

@@ -22,8 +22,14 @@ __all__ = [
     "PhaseState",
     "SubjectIndex",
     "__version__",
+    "_register_errors",
+    "_register_logs",
+    "_register_phase",
     "_set_precise_datetime",
+    "dumps_go",
     "format_time",
+    "go_float_text",
+    "go_html_escape",
     "is_subset",
     "is_valid_literal",
     "is_valid_subject",
@@ -53,6 +59,16 @@ def utc_now() -> datetime: ...
 def format_time(value: datetime) -> str:
     """``value`` as Go's ``time.Time`` marshals it (RFC 3339, nanoseconds trimmed, ``Z``
     for UTC and naive times); raises ``TypeError`` for anything but a ``datetime``."""
+
+def dumps_go(value: Any) -> bytes:
+    """``value`` as Go's ``json.Marshal`` writes it (keys sorted, Go's floats, times and
+    escaping); ``ValueError`` on NaN or an infinity, ``TypeError`` on what JSON cannot carry."""
+
+def go_html_escape(data: bytes) -> bytes:
+    """JSON text with Go's HTML-safe escapes applied inside its strings."""
+
+def go_float_text(value: float) -> str:
+    """``value`` spelled as Go's ``encoding/json`` spells a ``float64``."""
 
 def parse_time(text: str) -> datetime:
     """An RFC 3339 timestamp read as Go's ``time.Time`` reads it (see ``turnout._wire``);
@@ -153,8 +169,21 @@ class BuildUpdateDecoder:
         statuses: dict[str, Any],
     ) -> BuildUpdateDecoder: ...
     def decode(self, message: object) -> Any | None: ...
+    def decode_many(self, items: list[Any]) -> tuple[list[Any], int]: ...
 
 def phase_successors(phase: str) -> list[str]: ...
+
+# Called once by the modules defining these classes, as they are imported.
+def _register_errors(
+    invalid_subject: type[ValueError],
+    phase: type[ValueError],
+    workflow_not_found: type[ValueError],
+    invalid_transition: type[ValueError],
+) -> None: ...
+def _register_phase(phase_class: type[Phase]) -> None: ...
+def _register_logs(
+    entry_class: type[Any], level_class: type[Any], field_text: Callable[[object], str]
+) -> None: ...
 
 @final
 class PhaseState:
@@ -244,6 +273,8 @@ class LogBatcher:
     def accepted(self) -> int: ...
     @property
     def dropped(self) -> int: ...
+    @property
+    def repaired(self) -> int: ...
     @property
     def batch_size(self) -> int: ...
     @property

@@ -72,6 +72,11 @@ _PUBLISHED = 1  # publish on this bus: raw bytes, recorded if its subject is an 
 _RECEIVED = 2  # arrived through the transport from another process
 
 
+# The `_done` of every subscription with no worker: finished from the start, never set.
+_FINISHED: concurrent.futures.Future[None] = concurrent.futures.Future()
+_FINISHED.set_result(None)
+
+
 class BusClosedError(RuntimeError):
     """The bus was closed: it accepts no more events or subscriptions."""
 
@@ -137,11 +142,12 @@ class Subscription(Generic[T]):
         self._handle = -1
         self._active = True
         self._worker: object = None  # keeps the worker task alive (loops hold weak refs)
-        # Set when nothing of this subscription runs any more: at once unless a worker
-        # task feeds an async handler from the mailbox.
-        self._done: concurrent.futures.Future[None] = concurrent.futures.Future()
-        if mailbox is None or handler is None:
-            self._done.set_result(None)
+        # Set when nothing of this subscription runs any more: at once (the one shared,
+        # finished future) unless a worker task feeds an async handler from the mailbox.
+        # A future holds a lock and a condition: a sync subscription must not pay for one.
+        self._done: concurrent.futures.Future[None] = (
+            _FINISHED if mailbox is None or handler is None else concurrent.futures.Future()
+        )
 
     @property
     def active(self) -> bool:

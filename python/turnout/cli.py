@@ -253,7 +253,7 @@ def _run_hub(args: argparse.Namespace) -> int:
 _HUB_URL_ENV = "TURNOUT_HUB_URL"
 
 
-def _hub_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+def _hub_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--hub",
         metavar="URL",
@@ -448,8 +448,11 @@ def _event_line(event: dict[str, Any], as_json: bool) -> str:
 def _run_watch(args: argparse.Namespace) -> int:
     import asyncio
 
-    if (args.nats is None) == (args.hub is None and not _env_hub()):
-        print("turnout watch: give --hub URL or --nats URL (one of them)", file=sys.stderr)
+    if args.nats is not None and args.hub is not None:
+        print("turnout watch: give --hub URL or --nats URL, not both", file=sys.stderr)
+        return _EXIT_USAGE
+    if args.nats is None and args.hub is None and not _env_hub():
+        print(f"turnout watch: give --hub URL (or ${_HUB_URL_ENV}) or --nats URL", file=sys.stderr)
         return _EXIT_USAGE
     try:
         if args.nats is not None:

@@ -31,6 +31,7 @@ from turnout._bench.implementations import (
     PLAIN_FORWARDER,
     PLAIN_PHASE_DICT,
     PLAIN_WEBSOCKETS,
+    PYEE,
     QUEUE_HANDLER,
     RUST,
     TRANSITIONS,
@@ -102,15 +103,17 @@ WORKLOADS: dict[str, Workload] = {
         Workload("W4", "scale: build, memory and matches of a large index", run_w4),
         Workload(
             "W5",
-            "bus: emit to 1 handler, to 1,000 handlers, into a stream",
+            "bus: emit to 1 handler, to 100 and 1,000 handlers, into a stream",
             "turnout._bench.w5_bus",
-            (RUST, PLAIN_DICT_BUS, BLINKER),
+            (RUST, PLAIN_DICT_BUS, BLINKER, PYEE),
             slower={
                 case: "each emit stamps a copy of the event, records it in the history and "
                 "routes it by pattern (the route cached); the plain dict bus looks the exact "
                 "subject up and keeps nothing"
                 for case in (
-                    "W5 emit -> 1 handler",
+                    "W5 emit -> 1 function handler",
+                    "W5 emit -> 1 handler keeping the event",
+                    "W5 emit -> 100 handlers",
                     "W5 emit -> 1,000 handlers",
                     "W5 emit -> stream",
                 )

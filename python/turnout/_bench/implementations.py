@@ -98,6 +98,7 @@ PLAIN_DICT_ROUTER = Implementation(name="reference", label="plain dict router", 
 PLAIN_FORWARDER = Implementation(name="reference", label="plain forwarder", module="turnout")
 PLAIN_PHASE_DICT = Implementation(name="reference", label="plain phase dict", module="turnout")
 BLINKER = Implementation(name="blinker", label="blinker", module="blinker", install=_BENCH_EXTRA)
+PYEE = Implementation(name="pyee", label="pyee", module="pyee", install=_BENCH_EXTRA)
 TRANSITIONS = Implementation(
     name="transitions", label="transitions", module="transitions", install=_BENCH_EXTRA
 )

@@ -1,8 +1,10 @@
-"""W5, the event bus: emit to 1 handler, to 1,000 handlers, into a stream.
+"""W5, the event bus: emit to 1 handler (a function, or one that keeps the event), to 100
+and 1,000 handlers, into a stream; and the memory of 100,000 subscriptions.
 
-Every case emits ``tool.started`` events built beforehand; the handlers are ``list.append``
-of one list each, so a run can check afterwards that every event arrived, in order.
-Implementations, named as ``turnout bench`` names them:
+Every case emits ``tool.started`` events built beforehand. The handlers that keep the event
+are ``list.append`` of one list each, so a run can check afterwards that every event
+arrived, in order; the function handler counts its calls. Implementations, named as
+``turnout bench`` names them:
 
 - ``rust`` (turnout): :class:`turnout.bus.Bus` with its defaults (in-memory history, embedded
   transport): ``emit`` copies and stamps the event, records it, matches its subject in the
@@ -14,6 +16,12 @@ Implementations, named as ``turnout bench`` names them:
 - ``blinker``: one ``blinker.Signal`` per event type, ``send(sender, event=...)`` of the
   stamped copy; blinker calls receivers as ``receiver(sender, **kwargs)``, so each is a
   small function around ``list.append``. A benches-only dependency, skipped if absent.
+- ``pyee``: one ``pyee.EventEmitter``, ``emit("events." + type, stamped copy)``; its
+  handlers are the same callables as turnout's. Also benches-only.
+
+Memory (:func:`subscription_bytes`, printed by ``main``): each implementation in a fresh
+process subscribes a handler to 100,000 distinct patterns; the resident memory it gains,
+per subscription, beside a bare ``SubjectIndex`` holding the same patterns.
 
 Streams have no blinker counterpart; their baseline is an ``asyncio.Queue``. The stream case
 times emitting a batch and reading it back on the event loop.
@@ -51,10 +59,14 @@ __all__ = [
     "run_all",
 ]
 
-ONE_HANDLER = "W5 emit -> 1 handler"
+ONE_FUNCTION = "W5 emit -> 1 function handler"
+ONE_HANDLER = "W5 emit -> 1 handler keeping the event"
+HUNDRED = "W5 emit -> 100 handlers"
 FANOUT = "W5 emit -> 1,000 handlers"
 STREAM = "W5 emit -> stream"
+HUNDRED_HANDLERS = 100
 FANOUT_HANDLERS = 1000
+SUBSCRIPTIONS = 100_000
 ONE_HANDLER_TARGET_NS = 1500.0
 FANOUT_TARGET_PER_S = 5_000_000.0
 
@@ -65,12 +77,25 @@ _SUBJECT = "events.tool.started"
 class W5Scale:
     name: str
     one_handler_events: int
+    hundred_events: int
     fanout_events: int
     stream_events: int
 
 
-QUICK = W5Scale("quick", one_handler_events=20_000, fanout_events=100, stream_events=20_000)
-FULL = W5Scale("full", one_handler_events=500_000, fanout_events=5_000, stream_events=200_000)
+QUICK = W5Scale(
+    "quick",
+    one_handler_events=20_000,
+    hundred_events=1_000,
+    fanout_events=100,
+    stream_events=20_000,
+)
+FULL = W5Scale(
+    "full",
+    one_handler_events=500_000,
+    hundred_events=50_000,
+    fanout_events=5_000,
+    stream_events=200_000,
+)
 
 
 def _events(count: int) -> list[Event]:
@@ -86,7 +111,46 @@ def _check_lists(lists: list[list[Any]], expected: int, what: str) -> Callable[[
     return check
 
 
+class _Counter:
+    """A function handler that keeps nothing: it counts the events it is called with."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def handler(self) -> Callable[[Event], None]:
+        def handle(event: Event) -> None:
+            self.calls += 1
+
+        return handle
+
+    def check(self, expected: int, what: str) -> Callable[[], None]:
+        def check() -> None:
+            if self.calls != expected:
+                raise AssertionError(f"{what}: the handler got {self.calls} events, not {expected}")
+
+        return check
+
+
 # -- turnout -------------------------------------------------------------------------------
+
+
+def _turnout_function(count: int) -> Prepared:
+    bus = Bus("bench")
+    counter = _Counter()
+    bus.subscribe("events.tool.*", counter.handler())
+    events = _events(count)
+
+    def run() -> int:
+        emit = bus.emit
+        for event in events:
+            emit(event)
+        return count
+
+    def check() -> None:
+        counter.check(count, "turnout")()
+        bus.close()
+
+    return Prepared(run, check)
 
 
 def _turnout_handlers(handlers: int, count: int) -> Prepared:
@@ -160,6 +224,21 @@ class _PlainBus:
             except Exception:  # a broken handler must not stop the others
                 self.errors += 1
         return subject
+
+
+def _python_function(count: int) -> Prepared:
+    bus = _PlainBus("bench")
+    counter = _Counter()
+    bus.subscribe(_SUBJECT, counter.handler())
+    events = _events(count)
+
+    def run() -> int:
+        emit = bus.emit
+        for event in events:
+            emit(event)
+        return count
+
+    return Prepared(run, counter.check(count, "python"))
 
 
 def _python_handlers(handlers: int, count: int) -> Prepared:
@@ -236,20 +315,127 @@ def _blinker_handlers(handlers: int, count: int) -> Prepared:
     return Prepared(run, _check_lists(lists, count, "blinker"))
 
 
+# -- pyee ----------------------------------------------------------------------------------
+
+
+def pyee_available() -> bool:
+    return importlib.util.find_spec("pyee") is not None
+
+
+def _pyee_emitter(handlers: list[Callable[[Event], object]], count: int) -> Callable[[], int]:
+    import pyee  # a benches-only dependency
+
+    emitter = pyee.EventEmitter()
+    for handler in handlers:
+        emitter.on(_SUBJECT, handler)
+    events = _events(count)
+
+    def run() -> int:
+        emit = emitter.emit
+        for event in events:
+            stamped = Event(
+                event.type, event.node or "bench", datetime.now(timezone.utc), event.data
+            )
+            emit("events." + event.type, stamped)
+        return count * len(handlers)
+
+    return run
+
+
+def _pyee_function(count: int) -> Prepared:
+    counter = _Counter()
+    return Prepared(_pyee_emitter([counter.handler()], count), counter.check(count, "pyee"))
+
+
+def _pyee_handlers(handlers: int, count: int) -> Prepared:
+    lists: list[list[Event]] = [[] for _ in range(handlers)]
+    run = _pyee_emitter([got.append for got in lists], count)
+    return Prepared(run, _check_lists(lists, count, "pyee"))
+
+
+# -- memory of subscriptions ---------------------------------------------------------------
+
+_MEMORY_PROBE = """
+import gc, resource, sys
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+which, n = sys.argv[1], int(sys.argv[2])
+patterns = [f"events.w5.p{i}.*" for i in range(n)]
+def handler(event): pass
+# Everything imported and made before the first reading: only the subscriptions count.
+if which == "rust":
+    from turnout.bus import Bus
+    bus = Bus("bench")
+    subscribe = bus.subscribe
+elif which == "index":
+    from turnout import SubjectIndex
+    index = SubjectIndex()
+    subscribe = index.insert
+elif which == "pyee":
+    import pyee
+    emitter = pyee.EventEmitter()
+    subscribe = emitter.on
+else:
+    raise SystemExit("unknown implementation " + which)
+gc.collect()
+before = rss()
+kept = [subscribe(p, handler) for p in patterns]
+gc.collect()
+print(rss() - before)
+"""
+
+
+def _resident_gain(implementation: str, count: int) -> int:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _MEMORY_PROBE, implementation, str(count)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    return int(done.stdout.split()[-1])
+
+
+def subscription_bytes(count: int = SUBSCRIPTIONS) -> dict[str, float]:
+    """Resident bytes per subscription of ``count`` distinct patterns, each implementation
+    in its own fresh process: ``rust`` (a turnout Bus), ``index`` (a bare SubjectIndex
+    holding the same patterns), ``pyee`` when installed, and ``rust beyond the index``."""
+    names = ["rust", "index"] + (["pyee"] if pyee_available() else [])
+    gained = {name: _resident_gain(name, count) / count for name in names}
+    gained["rust beyond the index"] = gained["rust"] - gained["index"]
+    return gained
+
+
 # -- running -------------------------------------------------------------------------------
 
 Preparer = Callable[[W5Scale], Prepared]
 
 CASES: dict[str, dict[str, Preparer]] = {
+    ONE_FUNCTION: {
+        "rust": lambda s: _turnout_function(s.one_handler_events),
+        "reference": lambda s: _python_function(s.one_handler_events),
+        "pyee": lambda s: _pyee_function(s.one_handler_events),
+    },
     ONE_HANDLER: {
         "rust": lambda s: _turnout_handlers(1, s.one_handler_events),
         "reference": lambda s: _python_handlers(1, s.one_handler_events),
         "blinker": lambda s: _blinker_handlers(1, s.one_handler_events),
+        "pyee": lambda s: _pyee_handlers(1, s.one_handler_events),
+    },
+    HUNDRED: {
+        "rust": lambda s: _turnout_handlers(HUNDRED_HANDLERS, s.hundred_events),
+        "reference": lambda s: _python_handlers(HUNDRED_HANDLERS, s.hundred_events),
+        "pyee": lambda s: _pyee_handlers(HUNDRED_HANDLERS, s.hundred_events),
     },
     FANOUT: {
         "rust": lambda s: _turnout_handlers(FANOUT_HANDLERS, s.fanout_events),
         "reference": lambda s: _python_handlers(FANOUT_HANDLERS, s.fanout_events),
         "blinker": lambda s: _blinker_handlers(FANOUT_HANDLERS, s.fanout_events),
+        "pyee": lambda s: _pyee_handlers(FANOUT_HANDLERS, s.fanout_events),
     },
     STREAM: {
         "rust": lambda s: _turnout_stream(s.stream_events),
@@ -260,19 +446,21 @@ CASES: dict[str, dict[str, Preparer]] = {
 
 
 def run_all(scale: W5Scale, repeats: int = 3) -> list[Figure]:
-    """Every case and implementation (``blinker`` only if installed), best of ``repeats``."""
+    """Every case and implementation (``blinker`` and ``pyee`` only if installed), best of
+    ``repeats``."""
+    available = {"blinker": blinker_available(), "pyee": pyee_available()}
     figures = []
     for case, implementations in CASES.items():
         for name, prepare in implementations.items():
-            if name == "blinker" and not blinker_available():
+            if not available.get(name, True):
                 continue
             figures.append(best_of(case, name, functools.partial(prepare, scale), repeats))
     return figures
 
 
 def run(implementation: Implementation, scale: Scale, step: StepReporter) -> list[ResultRow]:
-    """The catalog's entry point: every case ``implementation`` has (blinker has no
-    stream), best of the scale's repeats."""
+    """The catalog's entry point: every case ``implementation`` has (blinker and pyee
+    have no stream), best of the scale's repeats."""
     chosen = QUICK if scale.name == "quick" else FULL
     table = {
         case: {name: functools.partial(prepare, chosen) for name, prepare in prepares.items()}
@@ -293,8 +481,19 @@ def main() -> None:
         f"targets: 1 handler {one.ns_per_op:.0f} ns/emit (<= {ONE_HANDLER_TARGET_NS:.0f}); "
         f"1,000 handlers {fanout.ops_per_s:,.0f} deliveries/s (>= {FANOUT_TARGET_PER_S:,.0f})"
     )
-    if not blinker_available():
-        print("blinker is not installed: pip install 'turnout[bench]' to compare with it")
+    if pyee_available():
+        for case in (ONE_FUNCTION, ONE_HANDLER, HUNDRED, FANOUT):
+            ratio = by_case[case, "pyee"].ns_per_op / by_case[case, "rust"].ns_per_op
+            print(f"{case}: {ratio:.2f}x pyee")
+    count = SUBSCRIPTIONS // 10 if quick_mode() else SUBSCRIPTIONS
+    memory = subscription_bytes(count)
+    print(
+        f"{count:,} subscriptions, resident bytes each: "
+        + ", ".join(f"{name} {value:,.0f}" for name, value in memory.items())
+    )
+    for name in ("blinker", "pyee"):
+        if not (blinker_available() if name == "blinker" else pyee_available()):
+            print(f"{name} is not installed: pip install 'turnout[bench]' to compare with it")
 
 
 if __name__ == "__main__":

@@ -239,7 +239,8 @@ def go_times(draw: st.DrawFn, *, zero: bool = True) -> str:
     """RFC 3339 timestamps exactly as Go's ``time.Time`` marshals them: 0 to 9 fraction
     digits (trailing zeros trimmed), ``Z`` or a ``±hh:mm`` offset, and (unless ``zero`` is
     False) Go's zero time ``0001-01-01T00:00:00Z``."""
-    if zero and draw(st.integers(0, 9)) == 9:
+    # The zero time one draw in ten, and the simplest value a draw shrinks to.
+    if zero and draw(st.integers(0, 9)) == 0:
         return _ZERO_TEXT
     moment = draw(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)))
     text = (
@@ -448,9 +449,10 @@ def ws_messages(draw: st.DrawFn, *, types: Sequence[MessageType | str] | None = 
     type (none for ``ping`` and ``pong``), an id of the protocol's shape, a workflow id
     (the payload's, when it has one) and a timestamp as Go writes it."""
     chosen = list(MessageType) if types is None else [MessageType(t) for t in types]
-    kind = draw(st.sampled_from(chosen))
-    timestamp = parse_time(draw(go_times()))
+    # The fields every type has first: shrinking the type then changes only what follows.
     message_id = draw(_IDS)
+    timestamp = parse_time(draw(go_times()))
+    kind = draw(st.sampled_from(chosen))
     payloads = _PAYLOADS[kind]
     if payloads is None:
         return WSMessage(message_id, kind, draw(_TEXT), timestamp)

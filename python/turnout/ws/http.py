@@ -47,11 +47,13 @@ from turnout._wire import format_time
 from turnout.coordination import (
     Credential,
     HandshakeRefusal,
+    RequestOutcome,
     RequestSettled,
     ServiceRecord,
     WorkflowRecord,
 )
 from turnout.phases import Phase
+from turnout.protocol import MessageType
 
 if TYPE_CHECKING:
     from turnout.ws.hub import Hub
@@ -332,10 +334,16 @@ async def _command(
     else:
         response = settled.response
         error = ""
-        if response is not None and response.payload:
-            error = (
-                str(response.payload.get("error", "")) if settled.outcome.value == "refused" else ""
-            )
+        if settled.outcome is RequestOutcome.REFUSED and response is not None:
+            payload = response.payload or {}
+            if response.type is MessageType.PHASE_CHANGED:
+                error = f"the workflow ended in phase {payload.get('to', '?')}"
+            else:
+                error = str(payload.get("error", ""))
+        elif settled.outcome is RequestOutcome.EXPIRED:
+            error = "no answer before the timeout"
+        elif settled.outcome is RequestOutcome.DISCONNECTED:
+            error = "the service disconnected first"
         answer = {
             "id": command_id,
             "outcome": settled.outcome.value,

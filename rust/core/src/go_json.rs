@@ -193,6 +193,49 @@ pub fn write_go_json(out: &mut String, json: &str) {
     out.push_str(&json[plain_from.min(json.len())..]);
 }
 
+/// `json` (JSON text from any encoder) with Go's HTML-safe escapes applied: `<`, `>`, `&`,
+/// U+2028 and U+2029 become `\u` escapes. They can only occur inside strings, so the
+/// replacement needs no parse. Borrowed when there is nothing to escape.
+pub fn html_safe(json: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let needs = |at: usize| match json[at] {
+        b'<' | b'>' | b'&' => true,
+        LEAD => matches!(json.get(at + 1..at + 3), Some([0x80, 0xa8 | 0xa9])),
+        _ => false,
+    };
+    let Some(first) = (0..json.len()).find(|&at| needs(at)) else {
+        return std::borrow::Cow::Borrowed(json);
+    };
+    let mut out = Vec::with_capacity(json.len() + 16);
+    out.extend_from_slice(&json[..first]);
+    let mut at = first;
+    while at < json.len() {
+        let byte = json[at];
+        let escaped: &[u8] = match byte {
+            b'<' => b"\\u003c",
+            b'>' => b"\\u003e",
+            b'&' => b"\\u0026",
+            LEAD if needs(at) => {
+                let text: &[u8] = if json[at + 2] == 0xa8 {
+                    b"\\u2028"
+                } else {
+                    b"\\u2029"
+                };
+                out.extend_from_slice(text);
+                at += 3;
+                continue;
+            }
+            _ => {
+                out.push(byte);
+                at += 1;
+                continue;
+            }
+        };
+        out.extend_from_slice(escaped);
+        at += 1;
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,5 +340,19 @@ mod tests {
         let mut out = String::new();
         write_json_str(&mut out, "a\"b\\c\n\t\u{1}<&>\u{2028}é\u{8}\u{c}");
         assert_eq!(out, r#""a\"b\\c\n\t\u0001\u003c\u0026\u003e\u2028é\b\f""#);
+    }
+
+    #[test]
+    fn html_safe_escapes_what_go_escapes() {
+        assert_eq!(&*html_safe(b"{\"a\":1}"), b"{\"a\":1}");
+        assert_eq!(
+            &*html_safe("[\"<a>&\u{2028}\u{2029}\u{20ac}\"]".as_bytes()),
+            br#"["\u003ca\u003e\u0026\u2028\u2029"#
+                .iter()
+                .chain("\u{20ac}\"]".as_bytes())
+                .copied()
+                .collect::<Vec<u8>>()
+                .as_slice()
+        );
     }
 }

@@ -14,7 +14,7 @@ pub mod phase;
 pub mod subject;
 
 pub use dispatch::{key_of, object_fields, KeyRouter, Route, RoutedBatch, Scalar};
-pub use go_json::{write_decimal, write_go_float, write_go_json, write_json_str};
+pub use go_json::{html_safe, write_decimal, write_go_float, write_go_json, write_json_str};
 pub use go_time::{CivilTime, TimeError, WireTime, ZERO_TIME_UNIX_NANOS};
 pub use index::{
     check_queue_name, Handle, IndexStats, InsertError, Matched, QueueNameError, SubjectIndex,

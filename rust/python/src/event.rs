@@ -10,7 +10,6 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::fmt::Write as _;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -23,9 +22,10 @@ use pyo3::types::{
 use pyo3::{intern, IntoPyObjectExt};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use turnout_core::event::{write_head, Field, SUBJECT_PREFIX};
-use turnout_core::{write_decimal, write_go_float, write_json_str, WireTime};
+use turnout_core::WireTime;
 
 use crate::clock::{datetime_of, wire_time};
+use crate::go_json::{write_dict, Unencodable};
 
 pyo3::create_exception!(
     turnout.events,
@@ -39,10 +39,6 @@ pyo3::create_exception!(
     PyValueError,
     "An event that Go could not marshal either (NaN, infinities, non-string map keys...)."
 );
-
-/// How deep `data` may nest when written (lists and maps); deeper is refused, as is a
-/// cycle.
-const MAX_DEPTH: u32 = 255;
 
 enum Stamp {
     /// Given by Python: None (unset) or what the caller passed.
@@ -207,7 +203,7 @@ impl Event {
             out.push_str("null");
         } else if let Ok(map) = data.cast::<PyDict>() {
             write_dict(&mut out, map, 0).map_err(|e| match e {
-                Unencodable::Value(why) => {
+                Unencodable::Value(why) | Unencodable::Type(why) => {
                     EventEncodeError::new_err(format!("cannot encode event data: {why}"))
                 }
                 Unencodable::Python(err) => err,
@@ -317,124 +313,44 @@ fn type_name(value: &Bound<'_, PyAny>) -> String {
         .map_or_else(|_| "?".into(), |n| n.to_string())
 }
 
-// --- writing `data` ---------------------------------------------------------------------
-
-enum Unencodable {
-    /// A value Go's encoder refuses too, with Go's reason.
-    Value(String),
-    /// Python failed while being read.
-    Python(PyErr),
-}
-
-impl From<PyErr> for Unencodable {
-    fn from(err: PyErr) -> Self {
-        Self::Python(err)
-    }
-}
-
-fn write_dict(out: &mut String, map: &Bound<'_, PyDict>, depth: u32) -> Result<(), Unencodable> {
-    if depth >= MAX_DEPTH {
-        return Err(Unencodable::Value(format!(
-            "nested deeper than {MAX_DEPTH} levels (or a cycle)"
-        )));
-    }
-    let items: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = map.iter().collect();
-    let mut entries = Vec::with_capacity(items.len());
-    for (key, value) in &items {
-        let Ok(key) = key.cast::<PyString>() else {
-            return Err(Unencodable::Value(format!(
-                "json: unsupported map key type: {}",
-                type_name(key)
-            )));
-        };
-        let key = key
-            .to_str()
-            .map_err(|e| Unencodable::Value(e.to_string()))?;
-        entries.push((key, value));
-    }
-    // Go sorts a map's keys by their bytes.
-    entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    out.push('{');
-    for (n, (key, value)) in entries.into_iter().enumerate() {
-        if n > 0 {
-            out.push(',');
-        }
-        write_json_str(out, key);
-        out.push(':');
-        write_value(out, value, depth + 1)?;
-    }
-    out.push('}');
-    Ok(())
-}
-
-fn write_value(out: &mut String, value: &Bound<'_, PyAny>, depth: u32) -> Result<(), Unencodable> {
-    if let Ok(text) = value.cast::<PyString>() {
-        let text = text
-            .to_str()
-            .map_err(|e| Unencodable::Value(e.to_string()))?;
-        write_json_str(out, text);
-    } else if value.is_none() {
-        out.push_str("null");
-    } else if let Ok(flag) = value.cast::<PyBool>() {
-        out.push_str(if flag.is_true() { "true" } else { "false" });
-    } else if value.is_instance_of::<PyInt>() {
-        if let Ok(n) = value.extract::<i64>() {
-            write_decimal(out, n);
-        } else if let Ok(n) = value.extract::<u64>() {
-            let _ = write!(out, "{n}");
-        } else {
-            return Err(Unencodable::Value(format!(
-                "json: integer {} does not fit 64 bits",
-                value.repr()?
-            )));
-        }
-    } else if let Ok(number) = value.cast::<PyFloat>() {
-        let number = number.value();
-        if !number.is_finite() {
-            return Err(Unencodable::Value(format!(
-                "json: unsupported value: {number}"
-            )));
-        }
-        write_go_float(out, number);
-    } else if let Ok(map) = value.cast::<PyDict>() {
-        write_dict(out, map, depth)?;
-    } else if let Ok(list) = value.cast::<PyList>() {
-        write_items(out, list.iter(), depth)?;
-    } else if let Ok(tuple) = value.cast::<PyTuple>() {
-        write_items(out, tuple.iter(), depth)?;
-    } else if let Ok(dt) = value.cast::<PyDateTime>() {
-        wire_time(dt)?.write_json(out);
-    } else {
-        return Err(Unencodable::Value(format!(
-            "json: unsupported type: {}",
-            type_name(value)
-        )));
-    }
-    Ok(())
-}
-
-fn write_items<'py>(
-    out: &mut String,
-    items: impl Iterator<Item = Bound<'py, PyAny>>,
-    depth: u32,
-) -> Result<(), Unencodable> {
-    if depth >= MAX_DEPTH {
-        return Err(Unencodable::Value(format!(
-            "nested deeper than {MAX_DEPTH} levels (or a cycle)"
-        )));
-    }
-    out.push('[');
-    for (n, item) in items.enumerate() {
-        if n > 0 {
-            out.push(',');
-        }
-        write_value(out, &item, depth + 1)?;
-    }
-    out.push(']');
-    Ok(())
-}
-
 // --- reading ----------------------------------------------------------------------------
+
+/// Short strings seen before (object keys, event types, node names) are handed out again
+/// instead of made anew: a direct-mapped table per thread, a slot per hash, the newest
+/// string winning a slot. Bounded: `KEY_SLOTS` strings of at most `KEY_MAX_LEN` bytes.
+const KEY_SLOTS: usize = 1024;
+const KEY_MAX_LEN: usize = 32;
+
+/// A slot of the table: the text and its Python string.
+type KeySlot = Option<(Box<str>, Py<PyString>)>;
+
+thread_local! {
+    static KEYS: RefCell<Vec<KeySlot>> =
+        RefCell::new((0..KEY_SLOTS).map(|_| None).collect());
+}
+
+fn cached_str<'py>(py: Python<'py>, text: &str) -> Bound<'py, PyString> {
+    if text.len() > KEY_MAX_LEN {
+        return PyString::new(py, text);
+    }
+    // FNV-1a: short keys, and a collision only costs a fresh string.
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in text.bytes() {
+        hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+    }
+    let slot = hash as usize % KEY_SLOTS;
+    KEYS.with(|keys| {
+        let mut keys = keys.borrow_mut();
+        match &keys[slot] {
+            Some((known, string)) if **known == *text => string.bind(py).clone(),
+            _ => {
+                let string = PyString::new(py, text);
+                keys[slot] = Some((text.into(), string.clone().unbind()));
+                string
+            }
+        }
+    })
+}
 
 /// What went wrong beyond the JSON grammar: a field of the wrong type, a bad time, or a
 /// Python error while building values. serde_json only carries text, so the error itself
@@ -655,7 +571,7 @@ impl<'de, 'py> Visitor<'de> for Text<'_, 'py> {
     }
 
     fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
-        Ok(Some(PyString::new(self.py, text)))
+        Ok(Some(cached_str(self.py, text)))
     }
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
         Ok(None)
@@ -866,7 +782,7 @@ impl<'de, 'py> Visitor<'de> for Key<'py> {
     }
 
     fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
-        Ok(PyString::new(self.py, key))
+        Ok(cached_str(self.py, key))
     }
 }
 
