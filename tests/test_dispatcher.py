@@ -516,3 +516,15 @@ def test_routed_updates_decode_as_from_json_does() -> None:
             assert type(got) is WorkspaceBuildUpdate
             assert hash(got) == hash(expected)
             assert got.to_json() == WorkspaceBuildUpdate.from_json(message).to_json()
+
+
+async def test_a_batch_read_mixes_both_decoders_in_order() -> None:
+    dispatcher = WorkspaceDispatcher(["a"], buffer=8)
+    braced = update("a", 2).to_json().replace(str(WS).encode(), b"{" + str(WS).encode() + b"}")
+    await dispatcher.put(update("a", 0))  # an object, buffered as it is
+    await dispatcher.put_raw([update("a", 1).to_json(), braced, b'{"workspace_name": "a"}'])
+    await dispatcher.put_raw([update("a", 3).to_json()])
+    channel = dispatcher.channels["a"]
+    assert [u.build_number for u in await channel.get_many(limit=3)] == [0, 1, 2]
+    assert [u.build_number for u in await channel.get_many()] == [3]
+    assert channel.undecodable == 1

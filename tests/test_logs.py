@@ -188,6 +188,7 @@ def test_flushes_full_batches_on_the_logging_thread(
         "sent": 20,
         "dropped": 0,
         "pending": 5,
+        "repaired": 0,
         "frames": 2,
         "send_errors": 0,
     }

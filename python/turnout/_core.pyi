@@ -22,6 +22,9 @@ __all__ = [
     "PhaseState",
     "SubjectIndex",
     "__version__",
+    "_register_errors",
+    "_register_logs",
+    "_register_phase",
     "_set_precise_datetime",
     "dumps_go",
     "format_time",
@@ -166,8 +169,21 @@ class BuildUpdateDecoder:
         statuses: dict[str, Any],
     ) -> BuildUpdateDecoder: ...
     def decode(self, message: object) -> Any | None: ...
+    def decode_many(self, items: list[Any]) -> tuple[list[Any], int]: ...
 
 def phase_successors(phase: str) -> list[str]: ...
+
+# Called once by the modules defining these classes, as they are imported.
+def _register_errors(
+    invalid_subject: type[ValueError],
+    phase: type[ValueError],
+    workflow_not_found: type[ValueError],
+    invalid_transition: type[ValueError],
+) -> None: ...
+def _register_phase(phase_class: type[Phase]) -> None: ...
+def _register_logs(
+    entry_class: type[Any], level_class: type[Any], field_text: Callable[[object], str]
+) -> None: ...
 
 @final
 class PhaseState:
@@ -257,6 +273,8 @@ class LogBatcher:
     def accepted(self) -> int: ...
     @property
     def dropped(self) -> int: ...
+    @property
+    def repaired(self) -> int: ...
     @property
     def batch_size(self) -> int: ...
     @property

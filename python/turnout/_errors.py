@@ -3,6 +3,8 @@ reference index, the phase helpers) raises the very same classes."""
 
 from __future__ import annotations
 
+from turnout import _core
+
 _SHOWN = 120  # a hostile 1 MB subject must not become a 1 MB message
 
 
@@ -40,3 +42,9 @@ class WorkflowNotFoundError(PhaseError):
 class InvalidTransitionError(PhaseError):
     """The phase table does not allow the move:
     ``invalid transition from <from> to <to> for workflow <id>``."""
+
+
+# The Rust core raises these very classes: they are handed to it once, here.
+_core._register_errors(
+    InvalidSubjectError, PhaseError, WorkflowNotFoundError, InvalidTransitionError
+)

@@ -32,8 +32,9 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
+from turnout import _core
 from turnout._core import LogBatcher
-from turnout._go_json import dumps_map, go_escape
+from turnout._go_json import dumps_map, go_escape, log_field_text
 from turnout._go_payload import GoPayload, ProtocolError, json_tag, json_type_name
 from turnout._message_ids import new_message_id
 
@@ -100,6 +101,11 @@ class LogEntry(GoPayload):
         return cls.from_payload(document)
 
 
+# The Rust batcher reads entries and levels, and writes odd field values, with these:
+# handed over once.
+_core._register_logs(LogEntry, LogLevel, log_field_text)
+
+
 class LogTarget(Protocol):
     """Where :class:`ForwardingHandler` puts entries: a :class:`LogForwarder`, or anything
     else with this method."""
@@ -133,7 +139,10 @@ class LogForwarder:
 
     **Send errors.** A ``send`` that raises loses its frame: the entries in it are counted
     as dropped, the call in ``send_errors``, and the exception is kept in
-    :attr:`last_send_error`; forwarding goes on with the next frame. Retrying would resend
+    :attr:`last_send_error`; forwarding goes on with the next frame. A ``BaseException``
+    that is not an ``Exception`` (``asyncio.CancelledError``, ``KeyboardInterrupt``) is
+    counted the same way, then raised again to the caller of :meth:`log`, :meth:`flush`
+    or :meth:`stop`; what it left buffered stays ``pending``. Retrying would resend
     frames the sink may have half taken, and hold memory for a sink that is gone; the
     coordinator's own send queue is where retrying over a reconnect belongs.
 
@@ -141,9 +150,17 @@ class LogForwarder:
     is harmless. Entries logged after it are still sent: each call flushes at once, as no
     timer is left to do it.
 
+    **Odd input.** An entry is never lost to what it holds: each lone surrogate in its
+    text (a path from ``os.fsdecode``, say) is replaced by U+FFFD, and ``fields`` that
+    JSON cannot carry as given (a cycle, more than 254 levels, a lone surrogate, a key
+    that is not a ``str``) are written from a repaired copy: containers deeper than 32
+    levels, or past 10,000 values in all, become the string ``"[cut]"``, keys become
+    their ``str``. Such entries are counted in ``repaired``.
+
     ``stats()`` counts entries: ``accepted`` (every entry given to :meth:`log`), ``sent``,
     ``dropped`` (overflow and send errors), ``pending``; accepted = sent + dropped +
-    pending once logging pauses.
+    pending once logging pauses. ``repaired`` counts the accepted entries that were
+    repaired as above.
     """
 
     __slots__ = (
@@ -193,7 +210,7 @@ class LogForwarder:
         self._frames = 0
         self._failed = 0
         self._send_errors = 0
-        self._last_error: Exception | None = None
+        self._last_error: BaseException | None = None
         self._stop_event = threading.Event()
         self._flusher: threading.Thread | None = None
         if flush_interval is not None:
@@ -275,7 +292,7 @@ class LogForwarder:
         return self._stopped
 
     @property
-    def last_send_error(self) -> Exception | None:
+    def last_send_error(self) -> BaseException | None:
         """The exception the last failing ``send`` raised."""
         return self._last_error
 
@@ -291,6 +308,7 @@ class LogForwarder:
             "sent": self._sent,
             "dropped": overflowed + self._failed,
             "pending": batcher.pending,
+            "repaired": batcher.repaired,
             "frames": self._frames,
             "send_errors": self._send_errors,
         }
@@ -323,10 +341,13 @@ class LogForwarder:
     def _deliver(self, frame: bytes, count: int) -> None:
         try:
             self._send(frame)
-        except Exception as exc:
+        except BaseException as exc:
+            # Counted whatever was raised; a cancellation or an interrupt still goes up.
             self._send_errors += 1
             self._failed += count
             self._last_error = exc
+            if not isinstance(exc, Exception):
+                raise
         else:
             self._sent += count
             self._frames += 1
@@ -415,6 +436,8 @@ class ForwardingHandler(logging.Handler):
     - An exception (``exc_info``) adds ``fields["error"]`` (its one-line summary) and
       ``fields["exception"]`` (the formatted traceback); ``stack_info`` adds
       ``fields["stack"]``.
+    - Odd input (lone surrogates, cyclic or very deep extras) never loses the record: a
+      :class:`LogForwarder` repairs the entry and counts it (see its "Odd input").
     - The timestamp is left for the target to stamp: a forwarder does it as it takes the
       entry, on this same thread, so building a ``datetime`` per record is saved.
     """

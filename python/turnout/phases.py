@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from enum import Enum
 from types import MappingProxyType
 
+from turnout import _core
 from turnout._core import PhaseManager, PhaseState, phase_successors
 from turnout._errors import InvalidTransitionError, PhaseError, WorkflowNotFoundError
 
@@ -65,6 +66,9 @@ class Phase(str, Enum):
     def can_transition_to(self, target: Phase | str) -> bool:
         return Phase(target) in VALID_TRANSITIONS[self]
 
+
+# The Rust phase table hands out these very members: the enum is given to it once, here.
+_core._register_phase(Phase)
 
 _TERMINAL = frozenset({Phase.COMPLETED, Phase.CANCELLED, Phase.FAILED})
 _ACTIVE = frozenset(Phase) - _TERMINAL - {Phase.PENDING, Phase.PAUSED}

@@ -28,7 +28,11 @@ from itertools import islice
 from typing import Literal
 
 from turnout._json_object import MalformedMessageError
-from turnout.workspace._build_update import WorkspaceBuildUpdate, decode_routed_update
+from turnout.workspace._build_update import (
+    WorkspaceBuildUpdate,
+    decode_routed_many,
+    decode_routed_update,
+)
 from turnout.workspace._errors import ChannelClosedError
 
 __all__ = ["CHANNEL_OVERFLOW_POLICIES", "ChannelOverflow", "WorkspaceChannel"]
@@ -157,9 +161,7 @@ class WorkspaceChannel:
         while True:
             taken: list[WorkspaceBuildUpdate] = []
             while self._items and (limit is None or len(taken) < limit):
-                update = self._take()
-                if update is not None:
-                    taken.append(update)
+                taken += self._take_many(None if limit is None else limit - len(taken))
             if taken or self._closed:
                 return taken
             await self._wait_for_items()
@@ -173,13 +175,40 @@ class WorkspaceChannel:
     def _take(self) -> WorkspaceBuildUpdate | None:
         """Pops the oldest item, decoded; None if it was an undecodable raw message."""
         item = self._items.popleft()
+        self._made_room()
+        if not isinstance(item, bytes):
+            return item
+        return self._decode(item)
+
+    def _take_many(self, count: int | None) -> list[WorkspaceBuildUpdate]:
+        """Pops the oldest ``count`` items (all if None), decoded in one call into Rust;
+        undecodable raw messages are skipped (and counted)."""
+        items = self._items
+        if count is None or count >= len(items):
+            taken = list(items)
+            items.clear()
+        else:
+            taken = [items.popleft() for _ in range(count)]
+        self._made_room()
+        decoded, uncommon = decode_routed_many(taken)
+        if not uncommon:
+            return decoded  # type: ignore[return-value]  # no None in it
+        # Raw messages of another shape than Go's: Python's decoder has the last word.
+        slow = (
+            self._decode(raw) if update is None and isinstance(raw, bytes) else update
+            for update, raw in zip(decoded, taken, strict=True)
+        )
+        return [update for update in slow if update is not None]
+
+    def _made_room(self) -> None:
         room = self._room
         if room is not None:
             self._room = None
             if not room.done():
                 room.set_result(None)
-        if not isinstance(item, bytes):
-            return item
+
+    def _decode(self, item: bytes) -> WorkspaceBuildUpdate | None:
+        """A raw message decoded; None (counted and logged) if it is no build update."""
         try:
             return decode_routed_update(item)
         except MalformedMessageError as exc:

@@ -64,6 +64,24 @@ pub struct LogEntry {
     pub source_line: i64,
 }
 
+impl LogEntry {
+    /// The fields, in struct order: the names Go's JSON tags give them, and the
+    /// attribute names of the Python entry the bindings read.
+    pub const FIELDS: [&'static str; 11] = [
+        "timestamp",
+        "level",
+        "message",
+        "trace_id",
+        "span_id",
+        "workflow_id",
+        "action_id",
+        "correlation_id",
+        "fields",
+        "source_file",
+        "source_line",
+    ];
+}
+
 /// Appends `,"key":"value"` (or without the comma first) when `value` is not empty.
 fn optional_str(out: &mut String, first: &mut bool, key: &str, value: &str) {
     if !value.is_empty() {

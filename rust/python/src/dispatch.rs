@@ -231,6 +231,32 @@ impl BuildUpdateDecoder {
         }
         Ok(Some(update))
     }
+
+    /// `items` with each `bytes` item decoded (`None` where it is not of the common
+    /// shape) and every other item as it is; and how many are `None`. A channel's batch
+    /// read makes one call, not one per update.
+    fn decode_many<'py>(
+        &self,
+        items: &Bound<'py, PyList>,
+    ) -> PyResult<(Bound<'py, PyList>, usize)> {
+        let py = items.py();
+        let mut missing = 0;
+        let mut out = Vec::with_capacity(items.len());
+        for item in items.iter() {
+            if item.is_instance_of::<PyBytes>() {
+                match self.decode(&item)? {
+                    Some(update) => out.push(update),
+                    None => {
+                        missing += 1;
+                        out.push(py.None().into_bound(py));
+                    }
+                }
+            } else {
+                out.push(item);
+            }
+        }
+        Ok((PyList::new(py, out)?, missing))
+    }
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -24,6 +24,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("MAX_SUBJECT_LENGTH", turnout_core::MAX_SUBJECT_LENGTH)?;
     m.add("MAX_TOKENS", turnout_core::MAX_TOKENS)?;
+    args::register(m)?;
     subjects::register(m)?;
     index::register(m)?;
     dispatch::register(m)?;

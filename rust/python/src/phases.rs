@@ -12,7 +12,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDateTime, PyDelta, PyList, PyString, PyTuple, PyType, PyTzInfo};
 use turnout_core::{Phase, PhaseError, PhaseTable};
 
-use crate::args::{not_a_str, text};
+use crate::args::{error_classes, not_a_str, not_registered, text};
 
 fn now_nanos() -> i64 {
     SystemTime::now()
@@ -20,18 +20,30 @@ fn now_nanos() -> i64 {
         .map_or(0, |d| d.as_nanos() as i64)
 }
 
-/// The members of Python's `turnout.phases.Phase`, in the core's order.
+/// The members of Python's `Phase` enum, in the core's order, handed over once by
+/// `turnout.phases` as it is imported.
+static PHASE_MEMBERS: PyOnceLock<Vec<Py<PyAny>>> = PyOnceLock::new();
+
 fn phase_members(py: Python<'_>) -> PyResult<&[Py<PyAny>]> {
-    static MEMBERS: PyOnceLock<Vec<Py<PyAny>>> = PyOnceLock::new();
-    MEMBERS
-        .get_or_try_init(py, || {
-            let class = py.import("turnout.phases")?.getattr("Phase")?;
-            Phase::ALL
-                .iter()
-                .map(|p| Ok(class.call1((p.as_str(),))?.unbind()))
-                .collect()
-        })
+    PHASE_MEMBERS
+        .get(py)
         .map(Vec::as_slice)
+        .ok_or_else(|| not_registered("turnout.phases"))
+}
+
+/// `_register_phase(Phase)`: called once by `turnout.phases` with its enum, whose members
+/// are looked up by wire value; a `ValueError` if one is missing. Later calls are ignored.
+#[pyfunction]
+fn _register_phase(py: Python<'_>, phase_class: &Bound<'_, PyType>) -> PyResult<()> {
+    if PHASE_MEMBERS.get(py).is_some() {
+        return Ok(());
+    }
+    let members = Phase::ALL
+        .iter()
+        .map(|p| Ok(phase_class.call1((p.as_str(),))?.unbind()))
+        .collect::<PyResult<Vec<_>>>()?;
+    let _ = PHASE_MEMBERS.set(py, members);
+    Ok(())
 }
 
 fn phase_object(py: Python<'_>, phase: Phase) -> PyResult<Py<PyAny>> {
@@ -49,29 +61,18 @@ fn phase_arg(ob: &Bound<'_, PyAny>) -> PyResult<Phase> {
     Phase::parse(value).ok_or_else(|| PyValueError::new_err(format!("unknown phase {value:?}")))
 }
 
-fn error_class<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyType>> {
-    static PHASE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-    static NOT_FOUND: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-    static INVALID: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-    let cell = match name {
-        "WorkflowNotFoundError" => &NOT_FOUND,
-        "InvalidTransitionError" => &INVALID,
-        _ => &PHASE,
-    };
-    Ok(cell.import(py, "turnout._errors", name)?.clone())
-}
-
 /// The exception object for a refused operation (raised, or returned by batches).
 fn phase_error(py: Python<'_>, err: &PhaseError) -> PyErr {
-    let name = match err {
-        PhaseError::NotFound(_) => "WorkflowNotFoundError",
-        PhaseError::InvalidTransition { .. } => "InvalidTransitionError",
-        _ => "PhaseError",
+    let classes = match error_classes(py) {
+        Ok(classes) => classes,
+        Err(e) => return e,
     };
-    match error_class(py, name) {
-        Ok(class) => PyErr::from_type(class, err.to_string()),
-        Err(e) => e,
-    }
+    let class = match err {
+        PhaseError::NotFound(_) => &classes.workflow_not_found,
+        PhaseError::InvalidTransition { .. } => &classes.invalid_transition,
+        _ => &classes.phase,
+    };
+    PyErr::from_type(class.bind(py).clone(), err.to_string())
 }
 
 /// An immutable snapshot of one workflow's phase state.
@@ -558,5 +559,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PhaseManager>()?;
     m.add_class::<PhaseState>()?;
     m.add_function(wrap_pyfunction!(phase_successors, m)?)?;
+    m.add_function(wrap_pyfunction!(_register_phase, m)?)?;
     Ok(())
 }
