@@ -1,7 +1,8 @@
 """Log forwarding to a coordination hub: the when-v3 coordinator's ``LogEntry``,
 ``LogForwarder`` and logrus hook, for Python.
 
-:class:`LogEntry` is the wire record. Its JSON (``to_json``) has Go's struct order, with
+:class:`LogEntry` is the wire record, defined with the other wire types in
+:mod:`turnout.protocol` and importable from here. Its JSON (``to_json``) has Go's struct order, with
 ``timestamp``, ``level`` and ``message`` always present and every other key left out when
 empty; inside a message payload (``to_payload``) the same keys come sorted, as Go's map
 round trip leaves them. An unset timestamp is written as Go's zero time; the forwarder and
@@ -25,18 +26,13 @@ import traceback
 import weakref
 from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
-from datetime import datetime
-from enum import Enum
 from typing import Any, Literal, Protocol
 
 import orjson
 
-from turnout import _core
 from turnout._core import LogBatcher
-from turnout._go_json import dumps_map, go_escape, log_field_text
-from turnout._go_payload import GoPayload, ProtocolError, json_tag, json_type_name
 from turnout._message_ids import new_message_id
+from turnout.protocol import LogEntry, LogLevel
 
 __all__ = [
     "ForwardingHandler",
@@ -46,64 +42,6 @@ __all__ = [
     "LogTarget",
     "Overflow",
 ]
-
-
-class LogLevel(str, Enum):
-    """The levels when-v3 knows (``warn``, not ``warning``)."""
-
-    DEBUG = "debug"
-    INFO = "info"
-    WARN = "warn"
-    ERROR = "error"
-    FATAL = "fatal"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-@dataclass(slots=True)
-class LogEntry(GoPayload):
-    """One log entry (when-v3's ``LogEntry``). ``level`` is a :class:`LogLevel` or its
-    value; ``timestamp`` None means "stamp it when it is sent". Mutable and unvalidated,
-    like the Go struct, so that building one per log record stays cheap; an unknown level
-    is refused when the entry is given to a forwarder."""
-
-    timestamp: datetime | None = field(default=None, metadata=json_tag("timestamp"))
-    level: LogLevel | str = field(default=LogLevel.INFO, metadata=json_tag("level"))
-    message: str = field(default="", metadata=json_tag("message"))
-    trace_id: str = field(default="", metadata=json_tag("trace_id,omitempty"))
-    span_id: str = field(default="", metadata=json_tag("span_id,omitempty"))
-    workflow_id: str = field(default="", metadata=json_tag("workflow_id,omitempty"))
-    action_id: str = field(default="", metadata=json_tag("action_id,omitempty"))
-    correlation_id: str = field(default="", metadata=json_tag("correlation_id,omitempty"))
-    fields: dict[str, Any] | None = field(default=None, metadata=json_tag("fields,omitempty"))
-    source_file: str = field(default="", metadata=json_tag("source_file,omitempty"))
-    source_line: int = field(default=0, metadata=json_tag("source_line,omitempty"))
-
-    def to_json(self) -> bytes:
-        """The entry as Go marshals the struct: keys in field order, empty ones left out,
-        ``fields`` with sorted keys and Go's number spelling."""
-        document = self.to_payload()
-        if "fields" in document:
-            document["fields"] = orjson.Fragment(dumps_map(document["fields"]))
-        return go_escape(orjson.dumps(document))
-
-    @classmethod
-    def from_json(cls, data: bytes | bytearray | memoryview | str) -> LogEntry:
-        """Reads an entry as Go would (missing keys are zero values; a missing timestamp
-        is the zero time); ``ProtocolError`` on anything malformed."""
-        try:
-            document = orjson.loads(data)
-        except (orjson.JSONDecodeError, TypeError) as exc:
-            raise ProtocolError(f"log entry: invalid JSON: {exc}") from None
-        if not isinstance(document, dict):
-            raise ProtocolError(f"log entry: expected an object, not {json_type_name(document)}")
-        return cls.from_payload(document)
-
-
-# The Rust batcher reads entries and levels, and writes odd field values, with these:
-# handed over once.
-_core._register_logs(LogEntry, LogLevel, log_field_text)
 
 
 class LogTarget(Protocol):

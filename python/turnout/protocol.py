@@ -15,6 +15,8 @@ A message is one JSON object per WebSocket text frame::
   payload dataclasses here (:class:`PausePayload`, ...) carry Go's keys and ``omitempty``
   rules; ``WSMessage.with_payload(type, payload)`` and ``msg.payload_as(PayloadClass)``
   convert.
+- A log entry (:class:`LogEntry`, :class:`LogLevel`) is defined here once: the Rust
+  frame writer reads these very fields, and :mod:`turnout.logs` forwards them.
 - Strings are escaped as Go does (``<``, ``>``, ``&``, U+2028, U+2029 as ``\\u`` escapes).
 
 **Unknown message types** are read, not refused: ``WSMessage.parse`` keeps a type it does
@@ -39,11 +41,11 @@ from typing import Any, TypeVar
 
 import orjson
 
-from turnout._go_json import dumps_map, go_escape
+from turnout import _core
+from turnout._go_json import dumps_map, go_escape, log_field_text
 from turnout._go_payload import GoPayload, Payload, ProtocolError, json_tag, json_type_name
 from turnout._message_ids import MESSAGE_ID_PATTERN, new_message_id
 from turnout._wire import ZERO_TIME, format_time, parse_time, with_nanoseconds
-from turnout.logs import LogEntry
 from turnout.phases import Phase
 
 __all__ = [
@@ -54,6 +56,8 @@ __all__ = [
     "CheckpointPayload",
     "ErrorPayload",
     "LogBatchPayload",
+    "LogEntry",
+    "LogLevel",
     "MessageType",
     "PausePayload",
     "Payload",
@@ -69,6 +73,64 @@ __all__ = [
     "WorkflowCreatedPayload",
     "new_message_id",
 ]
+
+
+class LogLevel(str, Enum):
+    """The levels when-v3 knows (``warn``, not ``warning``)."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARN = "warn"
+    ERROR = "error"
+    FATAL = "fatal"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(slots=True)
+class LogEntry(GoPayload):
+    """One log entry (when-v3's ``LogEntry``). ``level`` is a :class:`LogLevel` or its
+    value; ``timestamp`` None means "stamp it when it is sent". Mutable and unvalidated,
+    like the Go struct, so that building one per log record stays cheap; an unknown level
+    is refused when the entry is given to a forwarder."""
+
+    timestamp: datetime | None = field(default=None, metadata=json_tag("timestamp"))
+    level: LogLevel | str = field(default=LogLevel.INFO, metadata=json_tag("level"))
+    message: str = field(default="", metadata=json_tag("message"))
+    trace_id: str = field(default="", metadata=json_tag("trace_id,omitempty"))
+    span_id: str = field(default="", metadata=json_tag("span_id,omitempty"))
+    workflow_id: str = field(default="", metadata=json_tag("workflow_id,omitempty"))
+    action_id: str = field(default="", metadata=json_tag("action_id,omitempty"))
+    correlation_id: str = field(default="", metadata=json_tag("correlation_id,omitempty"))
+    fields: dict[str, Any] | None = field(default=None, metadata=json_tag("fields,omitempty"))
+    source_file: str = field(default="", metadata=json_tag("source_file,omitempty"))
+    source_line: int = field(default=0, metadata=json_tag("source_line,omitempty"))
+
+    def to_json(self) -> bytes:
+        """The entry as Go marshals the struct: keys in field order, empty ones left out,
+        ``fields`` with sorted keys and Go's number spelling."""
+        document = self.to_payload()
+        if "fields" in document:
+            document["fields"] = orjson.Fragment(dumps_map(document["fields"]))
+        return go_escape(orjson.dumps(document))
+
+    @classmethod
+    def from_json(cls, data: bytes | bytearray | memoryview | str) -> LogEntry:
+        """Reads an entry as Go would (missing keys are zero values; a missing timestamp
+        is the zero time); ``ProtocolError`` on anything malformed."""
+        try:
+            document = orjson.loads(data)
+        except (orjson.JSONDecodeError, TypeError) as exc:
+            raise ProtocolError(f"log entry: invalid JSON: {exc}") from None
+        if not isinstance(document, dict):
+            raise ProtocolError(f"log entry: expected an object, not {json_type_name(document)}")
+        return cls.from_payload(document)
+
+
+# The Rust log batcher reads entries and levels, and writes odd field values, with these:
+# handed over once.
+_core._register_logs(LogEntry, LogLevel, log_field_text)
 
 
 class MessageType(str, Enum):

@@ -244,22 +244,41 @@ def _workload_table(columns: WorkloadColumns, cases: Sequence[ComparedCase]) -> 
     ours = TURNOUT if TURNOUT in names else None
     others = sorted((n for n in names if n != ours), key=lambda n: n != columns.baseline)
     label = {n: columns.labels.get(n, n) for n in names}
-    with_percentiles = ours is not None and any(
+    has_percentiles = ours is not None and any(
         _percentiles(c.by_implementation[ours]) != "-" for c in cases if ours in c.by_implementation
     )
-    headings = ["case"]
-    if ours is not None:
-        headings += ["ops/s", "time/op"] + (["P50/P95/P99"] if with_percentiles else [])
-    headings += [f"vs {label[n]}" if ours else f"{label[n]} time/op" for n in others]
-    for detailed in (True, False):  # the others' own times go first when space is short
+    # When space is short, the others' own times go first, then the percentiles column
+    # (its figures then go in a note under each row).
+    for detailed, with_percentiles in ((True, True), (False, True), (False, False)):
+        with_percentiles = with_percentiles and has_percentiles
+        headings = ["case"]
+        if ours is not None:
+            headings += ["ops/s", "time/op"] + (["P50/P95/P99"] if with_percentiles else [])
+        headings += [f"vs {label[n]}" if ours else f"{label[n]} time/op" for n in others]
         body = [_cells(c, ours, others, with_percentiles, detailed) for c in cases]
         table = _aligned([headings, *body])
         if max(len(line) for line in table) <= WIDTH:
             break
+    # Still too wide: the long case names go on a line of their own above their figures.
+    own_line: set[int] = set()
+    while max(len(line) for line in table) > WIDTH and len(own_line) < len(body):
+        longest = max(
+            (i for i in range(len(body)) if i not in own_line), key=lambda i: len(body[i][0])
+        )
+        own_line.add(longest)
+        body[longest][0] = ""
+        table = _aligned([headings, *body])
     out = table[:2]
-    for case, line in zip(cases, table[2:], strict=True):
+    for number, (case, line) in enumerate(zip(cases, table[2:], strict=True)):
+        if number in own_line:
+            out.append(case.case)
         out.append(line)
-        out += [_wrapped(note) for note in _notes(case, ours, others, label, columns)]
+        notes = _notes(case, ours, others, label, columns)
+        row = case.by_implementation.get(ours) if ours is not None else None
+        figures = _percentiles(row) if row is not None else "-"
+        if has_percentiles and not with_percentiles and figures != "-":
+            notes.insert(0, f"P50/P95/P99: {figures}")
+        out += [_wrapped(note) for note in notes]
     return out
 
 

@@ -26,6 +26,7 @@ dearer than ``QueueHandler``).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import logging
@@ -245,6 +246,13 @@ class _PythonForwarder:
             self._send(python_frame(batch))
 
 
+# The entry's fields left out when empty, from its one definition (the others, level,
+# message and timestamp, are always written).
+_OPTIONAL_FIELDS = tuple(
+    f.name for f in dataclasses.fields(LogEntry) if f.name not in ("level", "message", "timestamp")
+)
+
+
 def python_frame(batch: list[tuple[int, LogEntry]]) -> bytes:
     logs = []
     for stamp, entry in batch:
@@ -255,16 +263,10 @@ def python_frame(batch: list[tuple[int, LogEntry]]) -> bytes:
             if entry.timestamp is None
             else format_time(entry.timestamp),
         }
-        for key in ("trace_id", "span_id", "workflow_id", "action_id", "correlation_id"):
+        for key in _OPTIONAL_FIELDS:
             value = getattr(entry, key)
             if value:
                 item[key] = value
-        if entry.fields:
-            item["fields"] = entry.fields
-        if entry.source_file:
-            item["source_file"] = entry.source_file
-        if entry.source_line:
-            item["source_line"] = entry.source_line
         logs.append(item)
     message = {
         "id": new_message_id(),
