@@ -42,3 +42,8 @@ def make_bus(request: pytest.FixtureRequest) -> Iterator[EmbeddedBuses | NatsBus
         yield buses
     finally:
         buses.close_all()
+
+
+def pytest_report_header() -> str:
+    # CI tests installed wheels: the header shows which turnout the run imported.
+    return f"turnout {turnout.__version__} from {os.path.dirname(turnout.__file__)}"

@@ -657,3 +657,22 @@ def test_local_network_queue_groups_span_buses() -> None:
         for bus in buses:
             bus.close()
         assert network._interest.stats()["subscriptions"] == 0
+
+
+async def test_a_mailbox_hands_its_consumer_everything_buffered_at_once() -> None:
+    from turnout._mailbox import Mailbox, MailboxClosed
+
+    mailbox: Mailbox[int] = Mailbox(10, "block")
+    for n in range(3):
+        mailbox.put(n)
+    assert await mailbox.get_batch() == [0, 1, 2]
+    waiting = asyncio.ensure_future(mailbox.get_batch())
+    await asyncio.sleep(0)
+    mailbox.put(3)
+    mailbox.put(4)
+    assert await waiting == [3, 4]
+    mailbox.put(5)
+    mailbox.close()
+    assert await mailbox.get_batch() == [5]  # drained before the close shows
+    with pytest.raises(MailboxClosed):
+        await mailbox.get_batch()

@@ -242,7 +242,9 @@ def test_a_skipped_implementation_is_named_once_with_its_install_command() -> No
     assert done.returncode == 0, done.stderr
     output = done.stdout + done.stderr
     skip_lines = [line for line in output.splitlines() if "blinker" in line]
-    assert skip_lines == ["  W5 blinker: pip install 'turnout[bench]'"], output
+    assert len(skip_lines) == 1, output  # once, with the other bench-extra libraries
+    assert skip_lines[0].startswith("  W5 blinker"), output
+    assert skip_lines[0].endswith(": pip install 'turnout[bench]'"), output
     assert "skipped (not installed here):" in done.stdout
 
 

@@ -341,14 +341,17 @@ async def test_a_watcher_that_never_answers_pings_is_closed_and_counted() -> Non
         )
         assert b" 101 " in await asyncio.wait_for(reader.readline(), WAIT)
 
+        received = bytearray()
+
         async def read_never_answer() -> None:  # reads every byte, answers nothing
-            while await reader.read(65536):
-                pass
+            while chunk := await reader.read(65536):
+                received.extend(chunk)
 
         draining = asyncio.create_task(read_never_answer())
         try:
             await until(lambda: hub.stats()["watchers_closed_slow"] == 1, "the watcher closed")
             await until(lambda: hub.stats()["watchers"] == 0, "the watcher gone")
+            await until(lambda: b"\x03\xf0watcher did not answer a ping" in received, "1008")
             # a watcher that answers stays
             async with connect(f"{hub.watch_url}?subject=events.user.>") as answering:
                 await until(lambda: hub.stats()["watchers"] == 1, "the answering watcher")

@@ -628,9 +628,10 @@ async def test_nats_py_callbacks_run_after_turnouts_own(own_nats_server: NatsSer
         process = own_nats_server._process
         assert process is not None
         os.kill(process.pid, signal.SIGSTOP)  # written, never read: no acks
+        stat = Path(f"/proc/{process.pid}/stat")
+        await eventually(lambda: stat.read_text().split()[2] == "T", "the server stopped")
         for i in range(50, 100):
             bus.emit(numbered(i))
-        # (the server may take a moment to stop: a few may be acknowledged still)
         await eventually(
             lambda: transport("published") == 100 and transport("awaiting_ack") >= 1,
             "the second fifty written, some awaiting their acks",

@@ -866,20 +866,22 @@ class Bus:
             sub._worker = asyncio.run_coroutine_threadsafe(worker, loop)
 
     async def _consume(self, sub: Subscription[Any]) -> None:
-        """An async handler's worker: its events, one at a time, in order."""
+        """An async handler's worker: its events, one at a time, in order, taken from the
+        mailbox in batches (all that arrived since the last turn)."""
         mailbox = sub._mailbox
         handler = cast(Callable[[Any], Awaitable[object]], sub.handler)
         assert mailbox is not None
         try:
             while True:
                 try:
-                    item = await mailbox.get()
+                    batch = await mailbox.get_batch()
                 except MailboxClosed:
                     return
-                try:
-                    await handler(item)
-                except Exception as exc:
-                    self._handler_failed(sub, exc)
+                for item in batch:
+                    try:
+                        await handler(item)
+                    except Exception as exc:
+                        self._handler_failed(sub, exc)
         finally:
             self._worker_finished(sub)
 

@@ -300,13 +300,20 @@ class _Watcher:
             self._ping.cancel()
 
     def close(self, reason: str) -> None:
-        # A close frame could not pass the full buffer: the protocol records the close
-        # code, and the socket is cut.
         connection = self.connection
         if self._ping is not None:
             self._ping.cancel()
+        transport = connection.transport
         connection.protocol.fail(_POLICY_VIOLATION, reason)
-        connection.transport.abort()
+        if transport.get_write_buffer_size():
+            # A close frame would wait behind the full buffer: the socket is cut (the
+            # protocol has recorded the close code).
+            transport.abort()
+            return
+        for data in connection.protocol.data_to_send():
+            if data:
+                transport.write(data)
+        transport.close()
 
 
 def _frames_of(messages: list[Message], made: dict[object, bytes]) -> bytes:
