@@ -31,7 +31,10 @@ fn text_field(
         return Ok(CompactString::default());
     }
     match value.cast::<PyString>() {
-        Ok(s) => repaired_text(s, repaired),
+        Ok(s) => match s.to_str() {
+            Ok(text) => Ok(CompactString::new(text)),
+            Err(_) => repaired_text(s, repaired),
+        },
         Err(_) => Err(not_a_str(value, what)),
     }
 }
@@ -47,6 +50,7 @@ const CUT: &str = "[cut]";
 
 /// A text, with each lone surrogate (a `str` from `os.fsdecode`, say) replaced by
 /// U+FFFD, which sets `repaired`: a log call never fails on text UTF-8 cannot carry.
+#[cold]
 fn repaired_text(s: &Bound<'_, PyString>, repaired: &Cell<bool>) -> PyResult<CompactString> {
     if let Ok(text) = s.to_str() {
         return Ok(CompactString::new(text));
