@@ -11,6 +11,7 @@ pub mod index;
 pub mod logbatch;
 pub mod nats_frames;
 pub mod phase;
+pub mod ring;
 pub mod subject;
 
 pub use dispatch::{key_of, object_fields, KeyRouter, Route, RoutedBatch, Scalar};
@@ -25,6 +26,7 @@ pub use logbatch::{
 };
 pub use nats_frames::{Frame, FrameError, FrameReader, MAX_CONTROL_LINE};
 pub use phase::{Phase, PhaseError, PhaseState, PhaseTable};
+pub use ring::{Departed, Record, Ring, RingCounters};
 pub use subject::{
     check, is_subset, is_valid_literal, is_valid_subject, subject_matches, subjects_collide,
     tokens, SubjectError, SubjectKind, MAX_SUBJECT_LENGTH, MAX_TOKENS,

@@ -4,6 +4,7 @@
 //! Rust errors become Python exceptions. Behaviour is decided in the core, not here.
 
 mod args;
+mod bus;
 mod clock;
 mod dispatch;
 mod event;
@@ -12,6 +13,7 @@ mod index;
 mod logs;
 mod nats_frames;
 mod phases;
+mod ring;
 mod subjects;
 
 use pyo3::prelude::*;
@@ -34,5 +36,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     phases::register(m)?;
     logs::register(m)?;
     nats_frames::register(m)?;
+    ring::register(m)?;
+    bus::register(m)?;
     Ok(())
 }
