@@ -15,7 +15,7 @@ import select
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from turnout.testing.nats_server import START_TIMEOUT, free_port
 
@@ -25,14 +25,22 @@ _LISTENING = "listening on "
 
 
 class HubProcess:
-    """``turnout hub`` on ``127.0.0.1:port``, requiring ``token`` as a bearer token."""
+    """``turnout hub`` on ``127.0.0.1:port``, requiring ``token`` as a bearer token (an
+    empty ``token``: an open hub); ``args``: more options for ``turnout hub`` (with
+    ``--auth FILE``, the file's credentials replace the token)."""
 
     def __init__(
-        self, *, port: int | None = None, token: str | None = None, nats_url: str | None = None
+        self,
+        *,
+        port: int | None = None,
+        token: str | None = None,
+        nats_url: str | None = None,
+        args: Sequence[str] = (),
     ) -> None:
         self.port = port or free_port()
         self.token = secrets.token_urlsafe(16) if token is None else token
         self.nats_url = nats_url
+        self.args = tuple(args)
         self._process: subprocess.Popen[str] | None = None
 
     @property
@@ -61,6 +69,7 @@ class HubProcess:
         command = [sys.executable, "-m", "turnout", "hub", "--port", str(self.port)]
         if self.nats_url is not None:
             command += ["--nats", self.nats_url]
+        command += self.args
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "TURNOUT_HUB_TOKEN": self.token}
         # stderr to a file, not a pipe: nobody reads it while the hub runs, and a full
         # pipe would block the hub.

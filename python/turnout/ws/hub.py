@@ -75,6 +75,7 @@ from turnout.coordination import (
     ServiceRegistered,
 )
 from turnout.events import Event
+from turnout.ws.dashboard import DASHBOARD_PATH, Dashboards, admit_request
 from turnout.ws.watchers import MAX_FLUSH_DEFERRALS, Watchers
 
 __all__ = [
@@ -95,7 +96,7 @@ WATCH_PATH = "/v1/watch"
 CONTROL_PATH = "/v1/control"
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 MAX_WATCH_PATTERNS = 64
-_WEBSOCKET_PATHS = (COORDINATION_PATH, WATCH_PATH, CONTROL_PATH)
+_WEBSOCKET_PATHS = (COORDINATION_PATH, WATCH_PATH, CONTROL_PATH, DASHBOARD_PATH)
 
 
 class Hub:
@@ -160,6 +161,7 @@ class Hub:
             clock=self._now,
         )
         self.watchers = Watchers(self.bus, watcher_buffer, ping_interval)
+        self.dashboards = Dashboards(self)
         self._server: Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
@@ -293,6 +295,8 @@ class Hub:
             **self._counts,
             **self.watchers.counts,
             "watchers": len(self.watchers),
+            **self.dashboards.counts,
+            "dashboards": self.dashboards.open,
         }
 
     # -- commands --
@@ -472,7 +476,7 @@ class Hub:
                 ),
                 peer,
             )
-        admission = self.protocol.admit(list(request.headers.raw_items()), query)
+        admission = admit_request(self, request, query, websocket=True)
         if admission.refusal is not None:
             return self._refusal(connection, admission.refusal, peer)
         if path == WATCH_PATH:
@@ -533,6 +537,9 @@ class Hub:
 
             with contextlib.suppress(ConnectionClosed):
                 await serve_control(self, connection, credential)
+        elif path == DASHBOARD_PATH:
+            with contextlib.suppress(ConnectionClosed):
+                await self.dashboards.serve(connection, credential)
         else:
             await self._serve_service(connection, credential)
 
