@@ -192,7 +192,15 @@ def _add_hub(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     hub.add_argument("--tls-cert", metavar="FILE", help="serve TLS with this certificate (PEM)")
     hub.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
     hub.add_argument(
-        "--nats", metavar="URL", help="republish on a NATS bus at URL (default: the embedded bus)"
+        "--nats",
+        metavar="URL",
+        help="republish on NATS at URL (several: comma-separated) and join the fleet of the "
+        "hubs there (default: the embedded bus, no fleet)",
+    )
+    hub.add_argument(
+        "--hub-id",
+        metavar="ID",
+        help="this hub's id in the fleet (default: a generated one)",
     )
     hub.add_argument("--node", default="hub", help="the bus node name (default: %(default)s)")
     hub.add_argument(
@@ -240,6 +248,7 @@ def _run_hub(args: argparse.Namespace) -> int:
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
             nats_url=args.nats,
+            hub_id=args.hub_id,
             node=args.node,
             max_message_size=args.max_message_size,
             retention=args.retention,
@@ -348,13 +357,15 @@ def _run_ctl(args: argparse.Namespace) -> int:
             _print_rows(
                 rows,
                 args.json,
-                ("service_id", "instance_id", "service_name", "connected", "version"),
+                ("service_id", "instance_id", "service_name", "connected", "hub", "version"),
             )
             return 0
         if args.action == "workflows":
             rows = client.workflows(args.phase, args.service)
             _print_rows(
-                rows, args.json, ("workflow_id", "service_id", "phase", "progress", "updated_at")
+                rows,
+                args.json,
+                ("workflow_id", "service_id", "hub", "phase", "progress", "updated_at"),
             )
             return 0
         fields: dict[str, Any] = {"timeout": args.timeout}
