@@ -5,10 +5,11 @@
 
 mod args;
 mod clock;
-mod dispatch;
 mod event;
 mod go_json;
 mod index;
+mod json_scan;
+mod key_router;
 mod logs;
 mod nats_frames;
 mod phases;
@@ -27,7 +28,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     args::register(m)?;
     subjects::register(m)?;
     index::register(m)?;
-    dispatch::register(m)?;
+    key_router::register(m)?;
+    json_scan::register(m)?;
     clock::register(m)?;
     event::register(m)?;
     go_json::register(m)?;
