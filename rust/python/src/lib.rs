@@ -12,7 +12,8 @@ mod json_scan;
 mod key_router;
 mod logs;
 mod nats_frames;
-mod phases;
+mod phase;
+mod phase_manager;
 mod subjects;
 
 use pyo3::prelude::*;
@@ -33,7 +34,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     clock::register(m)?;
     event::register(m)?;
     go_json::register(m)?;
-    phases::register(m)?;
+    phase::register(m)?;
+    phase_manager::register(m)?;
     logs::register(m)?;
     nats_frames::register(m)?;
     Ok(())
