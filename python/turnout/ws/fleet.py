@@ -4,8 +4,10 @@ carries routed commands as NATS request/reply. What the documents mean, how view
 and when a hub expires is the protocol's.
 
 One nats-py connection per hub, on the hub's event loop, beside the bus's own: it
-reconnects to any server of the list for ever (every ``reconnect_time_wait`` seconds),
-and its subscriptions resume there. Needs the ``nats`` extra.
+connects to the first server of the list that answers, in the order given (so hubs can
+be spread over a cluster by listing a different server first for each), reconnects to
+the others for ever (every ``reconnect_time_wait`` seconds), and its subscriptions
+resume there. Needs the ``nats`` extra.
 
 - ``turnout.fleet.state.<hub>``: snapshots, every ``heartbeat_interval`` seconds and
   soon (:data:`CHANGE_DELAY`) after a change; ``turnout.fleet.hello``: a hub that starts
@@ -108,6 +110,7 @@ class FleetLink:
             reconnect_time_wait=self._reconnect_time_wait,
             max_reconnect_attempts=-1,
             connect_timeout=self._connect_timeout,
+            dont_randomize=True,  # the first server listed first (the module docstring)
             disconnected_cb=disconnected,
             reconnected_cb=reconnected,
             error_cb=error,

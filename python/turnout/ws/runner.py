@@ -91,7 +91,9 @@ async def _serve(options: HubOptions, out: TextIO) -> int:
             print(f"turnout hub: --nats needs the nats extra ({exc})", file=sys.stderr)
             return _EXIT_FAILED
         try:
-            bus = await turnout.nats.connect(servers, node=options.node)
+            # The servers in the order given: operators spread hubs over a cluster by
+            # listing a different server first for each.
+            bus = await turnout.nats.connect(servers, node=options.node, dont_randomize=True)
         except Exception as exc:
             print(f"turnout hub: cannot connect to NATS at {nats_url}: {exc}", file=sys.stderr)
             return _EXIT_FAILED
