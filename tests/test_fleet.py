@@ -484,3 +484,65 @@ async def test_watchers_on_any_hub_get_every_hubs_events_once(nats_server: NatsS
             await hub.stop()
         for bus in buses:
             await bus.aclose()
+
+
+async def test_turnout_ctl_names_each_entrys_hub(
+    fleet: list[Hub], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from turnout.cli import main
+
+    a, b = fleet
+    config = CoordinatorConfig(b.url, "svc", service_id=f"svc-{fleet_id()}")
+    async with Coordinator(config) as coordinator:
+        coordinator.phases.register_workflow("wf-7")
+        coordinator.send_workflow_created("wf-7")
+        await until(lambda: a.fleet_workflow("wf-7") is not None, "wf-7 on a")
+        capsys.readouterr()
+        assert await asyncio.to_thread(main, ["ctl", "--hub", a.base_url, "services"]) == 0
+        table = capsys.readouterr().out.splitlines()
+        assert "HUB" in table[0].split()
+        (row,) = [line for line in table if config.service_id in line]
+        assert b.hub_id in row.split()
+        code = await asyncio.to_thread(
+            main,
+            ["ctl", "--hub", a.base_url, "--json", "workflows", "--service", config.service_id],
+        )
+        assert code == 0
+        (listed,) = orjson.loads(capsys.readouterr().out)
+        assert listed["hub"] == b.hub_id
+
+
+async def test_malformed_routed_commands_are_answered_and_counted(fleet: list[Hub]) -> None:
+    import nats
+
+    a, _ = fleet
+    assert a.fleet is not None
+    client = await nats.connect(a.fleet.servers)
+    try:
+        for data in (b"not json", b'{"command": "reboot", "workflow_id": "w"}'):
+            answer = await client.request(command_subject(a.hub_id), data, timeout=WAIT)
+            reply = FleetReply.parse(answer.data)
+            assert reply.outcome == "error" and "malformed routed command" in reply.error
+        unknown = FleetCommand("status", "no-such-workflow", timeout=1.0).to_json()
+        answer = await client.request(command_subject(a.hub_id), unknown, timeout=WAIT)
+        assert FleetReply.parse(answer.data).outcome == "error"
+        # a snapshot frame that is not one changes nothing
+        await client.publish(state_subject("intruder"), b"\x00garbage")
+        await client.flush()
+        await until(lambda: a.stats()["fleet_snapshot_frames_malformed"] >= 1, "counted")
+    finally:
+        await client.close()
+    assert a.stats()["fleet_commands_malformed"] == 2
+    assert all(s["hub"] != "intruder" for s in a.fleet_services())
+
+
+async def test_a_hub_that_stops_leaves_the_others_views_at_once(nats_server: NatsServer) -> None:
+    tag = fleet_id()
+    # expire_after is long: only the leaving snapshot can explain b's going
+    async with Hub(port=0, hub_id=f"a-{tag}", fleet=nats_server.url, expire_after=60.0) as a:
+        b = Hub(port=0, hub_id=f"b-{tag}", fleet=nats_server.url)
+        await b.start()
+        await until(lambda: a.stats()["fleet_peers"] >= 1, "b heard by a")
+        await b.stop()
+        await until(lambda: a.stats()["fleet_peers_left"] == 1, "b's leaving")
+        assert all(p.hub_id != b.hub_id for p in a.fleet.protocol.peers())  # type: ignore[union-attr]
