@@ -65,7 +65,7 @@ from websockets.http11 import Response as HTTPResponse
 from turnout._core import is_subset
 from turnout._wire import format_time
 from turnout.bus import Message, Subscription
-from turnout.coordination import Admission, Credential, HandshakeRefusal, ServiceRecord
+from turnout.coordination import Admission, Credential, HandshakeRefusal
 from turnout.coordination.auth import ANY
 
 if TYPE_CHECKING:
@@ -292,30 +292,30 @@ class Dashboards:
                 task.cancel()
 
     def snapshot(self) -> bytes:
-        from turnout.ws.http import workflow_document
-
         document = {
             "type": "snapshot",
             "services": self.services(),
-            "workflows": [workflow_document(w) for w in self.hub.protocol.workflows()],
+            "workflows": self.hub.fleet_workflows(),
         }
         return orjson.dumps(document)
 
     def services(self) -> list[dict[str, Any]]:
-        from turnout.ws.http import service_document
-
-        return [
-            self._service(record, service_document(record))
+        """As ``GET /v1/services`` (this hub's and, in a fleet, the others'), with
+        ``disconnected_at`` for this hub's disconnected instances."""
+        # The protocol's clock is the event loop's; the page wants wall time.
+        now, wall = asyncio.get_running_loop().time(), time.time()
+        gone = {
+            record.key: format_time_seconds(wall - (now - record.disconnected_at))
             for record in self.hub.protocol.services()
-        ]
-
-    def _service(self, record: ServiceRecord, document: dict[str, Any]) -> dict[str, Any]:
-        gone = record.disconnected_at
-        if gone is not None:
-            # The protocol's clock is the event loop's; the page wants wall time.
-            ago = asyncio.get_running_loop().time() - gone
-            document["disconnected_at"] = format_time_seconds(time.time() - ago)
-        return document
+            if record.disconnected_at is not None
+        }
+        documents = self.hub.fleet_services()
+        if gone:
+            for document in documents:
+                key = (document["service_id"], document["instance_id"])
+                if document.get("hub") == self.hub.hub_id and key in gone:
+                    document["disconnected_at"] = gone[key]
+        return documents
 
 
 def format_time_seconds(seconds: float) -> str:

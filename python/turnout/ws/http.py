@@ -15,6 +15,10 @@ GET endpoints (JSON unless said):
 - ``/v1/workflows`` (``?phase=P&service=ID``, each repeatable): the workflows known.
 - ``/v1/workflows/{id}``: one workflow, or 404.
 
+Each service and workflow names the ``hub`` (its id) holding it: in a fleet
+(:mod:`turnout.ws.fleet`) the lists are every hub's, and ``/healthz`` adds this hub's
+``hub`` id, the ``fleet_peers`` it hears from and whether it is ``fleet_connected``.
+
 Everything but ``/healthz`` needs a valid credential on a hub that has credentials
 (``Authorization: Bearer`` or ``?token=``), 401 otherwise.
 
@@ -92,6 +96,10 @@ def serve_http(
             "workflows": stats["workflows"],
             "watchers": stats["watchers"],
         }
+        if hub.fleet is not None:
+            summary["hub"] = hub.hub_id
+            summary["fleet_peers"] = stats["fleet_peers"]
+            summary["fleet_connected"] = hub.fleet.connected
         return _respond(200, orjson.dumps(summary), _JSON)
     if path in STATIC_PATHS:
         return serve_page(request, path, tls=hub.ssl is not None)
@@ -112,22 +120,23 @@ def serve_http(
     if path == "/metrics":
         return _respond(200, render_metrics(hub).encode(), METRICS_CONTENT_TYPE)
     if path == "/v1/services":
-        return _json({"services": [service_document(s) for s in hub.protocol.services()]})
+        return _json({"services": hub.fleet_services()})
     if path == "/v1/workflows":
         params = parse_qsl(query, keep_blank_values=True)
         phases = {v for k, v in params if k == "phase"}
         services = {v for k, v in params if k == "service"}
         workflows = [
-            workflow_document(w)
-            for w in hub.protocol.workflows()
-            if (not phases or str(w.phase) in phases) and (not services or w.service[0] in services)
+            w
+            for w in hub.fleet_workflows()
+            if (not phases or w["phase"] in phases)
+            and (not services or w["service_id"] in services)
         ]
         return _json({"workflows": workflows})
     workflow_id = unquote(path.removeprefix("/v1/workflows/"))
-    workflow = hub.protocol.workflow(workflow_id)
+    workflow = hub.fleet_workflow(workflow_id)
     if workflow is None:
         return _respond(404, orjson.dumps({"error": f"workflow not found: {workflow_id}"}), _JSON)
-    return _json(workflow_document(workflow))
+    return _json(workflow)
 
 
 def service_document(record: ServiceRecord) -> dict[str, Any]:
