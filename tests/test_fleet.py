@@ -68,7 +68,8 @@ def test_a_snapshot_is_seen_by_another_hub_with_its_hub_named() -> None:
     for frame in b.snapshot([service("s1")], [workflow("w1", "s1")]):
         assert a.receive_snapshot(frame, now=0.0) == "b"
     assert a.services([]) == [{**service("s1"), "hub": "b"}]
-    assert a.locate("w1", [], []) == {**workflow("w1", "s1"), "hub": "b"}
+    assert a.locate("w1", None, lambda *_: None) == {**workflow("w1", "s1"), "hub": "b"}
+    assert a.locate("w2", None, lambda *_: None) is None
     own = a.services([service("s0")])
     assert {(s["service_id"], s["hub"]) for s in own} == {("s0", "a"), ("s1", "b")}
     assert a.stats()["peers"] == 1
@@ -125,6 +126,7 @@ def test_a_moved_service_is_listed_once_where_it_is_connected() -> None:
     assert entry["hub"] == "c" and entry["registered_at"] == later["registered_at"]
     (held,) = a.workflows([], [])
     assert (held["hub"], held["phase"]) == ("c", "paused")
+    assert a.locate("w", None, lambda *_: None) == held
 
 
 @pytest.mark.parametrize(
@@ -137,6 +139,7 @@ def test_a_moved_service_is_listed_once_where_it_is_connected() -> None:
         b'{"hub": "b b", "epoch": "e", "sequence": 1, "part": 0, "parts": 1}',
         b'{"hub": "b", "epoch": "e", "sequence": 1, "part": 0, "parts": 1}\nx{}',
         b'{"hub": "b", "epoch": "e", "sequence": 1, "part": 0, "parts": 1}\ns{"no": "id"}',
+        b'{"hub": "b", "epoch": "e", "sequence": 1, "part": 0, "parts": 1}\nw{"workflow_id": "w"}',
         b'{"hub": "b", "epoch": "e", "sequence": 1, "part": 3, "parts": 1}',
         b'{"hub": "b", "epoch": "e", "sequence": 1, "part": 0, "parts": 0}',
     ],

@@ -39,7 +39,7 @@ import string
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -196,6 +196,12 @@ class Peer:
     seen_at: float
     services: tuple[dict[str, Any], ...]
     workflows: tuple[dict[str, Any], ...]
+    service_index: dict[tuple[str, str], dict[str, Any]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    workflow_index: dict[str, dict[str, Any]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
 
 @dataclass
@@ -350,7 +356,14 @@ class FleetProtocol:
         for entry in (*assembly.services, *assembly.workflows):
             entry["hub"] = hub_id
         self._peers[hub_id] = Peer(
-            hub_id, epoch, sequence, now, tuple(assembly.services), tuple(assembly.workflows)
+            hub_id,
+            epoch,
+            sequence,
+            now,
+            tuple(assembly.services),
+            tuple(assembly.workflows),
+            {(s["service_id"], s["instance_id"]): s for s in assembly.services},
+            {w["workflow_id"]: w for w in assembly.workflows},
         )
         self._counts["snapshots_applied"] += 1
         return hub_id
@@ -406,14 +419,43 @@ class FleetProtocol:
     def locate(
         self,
         workflow_id: str,
-        local_services: Iterable[dict[str, Any]],
-        local: Iterable[dict[str, Any]],
+        local: dict[str, Any] | None,
+        local_service: Callable[[str, str], dict[str, Any] | None],
     ) -> dict[str, Any] | None:
-        """The fleet's entry for ``workflow_id`` (its ``hub`` holds it), or None."""
-        for entry in self.workflows(local_services, local):
-            if entry.get("workflow_id") == workflow_id:
-                return entry
-        return None
+        """The fleet's entry for ``workflow_id`` (its ``hub`` holds it), or None, as
+        :meth:`workflows` would list it, without building the whole view: ``local`` is
+        this hub's document of it (or None), ``local_service(service_id, instance_id)``
+        this hub's document of a service (or None)."""
+        candidates = [] if local is None else [({**local, "hub": self.hub_id}, True)]
+        for peer in self._peers.values():
+            entry = peer.workflow_index.get(workflow_id)
+            if entry is not None:
+                candidates.append((entry, False))
+        best: tuple[tuple[bool, datetime, bool], dict[str, Any]] | None = None
+        for entry, own in candidates:
+            service = (str(entry.get("service_id", "")), str(entry.get("instance_id", "")))
+            rank = (
+                self._holder(service, local_service(*service)) == entry["hub"],
+                _time(entry.get("updated_at")),
+                own,
+            )
+            if best is None or rank > best[0]:
+                best = (rank, entry)
+        return None if best is None else best[1]
+
+    def _holder(self, key: tuple[str, str], local: dict[str, Any] | None) -> str | None:
+        """The hub :meth:`services` lists the service ``key`` under."""
+        best: tuple[tuple[bool, datetime, bool], str] | None = None
+        reports = [] if local is None else [({**local, "hub": self.hub_id}, True)]
+        for peer in self._peers.values():
+            entry = peer.service_index.get(key)
+            if entry is not None:
+                reports.append((entry, False))
+        for entry, own in reports:
+            rank = (bool(entry.get("connected")), _time(entry.get("registered_at")), own)
+            if best is None or rank > best[0]:
+                best = (rank, entry["hub"])
+        return None if best is None else best[1]
 
     def _all_services(
         self, local: Iterable[dict[str, Any]]
@@ -473,17 +515,22 @@ def _read_frame(
         if not isinstance(entry, dict):
             raise ValueError("entry")
         if line[:1] == b"s":
-            if not isinstance(entry.get("service_id"), str):
-                raise ValueError("service entry")
             entry.setdefault("instance_id", "")
+            if not _texts(entry, "service_id", "instance_id"):
+                raise ValueError("service entry")
             services.append(entry)
         elif line[:1] == b"w":
-            if not isinstance(entry.get("workflow_id"), str):
+            entry.setdefault("instance_id", "")
+            if not _texts(entry, "workflow_id", "service_id", "instance_id"):
                 raise ValueError("workflow entry")
             workflows.append(entry)
         else:
             raise ValueError("entry kind")
     return header, services, workflows
+
+
+def _texts(entry: dict[str, Any], *keys: str) -> bool:
+    return all(isinstance(entry.get(key), str) for key in keys)
 
 
 def _time(text: object) -> datetime:

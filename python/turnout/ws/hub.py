@@ -392,8 +392,14 @@ class Hub:
         if self.fleet is None:
             record = self.protocol.workflow(workflow_id)
             return None if record is None else {**workflow_document(record), "hub": self.hub_id}
-        services, workflows = self._local_documents()
-        return self.fleet.protocol.locate(workflow_id, services, workflows)
+        record = self.protocol.workflow(workflow_id)
+        local = None if record is None else workflow_document(record)
+
+        def local_service(service_id: str, instance_id: str) -> dict[str, Any] | None:
+            found = self.protocol.service(service_id, instance_id)
+            return None if found is None else service_document(found)
+
+        return self.fleet.protocol.locate(workflow_id, local, local_service)
 
     def _fleet_changed(self) -> None:
         if self.fleet is not None:
@@ -575,7 +581,7 @@ class Hub:
     async def _run_routed(self, command: FleetCommand) -> FleetReply:
         """Runs a command another hub routed here, as this hub's own (the operator's
         hub checked the permission)."""
-        logger.info(
+        logger.debug(
             "routed command=%s workflow_id=%s origin=%s operator=%s",
             command.command,
             command.workflow_id,
