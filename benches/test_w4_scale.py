@@ -10,6 +10,7 @@ from pytest_benchmark.fixture import BenchmarkFixture
 from turnout._bench.implementations import Implementation, IndexFactory
 from turnout._bench.memory import index_bytes_per_entry
 from turnout._bench.timing import drive
+from turnout._bench.w4_subjects import w4_patterns
 from turnout._bench.workloads import (
     DEFAULT_CACHE_SIZE,
     W4_SMALL_ENTRIES,
@@ -17,7 +18,6 @@ from turnout._bench.workloads import (
     insert_all,
     shared_value_index,
     w4_hit_subjects,
-    w4_patterns,
 )
 
 SIZES = ("@scale", "@1k")

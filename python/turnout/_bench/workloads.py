@@ -33,6 +33,7 @@ from turnout._bench.timing import (
     measure,
     repeated_batches,
 )
+from turnout._bench.w4_subjects import w4_patterns
 
 DEFAULT_CACHE_SIZE = 1024
 """The match-cache size of an index with "cache on" (the ``SubjectIndex`` default)."""
@@ -462,12 +463,6 @@ def _expect_cycle(index: SubjectIndexLike, pattern: str, subject: str) -> None:
 
 W4_SMALL_ENTRIES = 1_000
 _W4_SEED = 4
-
-
-def w4_patterns(count: int) -> list[str]:
-    """``count`` distinct 4-token literal subjects ``w4.a<x>.b<y>.e<i>``: 100 first-level
-    and 100 second-level branches at 1,000,000 entries, 100 leaves under each."""
-    return [f"w4.a{(i // 10_000) % 100}.b{(i // 100) % 100}.e{i}" for i in range(count)]
 
 
 def w4_hit_subjects(patterns: Sequence[str], count: int, seed: int = _W4_SEED) -> list[str]:

@@ -87,7 +87,9 @@ class CoordinatorConfig:
     ``register_timeout``: how long after each dial the hub may take to answer
     ``register`` before the connection is closed and dialled again. ``ca_file``: the
     certificate authorities (PEM) that sign a ``wss://`` hub's certificate, when they are
-    not the system's."""
+    not the system's. ``fallback_urls``: more hubs of the same fleet; when a hub is
+    unreachable or drops, the next one in :attr:`urls` is dialled (with the same
+    backoff)."""
 
     when_url: str
     service_name: str
@@ -105,11 +107,15 @@ class CoordinatorConfig:
     token: str | None = None
     register_timeout: float = 10.0
     ca_file: str | None = None
+    fallback_urls: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.service_name:
             raise ValueError("service_name must be set")
         object.__setattr__(self, "capabilities", tuple(self.capabilities))
+        if isinstance(self.fallback_urls, str):
+            raise TypeError("fallback_urls is a sequence of URLs, not one string")
+        object.__setattr__(self, "fallback_urls", tuple(self.fallback_urls))
         parse_protocol_version(self.protocol_version or DEFAULT_PROTOCOL_VERSION)
         if not 0 < self.reconnect_initial_delay <= self.reconnect_max_delay:
             raise ValueError("need 0 < reconnect_initial_delay <= reconnect_max_delay")
@@ -121,6 +127,19 @@ class CoordinatorConfig:
             raise ValueError("ping_interval must be positive")
         if not self.register_timeout > 0:
             raise ValueError("register_timeout must be positive")
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Every hub to dial, in turn: ``when_url``, then ``fallback_urls``."""
+        return (self.when_url, *self.fallback_urls)
+
+    def url_after(self, url: str, attempt: int) -> str:
+        """The hub to dial on reconnect attempt ``attempt`` (1, 2, ...) after the
+        connection to ``url`` was lost: the next ones in :attr:`urls`, round and round
+        (always ``when_url`` when it is the only one)."""
+        urls = self.urls
+        start = urls.index(url) if url in urls else -1
+        return urls[(start + attempt) % len(urls)]
 
     def reconnect_delay(self, attempt: int) -> float:
         """Seconds to wait before reconnect attempt ``attempt`` (1, 2, ...): exponential

@@ -736,7 +736,7 @@ class HubProtocol:
         credential: Credential | None = None,
     ) -> Request:
         """An application-level ``ping`` to a service instance (settled by its ``pong``)."""
-        self._check_control(credential, service[0])
+        self.check_control(credential, service[0])
         return self._send_request(WSMessage.new(MessageType.PING), service, deadline)
 
     def _request(
@@ -752,12 +752,14 @@ class HubProtocol:
             if workflow is None:
                 raise LookupError(f"workflow not found: {payload.workflow_id}")
             service = workflow.service
-        self._check_control(credential, service[0])
+        self.check_control(credential, service[0])
         return self._send_request(
             WSMessage.with_payload(kind, payload), service, deadline, _SETTLING_PHASES.get(kind)
         )
 
-    def _check_control(self, credential: Credential | None, service_id: str) -> None:
+    def check_control(self, credential: Credential | None, service_id: str) -> None:
+        """``PermissionError`` (counted as ``control_forbidden``) unless ``credential``
+        (None: the hub's own code) may command ``service_id``'s workflows."""
         if credential is not None and not credential.may_control(service_id):
             self._counts["refused"] += 1
             self._refusals["control_forbidden"] += 1

@@ -15,7 +15,7 @@ import select
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from turnout.testing.nats_server import START_TIMEOUT, free_port
 
@@ -25,14 +25,27 @@ _LISTENING = "listening on "
 
 
 class HubProcess:
-    """``turnout hub`` on ``127.0.0.1:port``, requiring ``token`` as a bearer token."""
+    """``turnout hub`` on ``127.0.0.1:port``, requiring ``token`` as a bearer token (an
+    empty ``token``: an open hub). With ``nats_url`` (a URL or several) it joins the fleet
+    on those NATS servers as ``hub_id`` (default: a generated one). ``args``: more options
+    for ``turnout hub`` (with ``--auth FILE``, the file's credentials replace the token)."""
 
     def __init__(
-        self, *, port: int | None = None, token: str | None = None, nats_url: str | None = None
+        self,
+        *,
+        port: int | None = None,
+        token: str | None = None,
+        nats_url: str | Sequence[str] | None = None,
+        hub_id: str | None = None,
+        args: Sequence[str] = (),
     ) -> None:
         self.port = port or free_port()
         self.token = secrets.token_urlsafe(16) if token is None else token
-        self.nats_url = nats_url
+        self.nats_url = (
+            nats_url if nats_url is None or isinstance(nats_url, str) else ",".join(nats_url)
+        )
+        self.hub_id = hub_id
+        self.args = tuple(args)
         self._process: subprocess.Popen[str] | None = None
 
     @property
@@ -44,6 +57,12 @@ class HubProcess:
     def watch_url(self) -> str:
         """Where watchers connect (add ``?subject=PATTERN``)."""
         return f"ws://127.0.0.1:{self.port}/v1/watch"
+
+    @property
+    def base_url(self) -> str:
+        """The hub's base URL (what ``turnout ctl --hub`` and :class:`turnout.ws.HubClient`
+        take)."""
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def headers(self) -> dict[str, str]:
@@ -61,6 +80,9 @@ class HubProcess:
         command = [sys.executable, "-m", "turnout", "hub", "--port", str(self.port)]
         if self.nats_url is not None:
             command += ["--nats", self.nats_url]
+        if self.hub_id is not None:
+            command += ["--hub-id", self.hub_id]
+        command += self.args
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "TURNOUT_HUB_TOKEN": self.token}
         # stderr to a file, not a pipe: nobody reads it while the hub runs, and a full
         # pipe would block the hub.
@@ -80,7 +102,7 @@ class HubProcess:
         return self
 
     def kill(self) -> None:
-        """Kills the hub at once, like a crash."""
+        """Kills the hub at once (SIGKILL), like a crash."""
         process = self._process
         if process is None:
             return
@@ -93,9 +115,11 @@ class HubProcess:
 
 
 @contextlib.contextmanager
-def running_hub(*, nats_url: str | None = None) -> Iterator[HubProcess]:
+def running_hub(
+    *, nats_url: str | Sequence[str] | None = None, hub_id: str | None = None
+) -> Iterator[HubProcess]:
     """A started hub with a fresh token, killed on exit whatever happens."""
-    hub = HubProcess(nats_url=nats_url)
+    hub = HubProcess(nats_url=nats_url, hub_id=hub_id)
     try:
         yield hub.start()
     finally:

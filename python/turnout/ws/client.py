@@ -7,6 +7,11 @@ sends ``register`` and returns once the hub answered ``registered``; it raises
 :class:`HubRefusedError` when the hub refuses the handshake (HTTP status and reason) or the
 registration, and ``OSError`` / ``TimeoutError`` when it cannot be reached.
 
+**Several hubs.** ``config.fallback_urls`` names more hubs of a fleet: ``connect()``
+tries each of ``config.urls`` in turn, and after a disconnect each reconnect attempt
+dials the next one (with the same backoff), so a service whose hub died registers at
+another hub of the fleet (:attr:`Coordinator.url` is the one it is on).
+
 **Staying connected.** After any later disconnect (hub gone, network cut, a close frame,
 keepalive timeout) the coordinator dials again, waiting ``config.reconnect_delay(n)``
 before attempt ``n`` (exponential from ``reconnect_initial_delay`` by
@@ -147,6 +152,8 @@ class Coordinator:
         )
         self._ssl_context: ssl.SSLContext | None = None
         self._register_timed_out: ClientConnection | None = None
+        #: The hub URL of the current (or last) connection.
+        self.url = config.when_url
         self._tasks: set[asyncio.Future[Any]] = set()
         #: The error that ended the last connection or dial attempt.
         self.last_error: BaseException | None = None
@@ -323,7 +330,20 @@ class Coordinator:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._wake = asyncio.Event()
-        connection = await self._dial()
+        connection: ClientConnection | None = None
+        for url in self.config.urls:
+            try:
+                connection = await self._dial(url)
+                break
+            except _DIAL_ERRORS as exc:
+                self._counts["dial_failures"] += 1
+                self.last_error = exc
+                if len(self.config.urls) == 1:
+                    raise
+                logger.warning("cannot reach %s: %s", url, exc)
+        if connection is None:
+            assert self.last_error is not None
+            raise self.last_error
         registered = self._loop.create_future()
         self._registered = registered
         self._supervisor = self._loop.create_task(self._supervise(connection))
@@ -361,16 +381,16 @@ class Coordinator:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def _dial(self) -> ClientConnection:
+    async def _dial(self, url: str) -> ClientConnection:
         config = self.config
         try:
-            return await ws_connect(
-                config.when_url,
+            connection = await ws_connect(
+                url,
                 additional_headers=self._protocol.handshake_headers(),
                 open_timeout=self.open_timeout,
                 ping_interval=config.ping_interval,
                 ping_timeout=config.ping_interval,
-                ssl=self._ssl(),
+                ssl=self._ssl(url),
             )
         except InvalidStatus as exc:
             response = exc.response
@@ -380,9 +400,11 @@ class Coordinator:
                 + (f": {reason}" if reason else ""),
                 response.status_code,
             ) from exc
+        self.url = url
+        return connection
 
-    def _ssl(self) -> ssl.SSLContext | None:
-        if not self.config.when_url.startswith("wss://"):
+    def _ssl(self, url: str) -> ssl.SSLContext | None:
+        if not url.startswith("wss://"):
             return None
         if self._ssl_context is None:
             self._ssl_context = ssl.create_default_context(cafile=self.config.ca_file)
@@ -396,13 +418,14 @@ class Coordinator:
             if self._closing:
                 return
             await self._call_all(self._on_disconnected, error)
+            lost = self.url
             attempt = 0
             while True:
                 attempt += 1
                 if config.reconnect_max_attempts and attempt > config.reconnect_max_attempts:
                     logger.error(
                         "giving up on %s after %d attempts: %s",
-                        config.when_url,
+                        ", ".join(config.urls),
                         config.reconnect_max_attempts,
                         self.last_error,
                     )
@@ -415,7 +438,7 @@ class Coordinator:
                 if self._closing:
                     return
                 try:
-                    connection = await self._dial()
+                    connection = await self._dial(config.url_after(lost, attempt))
                 except _DIAL_ERRORS as exc:
                     self._counts["dial_failures"] += 1
                     self.last_error = exc
@@ -462,7 +485,7 @@ class Coordinator:
             self._register_timed_out = connection
             logger.warning(
                 "%s did not answer register within %g s: dialling again",
-                self.config.when_url,
+                self.url,
                 self.config.register_timeout,
             )
             self._loop_task(connection.close(1002, "register not answered"))

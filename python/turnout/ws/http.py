@@ -15,6 +15,10 @@ GET endpoints (JSON unless said):
 - ``/v1/workflows`` (``?phase=P&service=ID``, each repeatable): the workflows known.
 - ``/v1/workflows/{id}``: one workflow, or 404.
 
+Each service and workflow names the ``hub`` (its id) holding it: in a fleet
+(:mod:`turnout.ws.fleet`) the lists are every hub's, and ``/healthz`` adds this hub's
+``hub`` id, the ``fleet_peers`` it hears from and whether it is ``fleet_connected``.
+
 Everything but ``/healthz`` needs a valid credential on a hub that has credentials
 (``Authorization: Bearer`` or ``?token=``), 401 otherwise.
 
@@ -54,11 +58,25 @@ from turnout.coordination import (
 )
 from turnout.phases import Phase
 from turnout.protocol import MessageType
+from turnout.ws.dashboard import (
+    SESSION_PATH,
+    STATIC_PATHS,
+    admit_request,
+    serve_page,
+    serve_session,
+)
 
 if TYPE_CHECKING:
     from turnout.ws.hub import Hub
 
-__all__ = ["COMMANDS", "METRICS_CONTENT_TYPE", "render_metrics", "serve_control", "serve_http"]
+__all__ = [
+    "COMMANDS",
+    "METRICS_CONTENT_TYPE",
+    "answer_command",
+    "render_metrics",
+    "serve_control",
+    "serve_http",
+]
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 COMMANDS = ("pause", "resume", "cancel", "status")
@@ -78,7 +96,15 @@ def serve_http(
             "workflows": stats["workflows"],
             "watchers": stats["watchers"],
         }
+        if hub.fleet is not None:
+            summary["hub"] = hub.hub_id
+            summary["fleet_peers"] = stats["fleet_peers"]
+            summary["fleet_connected"] = hub.fleet.connected
         return _respond(200, orjson.dumps(summary), _JSON)
+    if path in STATIC_PATHS:
+        return serve_page(request, path, tls=hub.ssl is not None)
+    if path == SESSION_PATH:
+        return serve_session(hub, request)
     if path not in ("/metrics", "/v1/services", "/v1/workflows") and not path.startswith(
         "/v1/workflows/"
     ):
@@ -87,29 +113,30 @@ def serve_http(
         )
         hub.log_refusal(connection, refusal)
         return _text(refusal)
-    admission = hub.protocol.admit(list(request.headers.raw_items()), query)
+    admission = admit_request(hub, request, query, websocket=False)
     if admission.refusal is not None:
         hub.log_refusal(connection, admission.refusal)
         return _text(admission.refusal)
     if path == "/metrics":
         return _respond(200, render_metrics(hub).encode(), METRICS_CONTENT_TYPE)
     if path == "/v1/services":
-        return _json({"services": [service_document(s) for s in hub.protocol.services()]})
+        return _json({"services": hub.fleet_services()})
     if path == "/v1/workflows":
         params = parse_qsl(query, keep_blank_values=True)
         phases = {v for k, v in params if k == "phase"}
         services = {v for k, v in params if k == "service"}
         workflows = [
-            workflow_document(w)
-            for w in hub.protocol.workflows()
-            if (not phases or str(w.phase) in phases) and (not services or w.service[0] in services)
+            w
+            for w in hub.fleet_workflows()
+            if (not phases or w["phase"] in phases)
+            and (not services or w["service_id"] in services)
         ]
         return _json({"workflows": workflows})
     workflow_id = unquote(path.removeprefix("/v1/workflows/"))
-    workflow = hub.protocol.workflow(workflow_id)
+    workflow = hub.fleet_workflow(workflow_id)
     if workflow is None:
         return _respond(404, orjson.dumps({"error": f"workflow not found: {workflow_id}"}), _JSON)
-    return _json(workflow_document(workflow))
+    return _json(workflow)
 
 
 def service_document(record: ServiceRecord) -> dict[str, Any]:
@@ -319,6 +346,14 @@ async def serve_control(
 async def _command(
     hub: Hub, connection: ServerConnection, credential: Credential | None, frame: str | bytes
 ) -> None:
+    answer = await answer_command(hub, credential, frame)
+    await connection.send(orjson.dumps(answer).decode(), text=True)
+
+
+async def answer_command(
+    hub: Hub, credential: Credential | None, frame: str | bytes
+) -> dict[str, Any]:
+    """Runs one command frame (see the module docstring) and returns its answer."""
     command_id: Any = None
     try:
         try:
@@ -350,7 +385,7 @@ async def _command(
             "response": None if response is None else response.document(),
             "error": error,
         }
-    await connection.send(orjson.dumps(answer).decode(), text=True)
+    return answer
 
 
 async def _run(hub: Hub, credential: Credential | None, document: dict[str, Any]) -> RequestSettled:

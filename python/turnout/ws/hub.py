@@ -31,6 +31,12 @@ instances and finished workflows are forgotten ``retention`` seconds later (chec
 **Stopping.** :meth:`Hub.stop` closes the services' connections first, so that every
 ``disconnected`` event reaches the watchers, then the watchers' (code 1001).
 
+**A fleet.** ``fleet=`` (NATS server URLs) joins the hub to the other hubs on those
+servers (:mod:`turnout.ws.fleet`, :mod:`turnout.coordination.fleet`): the control API
+lists every hub's services and workflows, each naming its ``hub`` (``hub_id``, default a
+generated one), and a command for a workflow another hub holds is routed to it over
+NATS, after this hub checked the operator's permission.
+
 **Logging.** One line per connection, registration, refusal and disconnection on the
 ``turnout.ws.hub`` logger, as ``key=value`` pairs with the peer address and service id.
 """
@@ -39,16 +45,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import ssl as ssl_module
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl
 
+import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -57,6 +65,7 @@ from websockets.http11 import Response as HTTPResponse
 
 from turnout._core import validate_subject
 from turnout._errors import InvalidSubjectError
+from turnout._message_ids import new_message_id
 from turnout.bus import Bus
 from turnout.coordination import (
     DEFAULT_MAX_WORKFLOWS,
@@ -70,12 +79,29 @@ from turnout.coordination import (
     MessageRefused,
     Output,
     Request,
+    RequestOutcome,
     RequestSettled,
     ServiceDisconnected,
+    ServiceMessage,
     ServiceRegistered,
 )
+from turnout.coordination.fleet import (
+    DEFAULT_EXPIRE_AFTER,
+    DEFAULT_HEARTBEAT_INTERVAL,
+    FleetCommand,
+    FleetProtocol,
+    FleetReply,
+    generated_hub_id,
+    validate_hub_id,
+)
 from turnout.events import Event
+from turnout.protocol import MessageType, ProtocolError, WSMessage
+from turnout.ws.dashboard import DASHBOARD_PATH, Dashboards, admit_request
+from turnout.ws.http import service_document, workflow_document
 from turnout.ws.watchers import MAX_FLUSH_DEFERRALS, Watchers
+
+if TYPE_CHECKING:
+    from turnout.ws.fleet import FleetLink
 
 __all__ = [
     "CONTROL_PATH",
@@ -95,7 +121,13 @@ WATCH_PATH = "/v1/watch"
 CONTROL_PATH = "/v1/control"
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 MAX_WATCH_PATTERNS = 64
-_WEBSOCKET_PATHS = (COORDINATION_PATH, WATCH_PATH, CONTROL_PATH)
+_WEBSOCKET_PATHS = (COORDINATION_PATH, WATCH_PATH, CONTROL_PATH, DASHBOARD_PATH)
+#: Of a routed command's timeout, the seconds kept for the trip over NATS: the holding
+#: hub waits for the service that much less, so its answer arrives within the timeout.
+ROUTE_ALLOWANCE = 0.25
+# The messages that change what the fleet sees of this hub (progress and logs wait for
+# the next heartbeat).
+_FLEET_CHANGES = frozenset({MessageType.PHASE_CHANGED, MessageType.WORKFLOW_CREATED})
 
 
 class Hub:
@@ -111,6 +143,10 @@ class Hub:
     and per watcher. Every ``ping_interval`` seconds each peer gets a WebSocket ping; one
     that does not answer within as long again is disconnected, and a watcher stalled that
     long is closed with 1008 (None: neither).
+
+    ``hub_id``: this hub's name in a fleet (default: a generated one). ``fleet``: the URL
+    (or URLs) of the NATS servers of the fleet to join (see the module docstring), with
+    ``heartbeat_interval`` and ``expire_after`` (:mod:`turnout.coordination.fleet`).
     """
 
     def __init__(
@@ -131,6 +167,10 @@ class Hub:
         protocol_version: str = HUB_PROTOCOL_VERSION,
         retention: float = DEFAULT_RETENTION,
         max_workflows: int = DEFAULT_MAX_WORKFLOWS,
+        hub_id: str | None = None,
+        fleet: str | Sequence[str] | None = None,
+        heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+        expire_after: float = DEFAULT_EXPIRE_AFTER,
     ) -> None:
         if max_message_size < 1:
             raise ValueError("max_message_size must be positive")
@@ -160,6 +200,7 @@ class Hub:
             clock=self._now,
         )
         self.watchers = Watchers(self.bus, watcher_buffer, ping_interval)
+        self.dashboards = Dashboards(self)
         self._server: Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
@@ -176,6 +217,19 @@ class Hub:
             weakref.WeakKeyDictionary()
         )
         self._counts = dict.fromkeys(("published", "publish_errors"), 0)
+        self.hub_id = generated_hub_id() if hub_id is None else validate_hub_id(hub_id)
+        self.fleet: FleetLink | None = None
+        if fleet is not None:
+            from turnout.ws.fleet import FleetLink  # needs the nats extra
+
+            protocol = FleetProtocol(
+                self.hub_id,
+                heartbeat_interval=heartbeat_interval,
+                expire_after=expire_after,
+                clock=self._now,
+            )
+            servers = [fleet] if isinstance(fleet, str) else list(fleet)
+            self.fleet = FleetLink(protocol, servers, self._local_documents, self._run_routed)
 
     def _now(self) -> float:
         loop = self._loop
@@ -201,6 +255,14 @@ class Hub:
             ping_timeout=self.ping_interval,
             ssl=self.ssl,
         )
+        if self.fleet is not None:
+            try:
+                await self.fleet.start()
+            except BaseException:
+                self._server.close()
+                await self._server.wait_closed()
+                self._server = None
+                raise
         self._arm_pruner()
 
     async def stop(self) -> None:
@@ -221,6 +283,8 @@ class Hub:
             # a connection's close takes at most its close timeout).
             with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
                 await asyncio.wait_for(self._services_gone.wait(), 30)
+        if self.fleet is not None:
+            await self.fleet.stop()  # after the services' disconnections are in its view
         self.watchers.stop()  # writes what waits, before the close frames
         # The server's own close was spent above on listening no more: watchers and
         # operators are closed here.
@@ -287,13 +351,63 @@ class Hub:
         (events emitted on the bus), ``watchers`` (now), ``watchers_served``,
         ``watcher_delivered``, ``watcher_dropped`` (by the drop_newest policy),
         ``watcher_discarded`` (waiting when a watcher closed), ``watcher_ignored``
-        (frames watchers sent), ``watchers_closed_slow`` (closed with 1008)."""
+        (frames watchers sent), ``watchers_closed_slow`` (closed with 1008); in a fleet,
+        the fleet protocol's counters (``fleet_`` and its names: snapshots, ``peers``)
+        and its link's (``fleet_commands_routed``, ``fleet_commands_served``, ...)."""
+        fleet: dict[str, int] = {}
+        if self.fleet is not None:
+            counts = {**self.fleet.protocol.stats(), **self.fleet.counts}
+            fleet = {f"fleet_{name}": value for name, value in counts.items()}
         return {
             **self.protocol.stats(),
             **self._counts,
             **self.watchers.counts,
             "watchers": len(self.watchers),
+            **self.dashboards.counts,
+            "dashboards": self.dashboards.open,
+            **fleet,
         }
+
+    # -- the fleet's view --
+
+    def _local_documents(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        return (
+            [service_document(s) for s in self.protocol.services()],
+            [workflow_document(w) for w in self.protocol.workflows()],
+        )
+
+    def fleet_services(self) -> list[dict[str, Any]]:
+        """Every service instance known, this hub's and (in a fleet) the others', as
+        ``/v1/services`` documents, each with ``hub``: the id of the hub holding it."""
+        services, _ = self._local_documents()
+        if self.fleet is None:
+            return [{**s, "hub": self.hub_id} for s in services]
+        return self.fleet.protocol.services(services)
+
+    def fleet_workflows(self) -> list[dict[str, Any]]:
+        """Every workflow known (as :meth:`fleet_services`), each with ``hub``."""
+        services, workflows = self._local_documents()
+        if self.fleet is None:
+            return [{**w, "hub": self.hub_id} for w in workflows]
+        return self.fleet.protocol.workflows(services, workflows)
+
+    def fleet_workflow(self, workflow_id: str) -> dict[str, Any] | None:
+        """One workflow's document (with ``hub``), or None."""
+        if self.fleet is None:
+            record = self.protocol.workflow(workflow_id)
+            return None if record is None else {**workflow_document(record), "hub": self.hub_id}
+        record = self.protocol.workflow(workflow_id)
+        local = None if record is None else workflow_document(record)
+
+        def local_service(service_id: str, instance_id: str) -> dict[str, Any] | None:
+            found = self.protocol.service(service_id, instance_id)
+            return None if found is None else service_document(found)
+
+        return self.fleet.protocol.locate(workflow_id, local, local_service)
+
+    def _fleet_changed(self) -> None:
+        if self.fleet is not None:
+            self.fleet.changed()
 
     # -- commands --
 
@@ -307,6 +421,11 @@ class Hub:
         credential: Credential | None = None,
     ) -> RequestSettled:
         """Asks the workflow's service to pause it; settled by ``pausing``/``paused``."""
+        routed = await self._route(
+            FleetCommand("pause", workflow_id, reason=reason), timeout, service, credential
+        )
+        if routed is not None:
+            return routed
         return await self._request(
             lambda deadline: self.protocol.pause(
                 workflow_id, reason, deadline=deadline, service=service, credential=credential
@@ -324,6 +443,14 @@ class Hub:
         credential: Credential | None = None,
     ) -> RequestSettled:
         """Asks for a resume; settled by ``resuming``/``execution``."""
+        routed = await self._route(
+            FleetCommand("resume", workflow_id, from_checkpoint=from_checkpoint),
+            timeout,
+            service,
+            credential,
+        )
+        if routed is not None:
+            return routed
         return await self._request(
             lambda deadline: self.protocol.resume(
                 workflow_id,
@@ -347,6 +474,14 @@ class Hub:
     ) -> RequestSettled:
         """Asks for a cancellation (``force``: completed at once); settled by
         ``cancelling``/``cancelled``."""
+        routed = await self._route(
+            FleetCommand("cancel", workflow_id, reason=reason, force=force),
+            timeout,
+            service,
+            credential,
+        )
+        if routed is not None:
+            return routed
         return await self._request(
             lambda deadline: self.protocol.cancel(
                 workflow_id,
@@ -368,6 +503,11 @@ class Hub:
         credential: Credential | None = None,
     ) -> RequestSettled:
         """Asks for the workflow's status; settled by the ``status_response``."""
+        routed = await self._route(
+            FleetCommand("status", workflow_id), timeout, service, credential
+        )
+        if routed is not None:
+            return routed
         return await self._request(
             lambda deadline: self.protocol.status(
                 workflow_id, deadline=deadline, service=service, credential=credential
@@ -389,6 +529,88 @@ class Hub:
                 (service_id, instance_id), deadline=deadline, credential=credential
             ),
             timeout,
+        )
+
+    async def _route(
+        self,
+        command: FleetCommand,
+        timeout: float | None,
+        service: tuple[str, str] | None,
+        credential: Credential | None,
+    ) -> RequestSettled | None:
+        """Sends ``command`` to the hub holding its workflow when that is another hub;
+        None when it is this hub's to run (or nobody's: the local path says so)."""
+        fleet = self.fleet
+        if fleet is None or service is not None:
+            return None
+        local = self.protocol.workflow(command.workflow_id)
+        if local is not None:
+            record = self.protocol.service(*local.service)
+            if record is not None and record.connection is not None:
+                return None
+        entry = self.fleet_workflow(command.workflow_id)
+        if entry is None or entry["hub"] == self.hub_id:
+            return None
+        held = (str(entry.get("service_id", "")), str(entry.get("instance_id", "")))
+        # The operator's permissions are this hub's to check; the holding hub trusts it.
+        self.protocol.check_control(credential, held[0])
+        loop = self._running_loop()
+        wait = self.request_timeout if timeout is None else timeout
+        command = dataclasses.replace(
+            command,
+            timeout=max(wait - ROUTE_ALLOWANCE, wait / 2),
+            origin=self.hub_id,
+            operator="" if credential is None else credential.name,
+        )
+        request = Request(
+            id=new_message_id(),
+            type=MessageType(command.command),
+            workflow_id=command.workflow_id,
+            service=held,
+            connection=("fleet", entry["hub"]),
+            frame=command.to_json(),
+            deadline=loop.time() + wait,
+        )
+        reply = await fleet.route(entry["hub"], command, wait)
+        if reply.outcome == "error":
+            raise LookupError(reply.error)
+        response = None
+        if reply.response is not None:
+            try:
+                response = WSMessage.parse(orjson.dumps(reply.response))
+            except ProtocolError as exc:
+                raise LookupError(f"hub {entry['hub']} answered badly: {exc}") from None
+        return RequestSettled(request, RequestOutcome(reply.outcome), response)
+
+    async def _run_routed(self, command: FleetCommand) -> FleetReply:
+        """Runs a command another hub routed here, as this hub's own (the operator's
+        hub checked the permission)."""
+        logger.debug(
+            "routed command=%s workflow_id=%s origin=%s operator=%s",
+            command.command,
+            command.workflow_id,
+            command.origin or "-",
+            command.operator or "-",
+        )
+        protocol = self.protocol
+        workflow_id = command.workflow_id
+        makers: dict[str, Callable[[float], Request]] = {
+            "pause": lambda d: protocol.pause(workflow_id, command.reason, deadline=d),
+            "resume": lambda d: protocol.resume(workflow_id, command.from_checkpoint, deadline=d),
+            "cancel": lambda d: protocol.cancel(
+                workflow_id, command.reason, command.force, deadline=d
+            ),
+            "status": lambda d: protocol.status(workflow_id, deadline=d),
+        }
+        try:
+            settled = await self._request(makers[command.command], command.timeout)
+        except (LookupError, RuntimeError) as exc:
+            return FleetReply("error", error=str(exc), hub=self.hub_id)
+        response = settled.response
+        return FleetReply(
+            settled.outcome.value,
+            None if response is None else response.document(),
+            hub=self.hub_id,
         )
 
     async def _request(
@@ -472,7 +694,7 @@ class Hub:
                 ),
                 peer,
             )
-        admission = self.protocol.admit(list(request.headers.raw_items()), query)
+        admission = admit_request(self, request, query, websocket=True)
         if admission.refusal is not None:
             return self._refusal(connection, admission.refusal, peer)
         if path == WATCH_PATH:
@@ -533,6 +755,9 @@ class Hub:
 
             with contextlib.suppress(ConnectionClosed):
                 await serve_control(self, connection, credential)
+        elif path == DASHBOARD_PATH:
+            with contextlib.suppress(ConnectionClosed):
+                await self.dashboards.serve(connection, credential)
         else:
             await self._serve_service(connection, credential)
 
@@ -571,7 +796,11 @@ class Hub:
         for event in out.events:
             if isinstance(event, RequestSettled):
                 self._settle(event)
+            elif isinstance(event, ServiceMessage):
+                if event.message.type in _FLEET_CHANGES:
+                    self._fleet_changed()
             elif isinstance(event, ServiceRegistered):
+                self._fleet_changed()
                 record = event.service
                 logger.info(
                     "registered peer=%s service_id=%s instance_id=%s service_name=%s credential=%s",
@@ -590,6 +819,7 @@ class Hub:
                     event.reason,
                 )
             elif isinstance(event, ServiceDisconnected):
+                self._fleet_changed()
                 service = event.service
                 logger.info(
                     "disconnected peer=%s service_id=%s",

@@ -1,4 +1,6 @@
-"""``turnout hub``: a :class:`~turnout.ws.Hub` run until SIGINT or SIGTERM."""
+"""``turnout hub``: a :class:`~turnout.ws.Hub` run until SIGINT or SIGTERM. With
+``--nats URL[,URL...]`` the hub's bus is NATS and the hub joins the fleet of the hubs on
+those servers, as ``--hub-id`` (default: a generated id)."""
 
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ class HubOptions:
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     retention: float = DEFAULT_RETENTION
     max_workflows: int = DEFAULT_MAX_WORKFLOWS
+    hub_id: str | None = None
 
 
 def run_hub(options: HubOptions, out: TextIO = sys.stdout) -> int:
@@ -79,29 +82,28 @@ async def _serve(options: HubOptions, out: TextIO) -> int:
         return _EXIT_FAILED
     bus: Bus | None = None
     nats_url = options.nats_url
+    servers: list[str] = []
     if nats_url is not None:
+        servers = [url.strip() for url in nats_url.split(",") if url.strip()]
         try:
             import turnout.nats
         except ImportError as exc:
             print(f"turnout hub: --nats needs the nats extra ({exc})", file=sys.stderr)
             return _EXIT_FAILED
         try:
-            bus = await turnout.nats.connect(nats_url, node=options.node)
+            # The servers in the order given: operators spread hubs over a cluster by
+            # listing a different server first for each.
+            bus = await turnout.nats.connect(servers, node=options.node, dont_randomize=True)
         except Exception as exc:
             print(f"turnout hub: cannot connect to NATS at {nats_url}: {exc}", file=sys.stderr)
             return _EXIT_FAILED
-    hub = Hub(
-        options.host,
-        options.port,
-        options.token,
-        options.max_message_size,
-        bus,
-        auth=credentials,
-        ssl=context,
-        node=options.node,
-        retention=options.retention,
-        max_workflows=options.max_workflows,
-    )
+    try:
+        hub = _hub(options, credentials, context, bus, servers)
+    except ValueError as exc:
+        print(f"turnout hub: {exc}", file=sys.stderr)
+        if bus is not None:
+            await bus.aclose()
+        return _EXIT_FAILED
     try:
         try:
             await hub.start()
@@ -111,12 +113,15 @@ async def _serve(options: HubOptions, out: TextIO) -> int:
                 file=sys.stderr,
             )
             return _EXIT_FAILED
+        except Exception as exc:  # the fleet's NATS connection
+            print(f"turnout hub: cannot join the fleet at {nats_url}: {exc}", file=sys.stderr)
+            return _EXIT_FAILED
         loop = asyncio.get_running_loop()
         stop_requested = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop_requested.set)
         where = "NATS " + nats_url if nats_url is not None else "the embedded bus"
-        print(f"turnout hub: listening on {hub.url} (on {where})", file=out)
+        print(f"turnout hub: listening on {hub.url} (on {where}, hub id {hub.hub_id})", file=out)
         print(f"turnout hub: watchers: {hub.watch_url}?subject=events.coordination.>", file=out)
         out.flush()
         await stop_requested.wait()
@@ -128,3 +133,26 @@ async def _serve(options: HubOptions, out: TextIO) -> int:
         await hub.stop()
         if bus is not None:
             await bus.aclose()
+
+
+def _hub(
+    options: HubOptions,
+    credentials: Credentials | None,
+    context: ssl.SSLContext | None,
+    bus: Bus | None,
+    servers: list[str],
+) -> Hub:
+    return Hub(
+        options.host,
+        options.port,
+        options.token,
+        options.max_message_size,
+        bus,
+        auth=credentials,
+        ssl=context,
+        node=options.node,
+        retention=options.retention,
+        max_workflows=options.max_workflows,
+        hub_id=options.hub_id,
+        fleet=servers or None,
+    )

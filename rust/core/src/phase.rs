@@ -1,9 +1,9 @@
 //! Workflow phases: the transition table and the per-workflow state store of when-v3's
 //! coordinator, with its error texts and the reasons its helpers set.
 //!
-//! The store is not synchronised; the bindings hold it behind a lock and deliver the
-//! changes it records (see [`PhaseTable::record_changes`]) to callbacks, in order, after
-//! releasing it.
+//! The store is not synchronised; [`crate::phase_manager::PhaseManager`] holds it behind a
+//! lock and delivers the changes it records (see [`PhaseTable::record_changes`]) to
+//! observers, in order, after releasing it.
 
 use std::fmt;
 use std::hash::BuildHasher;

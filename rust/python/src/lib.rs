@@ -6,13 +6,15 @@
 mod args;
 mod bus;
 mod clock;
-mod dispatch;
 mod event;
 mod go_json;
 mod index;
+mod json_scan;
+mod key_router;
 mod logs;
 mod nats_frames;
-mod phases;
+mod phase;
+mod phase_manager;
 mod ring;
 mod subjects;
 
@@ -29,11 +31,13 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     args::register(m)?;
     subjects::register(m)?;
     index::register(m)?;
-    dispatch::register(m)?;
+    key_router::register(m)?;
+    json_scan::register(m)?;
     clock::register(m)?;
     event::register(m)?;
     go_json::register(m)?;
-    phases::register(m)?;
+    phase::register(m)?;
+    phase_manager::register(m)?;
     logs::register(m)?;
     nats_frames::register(m)?;
     ring::register(m)?;

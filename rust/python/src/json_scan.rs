@@ -1,89 +1,9 @@
-//! `KeyRouter`: the dispatcher's fast path, routing raw JSON messages by a key field;
-//! `BuildUpdateDecoder`: a channel's reader decoding the routed messages.
+//! `BuildUpdateDecoder`: a dispatcher channel's reader decoding routed build updates with
+//! the core's JSON field scanner.
 
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyType};
 use turnout_core::{self as core, Scalar};
-
-use crate::args::not_a_str;
-
-/// Routes batches of JSON messages to keys by one top-level string field.
-#[pyclass(frozen, module = "turnout", name = "KeyRouter")]
-pub struct KeyRouter {
-    inner: core::KeyRouter,
-    /// The key objects as given, returned as the dict keys of `route_batch`.
-    keys: Vec<Py<PyString>>,
-}
-
-#[pymethods]
-impl KeyRouter {
-    #[new]
-    #[pyo3(signature = (keys, field = "workspace_name"))]
-    fn new(keys: &Bound<'_, PyAny>, field: &str) -> PyResult<Self> {
-        let mut objects = Vec::new();
-        for key in keys.try_iter()? {
-            let key = key?;
-            let Ok(s) = key.cast::<PyString>() else {
-                return Err(not_a_str(&key, "key"));
-            };
-            objects.push(s.clone().unbind());
-        }
-        let py = keys.py();
-        let names = objects
-            .iter()
-            .map(|k| k.bind(py).to_str().map(str::to_owned))
-            .collect::<PyResult<Vec<_>>>()?;
-        Ok(Self {
-            inner: core::KeyRouter::new(names.iter().map(String::as_str), field),
-            keys: objects,
-        })
-    }
-
-    /// The top-level field routed by.
-    #[getter]
-    fn field(&self) -> &str {
-        self.inner.field()
-    }
-
-    /// Distinct keys.
-    fn __len__(&self) -> usize {
-        self.inner.len()
-    }
-
-    /// Routes `batch` (bytes objects): returns the messages per key, in order and as the
-    /// same objects, for keys that received any; then those whose key is unknown; then the
-    /// malformed ones. Messages are parsed and grouped with the GIL released.
-    fn route_batch<'py>(
-        &self,
-        py: Python<'py>,
-        batch: &Bound<'py, PyAny>,
-    ) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyList>, Bound<'py, PyList>)> {
-        let mut messages: Vec<Bound<'py, PyBytes>> = Vec::new();
-        for item in batch.try_iter()? {
-            let item = item?;
-            match item.cast_into::<PyBytes>() {
-                Ok(bytes) => messages.push(bytes),
-                Err(err) => {
-                    let kind = err.into_inner().get_type().name()?;
-                    return Err(PyTypeError::new_err(format!(
-                        "messages must be bytes, not {kind}"
-                    )));
-                }
-            }
-        }
-        // The bytes objects are immutable and held by `messages`: their buffers stay put
-        // while the GIL is released.
-        let views: Vec<&[u8]> = messages.iter().map(|m| m.as_bytes()).collect();
-        let routed = py.detach(|| self.inner.route_batch(views.iter().copied()));
-        let pick = |at: &[usize]| PyList::new(py, at.iter().map(|&i| &messages[i]));
-        let grouped = PyDict::new(py);
-        for (key, at) in routed.groups() {
-            grouped.set_item(self.keys[key].bind(py), pick(at)?)?;
-        }
-        Ok((grouped, pick(&routed.unknown)?, pick(&routed.malformed)?))
-    }
-}
 
 /// Decodes raw build updates in Rust: the fields are read by the core's scanner and the
 /// objects built here, from the classes Python hands over once. Only the common shape is
@@ -95,9 +15,10 @@ pub struct BuildUpdateDecoder {
     update_class: Py<PyType>,
     uuid_class: Py<PyType>,
     uuid_is_safe: Py<PyAny>,
-    transitions: Py<PyDict>,
-    statuses: Py<PyDict>,
-    object_new: Py<PyAny>,
+    /// The enum members by wire value: few, so a scan of borrowed text finds one without
+    /// making a Python string to look it up by.
+    transitions: Vec<(String, Py<PyAny>)>,
+    statuses: Vec<(String, Py<PyAny>)>,
     /// The update's attribute names, in `FIELDS` order, then the UUID's `int`, `is_safe`.
     names: Vec<Py<PyString>>,
 }
@@ -131,6 +52,25 @@ fn uuid_value(text: &str) -> Option<u128> {
     Some(value)
 }
 
+/// `(wire value, member)` pairs of a `{str: member}` dict.
+fn members_by_value(members: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Py<PyAny>)>> {
+    members
+        .iter()
+        .map(|(value, member)| Ok((value.extract::<String>()?, member.unbind())))
+        .collect()
+}
+
+fn member<'py>(
+    py: Python<'py>,
+    members: &[(String, Py<PyAny>)],
+    value: &str,
+) -> Option<Bound<'py, PyAny>> {
+    members
+        .iter()
+        .find(|(known, _)| known == value)
+        .map(|(_, member)| member.bind(py).clone())
+}
+
 impl BuildUpdateDecoder {
     /// Sets an attribute past a frozen class's `__setattr__`, as its own `__init__` does.
     fn set(
@@ -149,11 +89,22 @@ impl BuildUpdateDecoder {
         }
     }
 
+    /// A new instance of `class` with no attribute set, as `object.__new__(class)` makes
+    /// it, without the call: both classes are plain Python classes with slots, whose
+    /// allocator is the generic one.
+    fn blank<'py>(class: &Bound<'py, PyType>) -> PyResult<Bound<'py, PyAny>> {
+        // SAFETY: `class` is a live type object; the generic allocator returns a new
+        // reference (zeroed slots, tracked by the GC if the type is) or NULL with an error.
+        unsafe {
+            Bound::from_owned_ptr_or_err(
+                class.py(),
+                pyo3::ffi::PyType_GenericAlloc(class.as_type_ptr(), 0),
+            )
+        }
+    }
+
     fn uuid<'py>(&self, py: Python<'py>, value: u128) -> PyResult<Bound<'py, PyAny>> {
-        let uuid = self
-            .object_new
-            .bind(py)
-            .call1((self.uuid_class.bind(py),))?;
+        let uuid = Self::blank(self.uuid_class.bind(py))?;
         Self::set(&uuid, &self.names[6], &value.into_pyobject(py)?.into_any())?;
         Self::set(&uuid, &self.names[7], self.uuid_is_safe.bind(py))?;
         Ok(uuid)
@@ -180,9 +131,8 @@ impl BuildUpdateDecoder {
             update_class: update_class.unbind(),
             uuid_class: uuid_class.unbind(),
             uuid_is_safe: uuid_is_safe.unbind(),
-            transitions: transitions.unbind(),
-            statuses: statuses.unbind(),
-            object_new: py.get_type::<PyAny>().getattr("__new__")?.unbind(),
+            transitions: members_by_value(&transitions)?,
+            statuses: members_by_value(&statuses)?,
             names,
         })
     }
@@ -209,15 +159,12 @@ impl BuildUpdateDecoder {
             return Ok(None);
         };
         let (Some(transition), Some(status)) = (
-            self.transitions.bind(py).get_item(&*transition)?,
-            self.statuses.bind(py).get_item(&*status)?,
+            member(py, &self.transitions, &transition),
+            member(py, &self.statuses, &status),
         ) else {
             return Ok(None);
         };
-        let update = self
-            .object_new
-            .bind(py)
-            .call1((self.update_class.bind(py),))?;
+        let update = Self::blank(self.update_class.bind(py))?;
         let values = [
             self.uuid(py, workspace_id)?,
             PyString::new(py, &name).into_any(),
@@ -260,6 +207,5 @@ impl BuildUpdateDecoder {
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<KeyRouter>()?;
     m.add_class::<BuildUpdateDecoder>()
 }

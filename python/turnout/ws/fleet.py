@@ -1,0 +1,225 @@
+"""A hub's link to the fleet on NATS, I/O only: publishes the snapshots
+:class:`turnout.coordination.fleet.FleetProtocol` writes, hands it the other hubs', and
+carries routed commands as NATS request/reply. What the documents mean, how views merge
+and when a hub expires is the protocol's.
+
+One nats-py connection per hub, on the hub's event loop, beside the bus's own: it
+connects to the first server of the list that answers, in the order given (so hubs can
+be spread over a cluster by listing a different server first for each), reconnects to
+the others for ever (every ``reconnect_time_wait`` seconds), and its subscriptions
+resume there. Needs the ``nats`` extra.
+
+- ``turnout.fleet.state.<hub>``: snapshots, every ``heartbeat_interval`` seconds and
+  soon (:data:`CHANGE_DELAY`) after a change; ``turnout.fleet.hello``: a hub that starts
+  asks the others for theirs at once.
+- ``turnout.fleet.command.<hub>``: commands for the services this hub holds; each runs
+  as its own task and is answered when its request settles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import nats
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from turnout.coordination.fleet import FleetCommand, FleetProtocol, FleetReply, command_subject
+
+__all__ = ["CHANGE_DELAY", "HELLO_SUBJECT", "FleetLink"]
+
+logger = logging.getLogger("turnout.ws.hub")
+
+#: Seconds a snapshot waits after a change, for the changes of the same moment to join it.
+CHANGE_DELAY = 0.02
+HELLO_SUBJECT = "turnout.fleet.hello"
+
+Snapshot = Callable[[], tuple[list[dict[str, Any]], list[dict[str, Any]]]]
+Runner = Callable[[FleetCommand], Awaitable[FleetReply]]
+
+
+class FleetLink:
+    """The fleet's I/O for one hub. ``state()`` gives this hub's service and workflow
+    documents; ``run(command)`` runs a routed command here and returns the reply."""
+
+    def __init__(
+        self,
+        protocol: FleetProtocol,
+        servers: Sequence[str],
+        state: Snapshot,
+        run: Runner,
+        *,
+        reconnect_time_wait: float = 0.5,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self.protocol = protocol
+        self.servers = list(servers)
+        self._state = state
+        self._run = run
+        self._reconnect_time_wait = reconnect_time_wait
+        self._connect_timeout = connect_timeout
+        self._nc: Client | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._heartbeat: asyncio.TimerHandle | None = None
+        self._soon: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+        self.counts = dict.fromkeys(
+            (
+                "commands_routed",
+                "commands_served",
+                "commands_malformed",
+                "publish_errors",
+                "nats_disconnects",
+                "nats_reconnects",
+            ),
+            0,
+        )
+
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    async def start(self) -> None:
+        """Connects, subscribes, publishes this hub's first snapshot and asks the others
+        for theirs. Raises what nats-py raises when no server answers."""
+        self._loop = asyncio.get_running_loop()
+
+        async def disconnected() -> None:
+            self.counts["nats_disconnects"] += 1
+            if self._stopping:
+                return
+            logger.warning("fleet: NATS disconnected hub=%s", self.protocol.hub_id)
+
+        async def reconnected() -> None:
+            self.counts["nats_reconnects"] += 1
+            logger.info("fleet: NATS reconnected hub=%s", self.protocol.hub_id)
+            self.changed()
+
+        async def error(exc: Exception) -> None:
+            logger.warning("fleet: NATS error hub=%s: %s", self.protocol.hub_id, exc)
+
+        self._nc = await nats.connect(
+            servers=self.servers,
+            name=f"turnout-hub-{self.protocol.hub_id}",
+            reconnect_time_wait=self._reconnect_time_wait,
+            max_reconnect_attempts=-1,
+            connect_timeout=self._connect_timeout,
+            dont_randomize=True,  # the first server listed first (the module docstring)
+            disconnected_cb=disconnected,
+            reconnected_cb=reconnected,
+            error_cb=error,
+        )
+        nc = self._nc
+        await nc.subscribe("turnout.fleet.state.*", cb=self._on_state)
+        await nc.subscribe(HELLO_SUBJECT, cb=self._on_hello)
+        await nc.subscribe(self.protocol.command_subject, cb=self._on_command)
+        await self._publish_snapshot()
+        await nc.publish(HELLO_SUBJECT, self.protocol.hub_id.encode())
+        await nc.flush()
+        self._arm_heartbeat()
+
+    async def stop(self) -> None:
+        """Tells the fleet this hub leaves, then closes the connection."""
+        if self._nc is None or self._stopping:
+            return
+        self._stopping = True
+        for timer in (self._heartbeat, self._soon):
+            if timer is not None:
+                timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        nc = self._nc
+        with contextlib.suppress(Exception):
+            for frame in self.protocol.snapshot((), (), leaving=True):
+                await nc.publish(self.protocol.state_subject, frame)
+            await nc.flush(timeout=2)
+        with contextlib.suppress(Exception):
+            await nc.close()
+
+    def changed(self) -> None:
+        """This hub's state changed: a snapshot goes out within :data:`CHANGE_DELAY`."""
+        if self._soon is None and self._loop is not None and not self._stopping:
+            self._soon = self._loop.call_later(CHANGE_DELAY, self._spawn_snapshot)
+
+    def _spawn_snapshot(self) -> None:
+        self._soon = None
+        self._spawn(self._publish_snapshot())
+
+    def _spawn(self, coroutine: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _arm_heartbeat(self) -> None:
+        assert self._loop is not None
+        self._heartbeat = self._loop.call_later(self.protocol.heartbeat_interval, self._beat)
+
+    def _beat(self) -> None:
+        self.protocol.expire()
+        self._spawn(self._publish_snapshot())
+        self._arm_heartbeat()
+
+    async def _publish_snapshot(self) -> None:
+        nc = self._nc
+        if nc is None or self._stopping:
+            return
+        services, workflows = self._state()
+        try:
+            for frame in self.protocol.snapshot(services, workflows):
+                await nc.publish(self.protocol.state_subject, frame)
+        except Exception as exc:  # the client's buffer is full while disconnected, ...
+            self.counts["publish_errors"] += 1
+            logger.warning("fleet: cannot publish the snapshot: %s", exc)
+
+    async def _on_state(self, msg: Msg) -> None:
+        self.protocol.receive_snapshot(msg.data)
+
+    async def _on_hello(self, msg: Msg) -> None:
+        if msg.data.decode("utf-8", "replace") != self.protocol.hub_id:
+            self.changed()
+
+    async def _on_command(self, msg: Msg) -> None:
+        self._spawn(self._serve_command(msg))
+
+    async def _serve_command(self, msg: Msg) -> None:
+        try:
+            command = FleetCommand.parse(msg.data)
+        except ValueError as exc:
+            self.counts["commands_malformed"] += 1
+            reply = FleetReply("error", error=f"malformed routed command: {exc}")
+        else:
+            self.counts["commands_served"] += 1
+            reply = await self._run(command)
+        if msg.reply:
+            with contextlib.suppress(Exception):
+                await msg.respond(reply.to_json())
+
+    async def route(self, hub_id: str, command: FleetCommand, wait: float) -> FleetReply:
+        """Sends ``command`` to ``hub_id`` and waits up to ``wait`` seconds for its reply:
+        ``disconnected`` when no hub answers on its subject (it is gone), ``expired``
+        when the reply does not come in time."""
+        nc = self._nc
+        if nc is None:
+            raise RuntimeError("the fleet link is not started")
+        self.counts["commands_routed"] += 1
+        try:
+            answer = await nc.request(command_subject(hub_id), command.to_json(), timeout=wait)
+        except nats.errors.NoRespondersError:
+            return FleetReply(
+                "disconnected", error=f"hub {hub_id} does not answer (gone)", hub=hub_id
+            )
+        except (nats.errors.TimeoutError, asyncio.TimeoutError, TimeoutError):
+            return FleetReply("expired", error=f"no answer from hub {hub_id} in time", hub=hub_id)
+        except nats.errors.Error as exc:  # the connection is closed
+            return FleetReply("disconnected", error=f"cannot reach hub {hub_id}: {exc}", hub=hub_id)
+        try:
+            return FleetReply.parse(answer.data)
+        except ValueError as exc:
+            return FleetReply("error", error=f"hub {hub_id} answered badly: {exc}", hub=hub_id)
