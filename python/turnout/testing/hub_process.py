@@ -25,9 +25,10 @@ _LISTENING = "listening on "
 
 
 class HubProcess:
-    """``turnout hub`` on ``127.0.0.1:port``, requiring ``token`` as a bearer token. With
-    ``nats_url`` (a URL or several) it joins the fleet on those NATS servers as ``hub_id``
-    (default: a generated one)."""
+    """``turnout hub`` on ``127.0.0.1:port``, requiring ``token`` as a bearer token (an
+    empty ``token``: an open hub). With ``nats_url`` (a URL or several) it joins the fleet
+    on those NATS servers as ``hub_id`` (default: a generated one). ``args``: more options
+    for ``turnout hub`` (with ``--auth FILE``, the file's credentials replace the token)."""
 
     def __init__(
         self,
@@ -36,6 +37,7 @@ class HubProcess:
         token: str | None = None,
         nats_url: str | Sequence[str] | None = None,
         hub_id: str | None = None,
+        args: Sequence[str] = (),
     ) -> None:
         self.port = port or free_port()
         self.token = secrets.token_urlsafe(16) if token is None else token
@@ -43,6 +45,7 @@ class HubProcess:
             nats_url if nats_url is None or isinstance(nats_url, str) else ",".join(nats_url)
         )
         self.hub_id = hub_id
+        self.args = tuple(args)
         self._process: subprocess.Popen[str] | None = None
 
     @property
@@ -79,6 +82,7 @@ class HubProcess:
             command += ["--nats", self.nats_url]
         if self.hub_id is not None:
             command += ["--hub-id", self.hub_id]
+        command += self.args
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "TURNOUT_HUB_TOKEN": self.token}
         # stderr to a file, not a pipe: nobody reads it while the hub runs, and a full
         # pipe would block the hub.

@@ -58,11 +58,25 @@ from turnout.coordination import (
 )
 from turnout.phases import Phase
 from turnout.protocol import MessageType
+from turnout.ws.dashboard import (
+    SESSION_PATH,
+    STATIC_PATHS,
+    admit_request,
+    serve_page,
+    serve_session,
+)
 
 if TYPE_CHECKING:
     from turnout.ws.hub import Hub
 
-__all__ = ["COMMANDS", "METRICS_CONTENT_TYPE", "render_metrics", "serve_control", "serve_http"]
+__all__ = [
+    "COMMANDS",
+    "METRICS_CONTENT_TYPE",
+    "answer_command",
+    "render_metrics",
+    "serve_control",
+    "serve_http",
+]
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 COMMANDS = ("pause", "resume", "cancel", "status")
@@ -87,6 +101,10 @@ def serve_http(
             summary["fleet_peers"] = stats["fleet_peers"]
             summary["fleet_connected"] = hub.fleet.connected
         return _respond(200, orjson.dumps(summary), _JSON)
+    if path in STATIC_PATHS:
+        return serve_page(request, path, tls=hub.ssl is not None)
+    if path == SESSION_PATH:
+        return serve_session(hub, request)
     if path not in ("/metrics", "/v1/services", "/v1/workflows") and not path.startswith(
         "/v1/workflows/"
     ):
@@ -95,7 +113,7 @@ def serve_http(
         )
         hub.log_refusal(connection, refusal)
         return _text(refusal)
-    admission = hub.protocol.admit(list(request.headers.raw_items()), query)
+    admission = admit_request(hub, request, query, websocket=False)
     if admission.refusal is not None:
         hub.log_refusal(connection, admission.refusal)
         return _text(admission.refusal)
@@ -328,6 +346,14 @@ async def serve_control(
 async def _command(
     hub: Hub, connection: ServerConnection, credential: Credential | None, frame: str | bytes
 ) -> None:
+    answer = await answer_command(hub, credential, frame)
+    await connection.send(orjson.dumps(answer).decode(), text=True)
+
+
+async def answer_command(
+    hub: Hub, credential: Credential | None, frame: str | bytes
+) -> dict[str, Any]:
+    """Runs one command frame (see the module docstring) and returns its answer."""
     command_id: Any = None
     try:
         try:
@@ -359,7 +385,7 @@ async def _command(
             "response": None if response is None else response.document(),
             "error": error,
         }
-    await connection.send(orjson.dumps(answer).decode(), text=True)
+    return answer
 
 
 async def _run(hub: Hub, credential: Credential | None, document: dict[str, Any]) -> RequestSettled:

@@ -96,6 +96,7 @@ from turnout.coordination.fleet import (
 )
 from turnout.events import Event
 from turnout.protocol import MessageType, ProtocolError, WSMessage
+from turnout.ws.dashboard import DASHBOARD_PATH, Dashboards, admit_request
 from turnout.ws.http import service_document, workflow_document
 from turnout.ws.watchers import MAX_FLUSH_DEFERRALS, Watchers
 
@@ -120,7 +121,7 @@ WATCH_PATH = "/v1/watch"
 CONTROL_PATH = "/v1/control"
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 MAX_WATCH_PATTERNS = 64
-_WEBSOCKET_PATHS = (COORDINATION_PATH, WATCH_PATH, CONTROL_PATH)
+_WEBSOCKET_PATHS = (COORDINATION_PATH, WATCH_PATH, CONTROL_PATH, DASHBOARD_PATH)
 #: Of a routed command's timeout, the seconds kept for the trip over NATS: the holding
 #: hub waits for the service that much less, so its answer arrives within the timeout.
 ROUTE_ALLOWANCE = 0.25
@@ -199,6 +200,7 @@ class Hub:
             clock=self._now,
         )
         self.watchers = Watchers(self.bus, watcher_buffer, ping_interval)
+        self.dashboards = Dashboards(self)
         self._server: Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
@@ -361,6 +363,8 @@ class Hub:
             **self._counts,
             **self.watchers.counts,
             "watchers": len(self.watchers),
+            **self.dashboards.counts,
+            "dashboards": self.dashboards.open,
             **fleet,
         }
 
@@ -690,7 +694,7 @@ class Hub:
                 ),
                 peer,
             )
-        admission = self.protocol.admit(list(request.headers.raw_items()), query)
+        admission = admit_request(self, request, query, websocket=True)
         if admission.refusal is not None:
             return self._refusal(connection, admission.refusal, peer)
         if path == WATCH_PATH:
@@ -751,6 +755,9 @@ class Hub:
 
             with contextlib.suppress(ConnectionClosed):
                 await serve_control(self, connection, credential)
+        elif path == DASHBOARD_PATH:
+            with contextlib.suppress(ConnectionClosed):
+                await self.dashboards.serve(connection, credential)
         else:
             await self._serve_service(connection, credential)
 
