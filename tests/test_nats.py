@@ -29,7 +29,7 @@ from turnout.nats import (
     connect,
     connect_sync,
 )
-from turnout.testing.nats_server import NatsCluster, NatsServer, free_port
+from turnout.testing.nats_server import NatsCluster, NatsServer, free_port, wait_jetstream
 
 # Every wait below polls until a condition holds, up to this long: long enough for a busy
 # machine, and a hung test still ends.
@@ -638,6 +638,10 @@ async def test_nats_py_callbacks_run_after_turnouts_own(own_nats_server: NatsSer
         )
         own_nats_server.kill()  # they die with the connection
         own_nats_server.start()
+        # A loaded machine takes a while to recover the stream: the flush below waits
+        # for the acks, not for the server's start.
+        await wait_jetstream([own_nats_server.url])
+        await eventually(lambda: transport("reconnects") >= 1, "the bus reconnected")
         await bus.flush(timeout=PATIENCE)
         assert transport("acked") == 100
         assert numbers(await bus.ahistory("events.>", 1000)) == list(range(100))

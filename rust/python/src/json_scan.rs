@@ -15,9 +15,10 @@ pub struct BuildUpdateDecoder {
     update_class: Py<PyType>,
     uuid_class: Py<PyType>,
     uuid_is_safe: Py<PyAny>,
-    transitions: Py<PyDict>,
-    statuses: Py<PyDict>,
-    object_new: Py<PyAny>,
+    /// The enum members by wire value: few, so a scan of borrowed text finds one without
+    /// making a Python string to look it up by.
+    transitions: Vec<(String, Py<PyAny>)>,
+    statuses: Vec<(String, Py<PyAny>)>,
     /// The update's attribute names, in `FIELDS` order, then the UUID's `int`, `is_safe`.
     names: Vec<Py<PyString>>,
 }
@@ -51,6 +52,25 @@ fn uuid_value(text: &str) -> Option<u128> {
     Some(value)
 }
 
+/// `(wire value, member)` pairs of a `{str: member}` dict.
+fn members_by_value(members: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Py<PyAny>)>> {
+    members
+        .iter()
+        .map(|(value, member)| Ok((value.extract::<String>()?, member.unbind())))
+        .collect()
+}
+
+fn member<'py>(
+    py: Python<'py>,
+    members: &[(String, Py<PyAny>)],
+    value: &str,
+) -> Option<Bound<'py, PyAny>> {
+    members
+        .iter()
+        .find(|(known, _)| known == value)
+        .map(|(_, member)| member.bind(py).clone())
+}
+
 impl BuildUpdateDecoder {
     /// Sets an attribute past a frozen class's `__setattr__`, as its own `__init__` does.
     fn set(
@@ -69,11 +89,22 @@ impl BuildUpdateDecoder {
         }
     }
 
+    /// A new instance of `class` with no attribute set, as `object.__new__(class)` makes
+    /// it, without the call: both classes are plain Python classes with slots, whose
+    /// allocator is the generic one.
+    fn blank<'py>(class: &Bound<'py, PyType>) -> PyResult<Bound<'py, PyAny>> {
+        // SAFETY: `class` is a live type object; the generic allocator returns a new
+        // reference (zeroed slots, tracked by the GC if the type is) or NULL with an error.
+        unsafe {
+            Bound::from_owned_ptr_or_err(
+                class.py(),
+                pyo3::ffi::PyType_GenericAlloc(class.as_type_ptr(), 0),
+            )
+        }
+    }
+
     fn uuid<'py>(&self, py: Python<'py>, value: u128) -> PyResult<Bound<'py, PyAny>> {
-        let uuid = self
-            .object_new
-            .bind(py)
-            .call1((self.uuid_class.bind(py),))?;
+        let uuid = Self::blank(self.uuid_class.bind(py))?;
         Self::set(&uuid, &self.names[6], &value.into_pyobject(py)?.into_any())?;
         Self::set(&uuid, &self.names[7], self.uuid_is_safe.bind(py))?;
         Ok(uuid)
@@ -100,9 +131,8 @@ impl BuildUpdateDecoder {
             update_class: update_class.unbind(),
             uuid_class: uuid_class.unbind(),
             uuid_is_safe: uuid_is_safe.unbind(),
-            transitions: transitions.unbind(),
-            statuses: statuses.unbind(),
-            object_new: py.get_type::<PyAny>().getattr("__new__")?.unbind(),
+            transitions: members_by_value(&transitions)?,
+            statuses: members_by_value(&statuses)?,
             names,
         })
     }
@@ -129,15 +159,12 @@ impl BuildUpdateDecoder {
             return Ok(None);
         };
         let (Some(transition), Some(status)) = (
-            self.transitions.bind(py).get_item(&*transition)?,
-            self.statuses.bind(py).get_item(&*status)?,
+            member(py, &self.transitions, &transition),
+            member(py, &self.statuses, &status),
         ) else {
             return Ok(None);
         };
-        let update = self
-            .object_new
-            .bind(py)
-            .call1((self.update_class.bind(py),))?;
+        let update = Self::blank(self.update_class.bind(py))?;
         let values = [
             self.uuid(py, workspace_id)?,
             PyString::new(py, &name).into_any(),
