@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ from turnout.phases import Phase
 from turnout.protocol import MessageType, PhaseChangedPayload, RegisterPayload, WSMessage
 from turnout.testing.hub_process import HubProcess
 from turnout.ws import Coordinator, CoordinatorConfig
+from turnout.ws.dashboard import cookie_value
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, Page
@@ -143,11 +145,11 @@ async def phase_shown(page: Page, workflow_id: str, phase: str) -> None:
 
 async def outcome_shown(page: Page, workflow_id: str, text: str) -> str:
     selector = f"{row(workflow_id)} .outcome"
-    await page.wait_for_function(
-        "([selector, text]) => (document.querySelector(selector)?.textContent || '')"
-        ".startsWith(text)",
+    await wait_for(
+        page,
+        "(document.querySelector(arg[0])?.textContent || '').startsWith(arg[1])",
+        f"{workflow_id}'s outcome {text!r}",
         arg=[selector, text],
-        timeout=WAIT * 1000,
     )
     return await page.inner_text(selector)
 
@@ -189,7 +191,7 @@ async def test_a_service_appears_then_its_phase_progress_and_log_line(
     (cookie,) = await context.cookies()
     assert (cookie["name"], cookie["value"], cookie["httpOnly"], cookie["sameSite"]) == (
         "turnout_session",
-        OPS,
+        cookie_value(OPS),
         True,
         "Strict",
     )
@@ -350,7 +352,7 @@ async def test_sign_in_refuses_a_bad_token_and_sign_out_forgets_the_session(
 
 
 async def test_the_session_cookie_is_refused_from_another_origin(auth_hub: HubProcess) -> None:
-    cookie = {"Cookie": f"turnout_session={OPS}"}
+    cookie = {"Cookie": f"theme=dark; turnout_session={cookie_value(OPS)}"}
     dashboard = f"ws://127.0.0.1:{auth_hub.port}/v1/dashboard"
     own = base_url(auth_hub)
     # Another page of the same site (another port, same host) and one of another site.
@@ -378,7 +380,9 @@ async def test_the_session_cookie_is_refused_from_another_origin(auth_hub: HubPr
         auth_hub, "/v1/services", {**cookie, "Sec-Fetch-Site": "same-origin"}
     )
     assert status == 200 and "services" in orjson.loads(body)
-    status, body = await http_get(auth_hub, "/v1/services", {"Cookie": "turnout_session=wrong"})
+    status, body = await http_get(
+        auth_hub, "/v1/services", {"Cookie": f"turnout_session={cookie_value('wrong')}"}
+    )
     assert status == 401
     # signing in from another origin
     status, body = await http_get(
@@ -455,3 +459,29 @@ async def test_a_thousand_workflows_first_paint_and_update_rate(
         for coordinator in coordinators:
             await coordinator.close()
         hub.kill()
+
+
+async def test_under_tls_the_session_cookie_is_secure(tmp_path: Path) -> None:
+    from test_hub_service import make_certificate
+
+    from turnout.ws import Hub
+
+    cert, key = make_certificate(tmp_path)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    client_tls = ssl.create_default_context(cafile=str(cert))
+    async with Hub(port=0, token="s3cret", ssl=server_tls) as hub:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", hub.port, ssl=client_tls, server_hostname="localhost"
+        )
+        writer.write(
+            f"GET /v1/session HTTP/1.1\r\nHost: localhost:{hub.port}\r\n"
+            "Authorization: Bearer s3cret\r\nX-Turnout-Session: sign-in\r\n\r\n".encode()
+        )
+        head = (await asyncio.wait_for(reader.read(), WAIT)).partition(b"\r\n\r\n")[0]
+        writer.close()
+    lines = head.decode().split("\r\n")
+    assert lines[0].split()[1] == "200"
+    (cookie,) = [line.partition(":")[2].strip() for line in lines if line.startswith("Set-Cookie")]
+    value = cookie_value("s3cret")
+    assert cookie == f"turnout_session={value}; Path=/; HttpOnly; SameSite=Strict; Secure"
