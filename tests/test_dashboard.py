@@ -201,6 +201,14 @@ async def test_a_service_appears_then_its_phase_progress_and_log_line(
         await page.wait_for_selector(
             "#services tr[data-service='svc-live'] .state-connected", timeout=WAIT * 1000
         )
+        # which hub holds it (in a fleet, possibly another one), from the next refresh
+        hub_id = await wait_for(
+            page,
+            "document.querySelector(\"#services tr[data-service='svc-live'] .hub-column\")"
+            "?.textContent",
+            "the service's hub",
+        )
+        assert hub_id.startswith("hub-")
         to_execution(coordinator, "wf-live")
         await phase_shown(page, "wf-live", "execution")
         coordinator.send_progress("wf-live", "build", 42.0, "build", "compiling")
@@ -485,3 +493,29 @@ async def test_under_tls_the_session_cookie_is_secure(tmp_path: Path) -> None:
     (cookie,) = [line.partition(":")[2].strip() for line in lines if line.startswith("Set-Cookie")]
     value = cookie_value("s3cret")
     assert cookie == f"turnout_session={value}; Path=/; HttpOnly; SameSite=Strict; Secure"
+
+
+async def test_a_page_that_falls_behind_gets_a_fresh_snapshot_instead_of_the_backlog() -> None:
+    from turnout.events import Event
+    from turnout.ws import Hub
+    from turnout.ws.dashboard import MAX_PENDING_EVENTS
+
+    async with Hub(port=0) as hub, connect(hub.base_url + "/v1/dashboard") as feed:
+        kinds = [orjson.loads(await asyncio.wait_for(feed.recv(), WAIT))["type"] for _ in "ab"]
+        assert kinds == ["hello", "snapshot"]
+        # More than a page may have waiting, all within one turn of the hub's loop.
+        for n in range(MAX_PENDING_EVENTS + 1):
+            hub.bus.emit(Event(f"coordination.progress.svc.wf-{n % 7}", data={"n": n}))
+        stats = hub.stats()
+        assert stats["dashboard_events_skipped"] == MAX_PENDING_EVENTS + 1
+        while (frame := orjson.loads(await asyncio.wait_for(feed.recv(), WAIT)))["type"] != (
+            "snapshot"
+        ):
+            assert frame["type"] == "stats"  # no events: they were dropped for the snapshot
+        await until(lambda: hub.stats()["dashboard_resyncs"] == 1, "the resync counted")
+        hub.bus.emit(Event("coordination.progress.svc.wf-after", data={}))
+        while (frame := orjson.loads(await asyncio.wait_for(feed.recv(), WAIT)))["type"] != (
+            "events"
+        ):
+            pass
+        assert [e["type"] for e in frame["events"]] == ["coordination.progress.svc.wf-after"]
