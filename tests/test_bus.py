@@ -660,7 +660,7 @@ def test_local_network_queue_groups_span_buses() -> None:
 
 
 async def test_a_mailbox_hands_its_consumer_everything_buffered_at_once() -> None:
-    from turnout._mailbox import Mailbox, MailboxClosed
+    from turnout.bus._mailbox import Mailbox, MailboxClosed
 
     mailbox: Mailbox[int] = Mailbox(10, "block")
     for n in range(3):

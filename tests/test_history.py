@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from turnout import InvalidSubjectError, _journal
+from turnout import InvalidSubjectError
 from turnout._wire import PreciseDatetime
 from turnout.events import Event
 from turnout.history import (
@@ -23,6 +23,7 @@ from turnout.history import (
     HistoryFormatError,
     HistoryLockedError,
     MemoryHistory,
+    _journal,
 )
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)

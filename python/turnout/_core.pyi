@@ -4,6 +4,8 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, ClassVar, final
 
+from typing_extensions import disjoint_base
+
 from turnout._errors import PhaseError
 from turnout.phases import Phase
 
@@ -11,15 +13,19 @@ __all__ = [
     "MAX_SUBJECT_LENGTH",
     "MAX_TOKENS",
     "BuildUpdateDecoder",
+    "BusCore",
+    "DispatchLock",
     "Event",
     "EventDecodeError",
     "EventEncodeError",
+    "HistoryRing",
     "KeyRouter",
     "LogBatcher",
     "MatchResult",
     "NatsFrames",
     "PhaseManager",
     "PhaseState",
+    "Route",
     "SubjectIndex",
     "__version__",
     "_register_errors",
@@ -293,3 +299,60 @@ class NatsFrames:
     def feed(self, data: bytes) -> list[list[tuple[int, str, bytes]] | bytes]: ...
     @property
     def pending(self) -> int: ...
+
+@final
+class HistoryRing:
+    def __new__(
+        cls, max_msgs: int = 0, max_age_ns: int = 0, clock: Callable[[], int] | None = None
+    ) -> HistoryRing: ...
+    def append(
+        self, subject: str, event: Event, stored_ns: int | None = None, position: int | None = None
+    ) -> None: ...
+    def expire(self, now_ns: int | None = None) -> None: ...
+    def select(self, filter: str, limit: int, newest: bool = False) -> list[Event]: ...
+    def matching(self, filter: str) -> list[Event]: ...
+    def first_position(self) -> int | None: ...
+    def counters(self) -> dict[str, int]: ...
+    def __len__(self) -> int: ...
+
+@final
+class DispatchLock:
+    dispatching: bool
+    def __new__(cls) -> DispatchLock: ...
+    def acquire(self, blocking: bool = True) -> bool: ...
+    def release(self) -> None: ...
+
+@final
+class Route:
+    def __new__(cls, plain: tuple[Any, ...], groups: dict[str, list[Any]] | None) -> Route: ...
+    @property
+    def plain(self) -> tuple[Any, ...]: ...
+    @property
+    def groups(self) -> dict[str, list[Any]] | None: ...
+
+@disjoint_base
+class BusCore:
+    _closed: bool
+    _published: int
+    _delivered: int
+    def __new__(cls, *_args: Any, **_kwargs: Any) -> BusCore: ...
+    def _wire(
+        self,
+        *,
+        node: str,
+        subjects: dict[str, str],
+        routes: dict[str, Route],
+        pending: Any,
+        lock: DispatchLock,
+        history_ring: HistoryRing | None,
+        history_append: Callable[[str, Event, bytes | None], None],
+        needs_bytes: bool,
+        remote: bool,
+        local_queues: bool,
+    ) -> None: ...
+    @property
+    def node(self) -> str: ...
+    def emit(self, event: Event) -> str: ...
+    def _dispatch_event(
+        self, subject: str, event: Event, data: bytes | None = None, route: Route | None = None
+    ) -> None: ...

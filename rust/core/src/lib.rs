@@ -13,6 +13,7 @@ pub mod logbatch;
 pub mod nats_frames;
 pub mod phase;
 pub mod phase_manager;
+pub mod ring;
 pub mod subject;
 
 pub use go_json::{html_safe, write_decimal, write_go_float, write_go_json, write_json_str};
@@ -29,6 +30,7 @@ pub use logbatch::{
 pub use nats_frames::{Frame, FrameError, FrameReader, MAX_CONTROL_LINE};
 pub use phase::{Phase, PhaseError, PhaseState, PhaseTable};
 pub use phase_manager::{PhaseChange, PhaseManager};
+pub use ring::{Departed, Record, Ring, RingCounters};
 pub use subject::{
     check, is_subset, is_valid_literal, is_valid_subject, subject_matches, subjects_collide,
     tokens, SubjectError, SubjectKind, MAX_SUBJECT_LENGTH, MAX_TOKENS,

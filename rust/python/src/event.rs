@@ -75,6 +75,16 @@ pub struct Event {
 impl Event {
     /// A copy stamped by a bus: the time now, and `node` when the event has none.
     pub(crate) fn stamped(&self, py: Python<'_>, node: &Bound<'_, PyAny>) -> PyResult<Self> {
+        self.stamped_at(py, node, WireTime::now())
+    }
+
+    /// A copy stamped by a bus at `time` (the bus reuses its clock reading).
+    pub(crate) fn stamped_at(
+        &self,
+        py: Python<'_>,
+        node: &Bound<'_, PyAny>,
+        time: WireTime,
+    ) -> PyResult<Self> {
         let own = self.node.bind(py);
         Ok(Self {
             kind: self.kind.clone_ref(py),
@@ -83,9 +93,14 @@ impl Event {
             } else {
                 node.clone().unbind()
             },
-            stamp: Stamp::wire(WireTime::now()),
+            stamp: Stamp::wire(time),
             data: self.data.clone_ref(py),
         })
+    }
+
+    /// The event's type as given (the bus's key for its subject).
+    pub(crate) fn kind_object(&self) -> &Py<PyAny> {
+        &self.kind
     }
 }
 

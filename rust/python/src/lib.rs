@@ -4,6 +4,7 @@
 //! Rust errors become Python exceptions. Behaviour is decided in the core, not here.
 
 mod args;
+mod bus;
 mod clock;
 mod event;
 mod go_json;
@@ -14,6 +15,7 @@ mod logs;
 mod nats_frames;
 mod phase;
 mod phase_manager;
+mod ring;
 mod subjects;
 
 use pyo3::prelude::*;
@@ -38,5 +40,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     phase_manager::register(m)?;
     logs::register(m)?;
     nats_frames::register(m)?;
+    ring::register(m)?;
+    bus::register(m)?;
     Ok(())
 }

@@ -37,13 +37,20 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar, cast, overload
+from typing import Any, Literal, cast, overload
 
-from turnout._core import SubjectIndex, is_valid_literal, validate_subject
-from turnout._mailbox import Mailbox, MailboxClosed, Overflow
+from turnout._core import (
+    BusCore,
+    DispatchLock,
+    Route,
+    SubjectIndex,
+    is_valid_literal,
+    validate_subject,
+)
+from turnout.bus._handles import Message, Stream, Subscription
+from turnout.bus._mailbox import Mailbox, MailboxClosed, Overflow
 from turnout.events import SUBJECT_PREFIX, Event, EventDecodeError, EventEncodeError
 from turnout.history import History, MemoryHistory
 from turnout.transport import Transport
@@ -53,8 +60,6 @@ __all__ = ["Bus", "BusClosedError", "Message", "Stream", "Subscription"]
 
 logger = logging.getLogger("turnout.bus")
 
-T = TypeVar("T")
-
 DEFAULT_MAXSIZE = 1024
 _running_loop = asyncio._get_running_loop
 # Caches of validated subjects; cleared when full so hostile inputs cannot grow them.
@@ -62,196 +67,14 @@ _SUBJECT_CACHE_LIMIT = 4096
 # How often close() rechecks that a worker's event loop is still running.
 _WORKER_CHECK_SECONDS = 0.05
 
-#: What a subject routes to: its plain subscriptions, and its queue groups with all their
-#: matched members (None when no group matched).
-_Route = tuple[tuple["Subscription[Any]", ...], "dict[str, list[Subscription[Any]]] | None"]
-
 # Where a message being dispatched comes from.
 _EMITTED = 0  # emit/aemit on this bus: an event, recorded in the history
 _PUBLISHED = 1  # publish on this bus: raw bytes, recorded if its subject is an event's
 _RECEIVED = 2  # arrived through the transport from another process
 
 
-# The `_done` of every subscription with no worker: finished from the start, never set.
-_FINISHED: concurrent.futures.Future[None] = concurrent.futures.Future()
-_FINISHED.set_result(None)
-
-
 class BusClosedError(RuntimeError):
     """The bus was closed: it accepts no more events or subscriptions."""
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """What a raw subscriber receives: the subject and the payload bytes as published."""
-
-    subject: str
-    data: bytes
-
-
-class Subscription(Generic[T]):
-    """A handler's subscription; ``T`` is :class:`Event`, or :class:`Message` when raw.
-
-    A sync handler is called on the publishing thread. An ``async def`` handler runs on the
-    event loop it was subscribed from, one event at a time, fed through a bounded mailbox
-    whose overflow policy and counters (``dropped``, ``overfilled``) are shown here.
-    ``unsubscribe()`` is idempotent; events already in the mailbox are still handled. Also
-    a context manager that unsubscribes on exit.
-    """
-
-    __slots__ = (
-        "_active",
-        "_bus",
-        "_call",
-        "_done",
-        "_handle",
-        "_loop",
-        "_mailbox",
-        "_worker",
-        "errors",
-        "handler",
-        "pattern",
-        "queue",
-        "raw",
-    )
-
-    def __init__(
-        self,
-        bus: Bus,
-        pattern: str,
-        queue: str | None,
-        raw: bool,
-        handler: Callable[[T], object] | None,
-        mailbox: Mailbox[T] | None,
-        loop: asyncio.AbstractEventLoop | None,
-    ) -> None:
-        self.pattern = pattern
-        self.queue = queue
-        self.raw = raw
-        self.handler = handler
-        #: How many times the handler raised.
-        self.errors = 0
-        self._bus = bus
-        self._mailbox = mailbox
-        self._loop = loop
-        # What the dispatcher calls with each event: the sync handler itself, or the
-        # mailbox feeding an async handler or a stream.
-        call = mailbox.put if mailbox is not None else handler
-        assert call is not None
-        self._call: Callable[[T], object] = call
-        self._handle = -1
-        self._active = True
-        self._worker: object = None  # keeps the worker task alive (loops hold weak refs)
-        # Set when nothing of this subscription runs any more: at once (the one shared,
-        # finished future) unless a worker task feeds an async handler from the mailbox.
-        # A future holds a lock and a condition: a sync subscription must not pay for one.
-        self._done: concurrent.futures.Future[None] = (
-            _FINISHED if mailbox is None or handler is None else concurrent.futures.Future()
-        )
-
-    @property
-    def active(self) -> bool:
-        return self._active
-
-    @property
-    def dropped(self) -> int:
-        """Events dropped by a full mailbox's overflow policy."""
-        return 0 if self._mailbox is None else self._mailbox.dropped
-
-    @property
-    def overfilled(self) -> int:
-        """Events a full ``"block"`` mailbox took beyond its size (see the module doc)."""
-        return 0 if self._mailbox is None else self._mailbox.overfilled
-
-    @property
-    def pending(self) -> int:
-        """Events waiting in the mailbox."""
-        return 0 if self._mailbox is None else len(self._mailbox)
-
-    def unsubscribe(self) -> None:
-        self._bus._unsubscribe(self)
-
-    def __enter__(self) -> Subscription[T]:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.unsubscribe()
-
-    def __repr__(self) -> str:
-        queue = f" queue={self.queue!r}" if self.queue else ""
-        return f"<Subscription {self.pattern!r}{queue} handler={self.handler!r}>"
-
-
-class Stream(Generic[T]):
-    """A bounded stream of the events (or raw messages) matching a pattern.
-
-    Iterate it with ``async for``; it ends once it is closed and drained (``close()``, the
-    ``async with`` block ending, or the bus closing). Events published after the stream
-    was created are buffered until read; when the buffer is full the overflow policy
-    applies, and ``dropped``/``overfilled`` count what it did.
-    """
-
-    def __init__(self, subscription: Subscription[T], mailbox: Mailbox[T]) -> None:
-        self._subscription = subscription
-        self._mailbox = mailbox
-
-    @property
-    def pattern(self) -> str:
-        return self._subscription.pattern
-
-    @property
-    def queue(self) -> str | None:
-        return self._subscription.queue
-
-    @property
-    def maxsize(self) -> int:
-        return self._mailbox.maxsize
-
-    @property
-    def overflow(self) -> Overflow:
-        return self._mailbox.overflow
-
-    @property
-    def dropped(self) -> int:
-        return self._mailbox.dropped
-
-    @property
-    def overfilled(self) -> int:
-        return self._mailbox.overfilled
-
-    @property
-    def pending(self) -> int:
-        return len(self._mailbox)
-
-    @property
-    def closed(self) -> bool:
-        return self._mailbox.closed
-
-    def close(self) -> None:
-        """Stops receiving; what is buffered can still be read, then iteration ends."""
-        self._subscription.unsubscribe()
-
-    def __aiter__(self) -> Stream[T]:
-        return self
-
-    async def __anext__(self) -> T:
-        try:
-            return self._mailbox.get_nowait()  # with a backlog, no second coroutine
-        except IndexError:
-            pass
-        try:
-            return await self._mailbox.get()
-        except MailboxClosed:
-            raise StopAsyncIteration from None
-
-    async def __aenter__(self) -> Stream[T]:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"<Stream {self.pattern!r} pending={self.pending} dropped={self.dropped}>"
 
 
 class _Payload:
@@ -300,7 +123,7 @@ class _Payload:
         return self.message
 
 
-class Bus:
+class Bus(BusCore):
     """An event bus: ``emit``/``publish``, ``subscribe``/``stream``,
     history queries, ``stats()``, ``close()``/``aclose()``. See the module docstring for
     ordering, threads and backpressure.
@@ -309,15 +132,17 @@ class Bus:
     an isolated :class:`turnout.transport.local.LocalTransport`) become the bus's own and
     are closed with it. ``loop`` is where ``async def`` handlers subscribed from outside
     any event loop run.
+
+    ``emit`` runs in Rust (:class:`turnout._core.BusCore`): stamping, the history ring,
+    the route cache, the counters and the calls of sync handlers; the rules with more to
+    decide (hand-offs between threads, raw subscribers, queue groups, mailboxes, errors)
+    are the methods here, which it calls when they apply.
     """
 
-    # Slots: emit reads a dozen of these per event, and a slot is the fastest attribute.
+    # The counters ``_published``, ``_delivered`` and the ``_closed`` flag live in Rust.
     __slots__ = (
         "__weakref__",
         "_append_history",
-        "_closed",
-        "_delivered",
-        "_dispatching",
         "_draining",
         "_encode_errors",
         "_event_subjects",
@@ -330,8 +155,6 @@ class Bus:
         "_loop",
         "_needs_bytes",
         "_pending",
-        "_published",
-        "_raw_members",
         "_received",
         "_registry",
         "_remote",
@@ -342,7 +165,6 @@ class Bus:
         "_transport_errors",
         "_turns",
         "_undecodable",
-        "node",
     )
 
     def __init__(
@@ -354,7 +176,6 @@ class Bus:
         cache_size: int = 1024,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        self.node = node
         self._index = SubjectIndex(cache_size)
         self._history: History = MemoryHistory() if history is None else history
         self._append_history = self._history.append
@@ -372,62 +193,43 @@ class Bus:
         # Subject -> route, filled from the index and cleared on every change of the
         # subscriptions, both under the registry lock: a route is never older than the
         # index. A hit is one dict lookup instead of a match and two lists built.
-        self._routes: dict[str, _Route] = {}
+        self._routes: dict[str, Route] = {}
 
         # The dispatch lock (see the module docstring). Re-entrant so that a thread can
-        # tell its own dispatch (``_dispatching`` set while it holds it) from another's.
-        self._lock = threading.RLock()
-        self._dispatching = False
+        # tell its own dispatch (``dispatching`` set while it holds it) from another's.
+        self._lock = DispatchLock()
         self._pending: deque[tuple[Any, ...]] = deque()
         self._turns: dict[str, int] = {}  # queue group -> next member's turn
 
         self._registry = threading.Lock()  # guards the fields below
         self._subscriptions: dict[int, Subscription[Any]] = {}
         self._draining: set[Subscription[Any]] = set()  # unsubscribed, worker still busy
-        self._raw_members = 0  # raw subscriptions: none, every entry takes the event
-        self._closed = False
         # Counters of subscriptions that are gone, so stats() stays cumulative.
         self._retired = {"handler_errors": 0, "dropped": 0, "overfilled": 0}
 
-        self._published = 0
         self._received = 0
-        self._delivered = 0
         self._undecodable = 0
         self._encode_errors = 0
         self._history_errors = 0
         self._transport_errors = 0
         self._transport.attach(self._receive)
+        # A MemoryHistory's ring is pushed to by the emit path itself; any other store
+        # (a subclass too: it may do more) is called through its ``append``.
+        memory = self._history if type(self._history) is MemoryHistory else None
+        self._wire(
+            node=node,
+            subjects=self._event_subjects,
+            routes=self._routes,
+            pending=self._pending,
+            lock=self._lock,
+            history_ring=None if memory is None else memory._ring,
+            history_append=self._append_history,
+            needs_bytes=self._needs_bytes,
+            remote=self._remote,
+            local_queues=self._local_queues,
+        )
 
     # -- publishing ---------------------------------------------------------------
-
-    def emit(self, event: Event) -> str:
-        """Publishes ``event`` on ``"events." + event.type`` and returns that subject.
-
-        The bus publishes a copy with the timestamp set to now (UTC, to the nanosecond)
-        and an empty node filled with the bus's; every handler and the history get that
-        same immutable copy. A type that does not
-        make a valid literal subject raises :class:`turnout.InvalidSubjectError`."""
-        subject = self._event_subjects.get(event.type)
-        if subject is None:
-            subject = self._event_subject(event.type)
-        stamped = event._stamped(self.node)
-        data = stamped.to_json() if self._needs_bytes else None
-        # The uncontended case of _publish, inlined: this is the per-event hot path.
-        lock = self._lock
-        if not self._closed and not self._pending and lock.acquire(False):
-            if not self._dispatching:
-                self._dispatching = True
-                try:
-                    self._dispatch_event(subject, stamped, data, None)
-                finally:
-                    self._dispatching = False
-                    lock.release()
-                if self._pending and lock.acquire(False):  # handed off meanwhile
-                    self._drain_locked()
-                return subject
-            lock.release()
-        self._publish(subject, stamped, data)
-        return subject
 
     async def aemit(self, event: Event) -> str:
         """:meth:`emit` that first waits until every ``"block"`` stream or async handler
@@ -479,7 +281,7 @@ class Bus:
             data = bytes(data)
         return subject, None, data
 
-    async def _wait_for_room(self, route: _Route) -> None:
+    async def _wait_for_room(self, route: Route) -> None:
         mailboxes = [
             sub._mailbox
             for sub in _all_entries(route)
@@ -496,7 +298,7 @@ class Bus:
         subject: str,
         event: Event | None,
         data: bytes | None,
-        route: _Route | None = None,
+        route: Route | None = None,
         source: int = _EMITTED,
     ) -> None:
         if self._closed:
@@ -504,20 +306,20 @@ class Bus:
         lock = self._lock
         pending = self._pending
         if lock.acquire(False):
-            if self._dispatching or pending:
+            if lock.dispatching or pending:
                 # Published by a handler on the dispatching thread (the lock is
                 # re-entrant), or behind earlier hand-offs: queue it after them.
                 pending.append((subject, event, data, route, source, None))
-                if self._dispatching:
+                if lock.dispatching:
                     lock.release()  # the dispatch loop below us delivers it next
                 else:
                     self._drain_locked()
                 return
-            self._dispatching = True
+            lock.dispatching = True
             try:
                 self._dispatch(subject, event, data, route, source, None)
             finally:
-                self._dispatching = False
+                lock.dispatching = False
                 lock.release()
             if pending and lock.acquire(False):  # handed off while we dispatched
                 self._drain_locked()
@@ -540,7 +342,7 @@ class Bus:
         self._pending.append(item)
         lock = self._lock
         if lock.acquire(False):
-            if self._dispatching:  # this thread is dispatching: it delivers it next
+            if lock.dispatching:  # this thread is dispatching: it delivers it next
                 lock.release()
             else:
                 self._drain_locked()
@@ -555,12 +357,12 @@ class Bus:
         lock = self._lock
         pending = self._pending
         while True:
-            self._dispatching = True
+            lock.dispatching = True
             try:
                 while pending:
                     self._dispatch(*pending.popleft())
             finally:
-                self._dispatching = False
+                lock.dispatching = False
                 lock.release()
             if not pending or not lock.acquire(False):
                 return
@@ -570,7 +372,7 @@ class Bus:
         subject: str,
         event: Event | None,
         data: bytes | None,
-        route: _Route | None,
+        route: Route | None,
         source: int,
         queue: str | None,
     ) -> None:
@@ -590,51 +392,21 @@ class Bus:
                 self._send(subject, event, data)
         else:
             self._received += 1
-        plain, groups = route or self._routes.get(subject) or self._route(subject)
+        route = route or self._routes.get(subject) or self._route(subject)
+        plain, groups = route.plain, route.groups
         if plain and queue is None:
             self._deliver_payload(plain, payload)
         if groups is not None and (self._local_queues or queue is not None):
             self._deliver_to_groups(groups, queue, payload)
 
-    def _dispatch_event(
-        self, subject: str, event: Event, data: bytes | None, route: _Route | None
-    ) -> None:
-        """Delivers one emitted event; runs under the dispatch lock. The hot path: what
-        :meth:`_dispatch` does for any message, without the branches an event never
-        takes."""
-        # Callables held in attributes are loaded into locals before the call: a method
-        # call on an attribute that is not a method is the slow, unspecialised kind.
-        self._published += 1
-        append = self._append_history
-        try:
-            append(subject, event, data)
-        except Exception as exc:
-            self._history_failed(subject, exc)
-        if self._remote:
-            self._send(subject, event, data)
-        plain, groups = route or self._routes.get(subject) or self._route(subject)
-        if plain:
-            if self._raw_members:
-                self._deliver_payload(plain, _Payload(self, subject, event, data))
-            else:
-                for sub in plain:
-                    call = sub._call
-                    try:
-                        call(event)
-                    except Exception as exc:
-                        self._handler_failed(sub, exc)
-                self._delivered += len(plain)
-        if groups is not None and self._local_queues:
-            self._deliver_to_groups(groups, None, _Payload(self, subject, event, data))
-
-    def _route(self, subject: str) -> _Route:
+    def _route(self, subject: str) -> Route:
         """What ``subject`` routes to: from the route cache, else matched in the index."""
         route = self._routes.get(subject)
         if route is None:
             with self._registry:
                 matched = self._index.match(subject)
                 plain = tuple(matched.plain)
-                route = (plain, matched.queues if len(matched) != len(plain) else None)
+                route = Route(plain, matched.queues if len(matched) != len(plain) else None)
                 if len(self._routes) >= _SUBJECT_CACHE_LIMIT:
                     self._routes.clear()
                 self._routes[subject] = route
@@ -656,6 +428,18 @@ class Bus:
         except Exception as exc:
             self._transport_errors += 1
             logger.error("transport failed to publish on %s", subject, exc_info=exc)
+
+    def _deliver_mixed(
+        self, plain: tuple[Any, ...], subject: str, event: Event, data: bytes | None
+    ) -> None:
+        """The emit path's plain delivery when some subscription wants raw bytes."""
+        self._deliver_payload(plain, _Payload(self, subject, event, data))
+
+    def _deliver_emitted_to_groups(
+        self, groups: dict[str, list[Any]], subject: str, event: Event, data: bytes | None
+    ) -> None:
+        """The emit path's delivery to queue groups."""
+        self._deliver_to_groups(groups, None, _Payload(self, subject, event, data))
 
     def _deliver_payload(self, plain: tuple[Any, ...], payload: _Payload) -> None:
         """Plain delivery when some entries want raw bytes or the event is still bytes."""
@@ -823,8 +607,6 @@ class Bus:
             sub._handle = self._index.insert(sub.pattern, sub, sub.queue)
             self._routes.clear()
             self._subscriptions[sub._handle] = sub
-            if sub.raw:
-                self._raw_members += 1
         self._transport.add_interest(sub.pattern, sub.queue)
 
     def _unsubscribe(self, sub: Subscription[Any]) -> None:
@@ -835,8 +617,6 @@ class Bus:
             self._index.remove(sub._handle)
             self._routes.clear()
             del self._subscriptions[sub._handle]
-            if sub.raw:
-                self._raw_members -= 1
             if sub._done.done():
                 self._retire(sub)
             else:  # its worker still handles what is buffered: count it until it ends
@@ -983,7 +763,7 @@ class Bus:
     def _shut(self) -> list[Subscription[Any]] | None:
         """Closes the bus for new work and flushes it; None if it was already closed."""
         if self._lock.acquire(False):
-            dispatching = self._dispatching
+            dispatching = self._lock.dispatching
             self._lock.release()
             if dispatching:
                 raise RuntimeError("a bus cannot be closed from a handler it is calling")
@@ -1028,8 +808,8 @@ class Bus:
         return f"<Bus node={self.node!r} {state}>"
 
 
-def _all_entries(route: _Route) -> list[Subscription[Any]]:
-    plain, groups = route
+def _all_entries(route: Route) -> list[Subscription[Any]]:
+    plain, groups = route.plain, route.groups
     entries: list[Subscription[Any]] = list(plain)
     for members in (groups or {}).values():
         entries.extend(members)

@@ -9,13 +9,12 @@ counts from when a store received an event (not the event's own timestamp), ``ma
 drops the oldest first; ``None``/``0`` means unlimited.
 
 :class:`MemoryHistory` keeps events in memory. :class:`FileHistory` also journals them to a
-file (format in ``turnout._journal``) so they survive restarts and crashes.
+file (format in ``turnout.history._journal``) so they survive restarts and crashes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import threading
 import time
@@ -24,10 +23,10 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
-from turnout import _journal
-from turnout._core import is_valid_literal, subject_matches, validate_subject
+from turnout._core import HistoryRing, is_valid_literal, subject_matches, validate_subject
 from turnout._wire import ZERO_TIME
 from turnout.events import Event, EventDecodeError
+from turnout.history import _journal
 
 if os.name == "posix":
     import fcntl
@@ -97,14 +96,10 @@ class _Retention:
     locked: each store serialises access."""
 
     def __init__(self, max_age: timedelta | None, max_msgs: int, clock: _Clock) -> None:
-        if max_msgs < 0:
-            raise ValueError(f"max_msgs must be >= 0 (0 = unlimited), not {max_msgs}")
-        if max_age is not None and max_age < timedelta(0):
-            raise ValueError(f"max_age must not be negative, not {max_age}")
+        self.max_age_ns = _checked_limits(max_age, max_msgs)
         # A full deque drops its oldest record itself: eviction costs nothing per append.
         self.records: deque[_Record] = deque(maxlen=max_msgs or None)
         self.max_msgs = max_msgs
-        self.max_age_ns = 0 if max_age is None else max_age // timedelta(microseconds=1) * 1000
         self.clock = clock
         self.appended = 0
         self.expired = 0
@@ -137,6 +132,15 @@ class _Retention:
             "expired": self.expired,
             "evicted": self.appended - self.expired - retained,
         }
+
+
+def _checked_limits(max_age: timedelta | None, max_msgs: int) -> int:
+    """Validates the retention limits; returns ``max_age`` in ns (0: unlimited)."""
+    if max_msgs < 0:
+        raise ValueError(f"max_msgs must be >= 0 (0 = unlimited), not {max_msgs}")
+    if max_age is not None and max_age < timedelta(0):
+        raise ValueError(f"max_age must not be negative, not {max_age}")
+    return 0 if max_age is None else max_age // timedelta(microseconds=1) * 1000
 
 
 def _select(
@@ -177,12 +181,13 @@ def _instant_ns(value: datetime) -> int:
 
 
 class MemoryHistory:
-    """Retains recent events in memory. Thread-safe. Events are shared with the bus's
-    subscribers, not copied: treat them as read-only.
+    """Retains recent events in memory, in a ring kept by Rust (which the bus's emit path
+    pushes to directly). Thread-safe. Events are shared with the bus's subscribers, not
+    copied (they are immutable).
 
     ``clock`` (ns since the epoch) decides ages; pass your own to test retention."""
 
-    __slots__ = ("_clock", "_lock", "_push", "_records", "_retention", "_sequence")
+    __slots__ = ("_ring",)
 
     wants_bytes = False
 
@@ -193,59 +198,39 @@ class MemoryHistory:
         *,
         clock: _Clock = time.time_ns,
     ) -> None:
-        self._retention = _Retention(max_age, max_msgs, clock)
-        self._records = self._retention.records
-        self._push = self._records.append
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._sequence = itertools.count()
+        max_age_ns = _checked_limits(max_age, max_msgs)
+        # The system clock is read in Rust (the bus's stamp doubles as the store time).
+        self._ring = HistoryRing(max_msgs, max_age_ns, None if clock is time.time_ns else clock)
 
     def append(self, subject: str, event: Event, data: bytes | None = None) -> None:
-        # Every emit comes through here, so an append takes no lock and does the least
-        # it can: ``deque.append`` is atomic and so is drawing a sequence number. The
-        # count of appends is read off the newest record's sequence when someone asks.
-        # Attributes holding callables are called through locals (the specialised call).
-        clock, push = self._clock, self._push
-        now = clock()
-        sequence = next(self._sequence)
-        push((now, subject, event, sequence))
-        if not sequence % _EXPIRY_SWEEP_EVERY:
-            with self._lock:
-                self._catch_up()
-                self._retention.expire(now)
-
-    def _catch_up(self) -> None:
-        """Brings the count of appends up to date before records expire; under the lock."""
-        records = self._records
-        if records:
-            newest = records[-1][3] + 1
-            if newest > self._retention.appended:
-                self._retention.appended = newest
-
-    def _snapshot(self) -> list[_Record]:
-        with self._lock:
-            self._catch_up()
-            return self._retention.snapshot()
+        self._ring.append(subject, event)
 
     def history(self, filter: str, limit: int = 50, *, newest: bool = False) -> list[Event]:
-        return _select(self._snapshot(), filter, limit, newest, None)
+        validate_subject(filter)
+        return self._ring.select(filter, limit, newest)
 
     def history_since(
         self, filter: str, since: datetime, limit: int = 50, *, newest: bool = False
     ) -> list[Event]:
-        return _select(self._snapshot(), filter, limit, newest, since)
+        validate_subject(filter)
+        if limit <= 0:
+            return []
+        since_ns = _instant_ns(since)
+        chosen = [
+            event
+            for event in self._ring.matching(filter)
+            if _instant_ns(event.timestamp or ZERO_TIME) >= since_ns
+        ]
+        return chosen[-limit:] if newest else chosen[:limit]
 
     def stats(self) -> dict[str, int]:
-        with self._lock:
-            self._catch_up()
-            return {**self._retention.counters(), "undecodable": 0}
+        return {**self._ring.counters(), "undecodable": 0}
 
     def close(self) -> None:
         """Nothing to release."""
 
     def __len__(self) -> int:
-        with self._lock:
-            return len(self._retention.records)
+        return len(self._ring)
 
 
 class FileHistory:

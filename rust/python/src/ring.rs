@@ -1,0 +1,213 @@
+//! `HistoryRing`: the core's history ring holding `(subject, event)` records, the memory of
+//! `MemoryHistory` and `FileHistory`; the bus's emit path pushes into it without leaving
+//! Rust.
+//!
+//! The ring sits behind a mutex that is never held while Python code could run: records
+//! that leave the ring are dropped after it is released (dropping an event can run a
+//! finaliser, which could emit again), and query results are turned into a list after.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString};
+use turnout_core::{subject_matches, Ring, WireTime};
+
+struct Entry {
+    subject: Py<PyString>,
+    event: Py<PyAny>,
+}
+
+/// Retained `(subject, event)` records, oldest first, bounded by `max_msgs` (0: any
+/// number) and `max_age_ns` (0: forever) counted from when each was stored. `clock`
+/// (ns since the epoch) tells the store time; None is the system clock.
+#[pyclass(frozen, module = "turnout.history", name = "HistoryRing")]
+pub struct HistoryRing {
+    ring: Mutex<Ring<Entry>>,
+    clock: Option<Py<PyAny>>,
+}
+
+impl HistoryRing {
+    fn records(&self) -> MutexGuard<'_, Ring<Entry>> {
+        self.ring.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether store times come from the system clock (then the bus lends its stamp).
+    pub(crate) fn on_system_clock(&self) -> bool {
+        self.clock.is_none()
+    }
+
+    pub(crate) fn now_ns(&self, py: Python<'_>) -> PyResult<i64> {
+        match &self.clock {
+            None => Ok(system_now_ns()),
+            Some(clock) => clock.call0(py)?.extract(py),
+        }
+    }
+
+    /// Appends a record; what leaves the ring is dropped once the lock is released.
+    pub(crate) fn push(&self, stored_ns: i64, subject: Py<PyString>, event: Py<PyAny>) {
+        let departed = self
+            .records()
+            .push(stored_ns, Entry { subject, event }, None);
+        drop(departed);
+    }
+
+    /// The events of the records whose subject matches `filter`, in the order asked,
+    /// at most `limit`; matched once per distinct subject.
+    fn chosen(
+        &self,
+        py: Python<'_>,
+        filter: &str,
+        limit: usize,
+        newest: bool,
+    ) -> PyResult<Vec<Py<PyAny>>> {
+        let now = self.now_ns(py)?;
+        let mut chosen = Vec::new();
+        let departed = {
+            let mut ring = self.records();
+            let departed = ring.expire(now);
+            let mut verdicts: HashMap<*const pyo3::ffi::PyObject, bool> = HashMap::new();
+            let mut consider = |entry: &Entry| -> PyResult<bool> {
+                let subject = entry.subject.bind(py);
+                let verdict = match verdicts.get(&subject.as_ptr().cast_const()) {
+                    Some(&verdict) => verdict,
+                    None => {
+                        let verdict = subject_matches(subject.to_str()?, filter);
+                        verdicts.insert(subject.as_ptr().cast_const(), verdict);
+                        verdict
+                    }
+                };
+                if verdict {
+                    chosen.push(entry.event.clone_ref(py));
+                }
+                Ok(chosen.len() < limit)
+            };
+            if newest {
+                for record in ring.iter().rev() {
+                    if !consider(&record.value)? {
+                        break;
+                    }
+                }
+            } else {
+                for record in ring.iter() {
+                    if !consider(&record.value)? {
+                        break;
+                    }
+                }
+            }
+            departed
+        };
+        drop(departed);
+        if newest {
+            chosen.reverse();
+        }
+        Ok(chosen)
+    }
+}
+
+/// The system clock in nanoseconds since the epoch (what `time.time_ns()` reads).
+pub(crate) fn system_now_ns() -> i64 {
+    wire_ns(&WireTime::now())
+}
+
+pub(crate) fn wire_ns(time: &WireTime) -> i64 {
+    i64::try_from(time.unix_nanos).unwrap_or(i64::MAX)
+}
+
+#[pymethods]
+impl HistoryRing {
+    #[new]
+    #[pyo3(signature = (max_msgs = 0, max_age_ns = 0, clock = None))]
+    fn new(max_msgs: usize, max_age_ns: i64, clock: Option<Py<PyAny>>) -> Self {
+        Self {
+            ring: Mutex::new(Ring::new(max_msgs, max_age_ns)),
+            clock,
+        }
+    }
+
+    /// Retains `event` published on `subject`, stored at `stored_ns` (default: the
+    /// clock now); `position` defaults to the record's sequence number.
+    #[pyo3(signature = (subject, event, stored_ns = None, position = None))]
+    fn append(
+        &self,
+        py: Python<'_>,
+        subject: Py<PyString>,
+        event: Py<PyAny>,
+        stored_ns: Option<i64>,
+        position: Option<i64>,
+    ) -> PyResult<()> {
+        let stored_ns = match stored_ns {
+            Some(ns) => ns,
+            None => self.now_ns(py)?,
+        };
+        let departed = self
+            .records()
+            .push(stored_ns, Entry { subject, event }, position);
+        drop(departed);
+        Ok(())
+    }
+
+    /// Drops the records past the age limit at `now_ns` (default: the clock now).
+    #[pyo3(signature = (now_ns = None))]
+    fn expire(&self, py: Python<'_>, now_ns: Option<i64>) -> PyResult<()> {
+        let now = match now_ns {
+            Some(ns) => ns,
+            None => self.now_ns(py)?,
+        };
+        let departed = self.records().expire(now);
+        drop(departed);
+        Ok(())
+    }
+
+    /// Retained events on subjects matching the (valid) pattern `filter`, oldest first:
+    /// the first `limit` from the oldest, or with `newest` the last `limit`.
+    #[pyo3(signature = (filter, limit, newest = false))]
+    fn select<'py>(
+        &self,
+        py: Python<'py>,
+        filter: &str,
+        limit: i64,
+        newest: bool,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let limit = usize::try_from(limit).unwrap_or(0);
+        if limit == 0 {
+            return Ok(PyList::empty(py));
+        }
+        PyList::new(py, self.chosen(py, filter, limit, newest)?)
+    }
+
+    /// Every retained event on a subject matching `filter`, oldest first.
+    fn matching<'py>(&self, py: Python<'py>, filter: &str) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(py, self.chosen(py, filter, usize::MAX, false)?)
+    }
+
+    /// The position of the oldest retained record, None when empty.
+    fn first_position(&self) -> Option<i64> {
+        self.records().first().map(|record| record.position)
+    }
+
+    /// `retained`, `appended`, `expired` and `evicted`, after expiring what is too old.
+    fn counters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let now = self.now_ns(py)?;
+        let (departed, counters) = {
+            let mut ring = self.records();
+            let departed = ring.expire(now);
+            (departed, ring.counters())
+        };
+        drop(departed);
+        let dict = PyDict::new(py);
+        dict.set_item("retained", counters.retained)?;
+        dict.set_item("appended", counters.appended)?;
+        dict.set_item("expired", counters.expired)?;
+        dict.set_item("evicted", counters.evicted)?;
+        Ok(dict)
+    }
+
+    fn __len__(&self) -> usize {
+        self.records().len()
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<HistoryRing>()
+}
