@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ from turnout.phases import Phase
 from turnout.protocol import MessageType, PhaseChangedPayload, RegisterPayload, WSMessage
 from turnout.testing.hub_process import HubProcess
 from turnout.ws import Coordinator, CoordinatorConfig
+from turnout.ws.dashboard import cookie_value
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, Page
@@ -143,11 +145,11 @@ async def phase_shown(page: Page, workflow_id: str, phase: str) -> None:
 
 async def outcome_shown(page: Page, workflow_id: str, text: str) -> str:
     selector = f"{row(workflow_id)} .outcome"
-    await page.wait_for_function(
-        "([selector, text]) => (document.querySelector(selector)?.textContent || '')"
-        ".startsWith(text)",
+    await wait_for(
+        page,
+        "(document.querySelector(arg[0])?.textContent || '').startsWith(arg[1])",
+        f"{workflow_id}'s outcome {text!r}",
         arg=[selector, text],
-        timeout=WAIT * 1000,
     )
     return await page.inner_text(selector)
 
@@ -189,7 +191,7 @@ async def test_a_service_appears_then_its_phase_progress_and_log_line(
     (cookie,) = await context.cookies()
     assert (cookie["name"], cookie["value"], cookie["httpOnly"], cookie["sameSite"]) == (
         "turnout_session",
-        OPS,
+        cookie_value(OPS),
         True,
         "Strict",
     )
@@ -199,6 +201,14 @@ async def test_a_service_appears_then_its_phase_progress_and_log_line(
         await page.wait_for_selector(
             "#services tr[data-service='svc-live'] .state-connected", timeout=WAIT * 1000
         )
+        # which hub holds it (in a fleet, possibly another one), from the next refresh
+        hub_id = await wait_for(
+            page,
+            "document.querySelector(\"#services tr[data-service='svc-live'] .hub-column\")"
+            "?.textContent",
+            "the service's hub",
+        )
+        assert hub_id.startswith("hub-")
         to_execution(coordinator, "wf-live")
         await phase_shown(page, "wf-live", "execution")
         coordinator.send_progress("wf-live", "build", 42.0, "build", "compiling")
@@ -350,7 +360,7 @@ async def test_sign_in_refuses_a_bad_token_and_sign_out_forgets_the_session(
 
 
 async def test_the_session_cookie_is_refused_from_another_origin(auth_hub: HubProcess) -> None:
-    cookie = {"Cookie": f"turnout_session={OPS}"}
+    cookie = {"Cookie": f"theme=dark; turnout_session={cookie_value(OPS)}"}
     dashboard = f"ws://127.0.0.1:{auth_hub.port}/v1/dashboard"
     own = base_url(auth_hub)
     # Another page of the same site (another port, same host) and one of another site.
@@ -378,7 +388,9 @@ async def test_the_session_cookie_is_refused_from_another_origin(auth_hub: HubPr
         auth_hub, "/v1/services", {**cookie, "Sec-Fetch-Site": "same-origin"}
     )
     assert status == 200 and "services" in orjson.loads(body)
-    status, body = await http_get(auth_hub, "/v1/services", {"Cookie": "turnout_session=wrong"})
+    status, body = await http_get(
+        auth_hub, "/v1/services", {"Cookie": f"turnout_session={cookie_value('wrong')}"}
+    )
     assert status == 401
     # signing in from another origin
     status, body = await http_get(
@@ -455,3 +467,55 @@ async def test_a_thousand_workflows_first_paint_and_update_rate(
         for coordinator in coordinators:
             await coordinator.close()
         hub.kill()
+
+
+async def test_under_tls_the_session_cookie_is_secure(tmp_path: Path) -> None:
+    from test_hub_service import make_certificate
+
+    from turnout.ws import Hub
+
+    cert, key = make_certificate(tmp_path)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    client_tls = ssl.create_default_context(cafile=str(cert))
+    async with Hub(port=0, token="s3cret", ssl=server_tls) as hub:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", hub.port, ssl=client_tls, server_hostname="localhost"
+        )
+        writer.write(
+            f"GET /v1/session HTTP/1.1\r\nHost: localhost:{hub.port}\r\n"
+            "Authorization: Bearer s3cret\r\nX-Turnout-Session: sign-in\r\n\r\n".encode()
+        )
+        head = (await asyncio.wait_for(reader.read(), WAIT)).partition(b"\r\n\r\n")[0]
+        writer.close()
+    lines = head.decode().split("\r\n")
+    assert lines[0].split()[1] == "200"
+    (cookie,) = [line.partition(":")[2].strip() for line in lines if line.startswith("Set-Cookie")]
+    value = cookie_value("s3cret")
+    assert cookie == f"turnout_session={value}; Path=/; HttpOnly; SameSite=Strict; Secure"
+
+
+async def test_a_page_that_falls_behind_gets_a_fresh_snapshot_instead_of_the_backlog() -> None:
+    from turnout.events import Event
+    from turnout.ws import Hub
+    from turnout.ws.dashboard import MAX_PENDING_EVENTS
+
+    async with Hub(port=0) as hub, connect(hub.base_url + "/v1/dashboard") as feed:
+        kinds = [orjson.loads(await asyncio.wait_for(feed.recv(), WAIT))["type"] for _ in "ab"]
+        assert kinds == ["hello", "snapshot"]
+        # More than a page may have waiting, all within one turn of the hub's loop.
+        for n in range(MAX_PENDING_EVENTS + 1):
+            hub.bus.emit(Event(f"coordination.progress.svc.wf-{n % 7}", data={"n": n}))
+        stats = hub.stats()
+        assert stats["dashboard_events_skipped"] == MAX_PENDING_EVENTS + 1
+        while (frame := orjson.loads(await asyncio.wait_for(feed.recv(), WAIT)))["type"] != (
+            "snapshot"
+        ):
+            assert frame["type"] == "stats"  # no events: they were dropped for the snapshot
+        await until(lambda: hub.stats()["dashboard_resyncs"] == 1, "the resync counted")
+        hub.bus.emit(Event("coordination.progress.svc.wf-after", data={}))
+        while (frame := orjson.loads(await asyncio.wait_for(feed.recv(), WAIT)))["type"] != (
+            "events"
+        ):
+            pass
+        assert [e["type"] for e in frame["events"]] == ["coordination.progress.svc.wf-after"]

@@ -89,6 +89,27 @@ def test_during_a_handover_each_message_passes_once() -> None:
     assert interest.passes(2, "events.tool.a", b"x")
 
 
+def test_every_copy_passes_only_with_one_subscription_and_no_handover() -> None:
+    interest = PlainInterest()
+    assert interest.passes_all()  # nothing subscribed yet
+    interest.add(["events.tool.*"])
+    interest.subscribed("events.tool.*", 1)
+    interest.serve()
+    assert interest.passes_all()
+    interest.add(["events.>"])
+    interest.begin_handover(interest.replaceable("events.>"))
+    assert not interest.passes_all()  # copies on both are paired now
+    interest.subscribed("events.>", 2)
+    interest.end_handover()
+    interest.serve()
+    interest.idle()
+    assert interest.subscriptions == 1 and interest.passes_all()
+    interest.add(["other.*"])  # overlaps nothing, but is a second subscription
+    interest.subscribed("other.*", 3)
+    interest.serve()
+    assert not interest.passes_all()
+
+
 def test_overlapping_subscriptions_pass_the_oldest_copy_only() -> None:
     driver = Driver()
     driver.add("events.*.x")

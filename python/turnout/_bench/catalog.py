@@ -154,6 +154,10 @@ WORKLOADS: dict[str, Workload] = {
                 "1 sync handler": "with one handler both spend their time in nats-py's parser "
                 "and the event decode, and differ by a few microseconds of dispatch: within "
                 "the noise of a loaded machine (quiet: 1.10-1.14x)",
+                "1 async handler": "each event crosses from the NATS I/O thread to the "
+                "handler's event loop through its mailbox, and a consumer that keeps up is "
+                "woken once per event (the wake-up hands the GIL over); nats-py runs its "
+                "callback on the loop that read the message",
             },
         ),
         Workload(

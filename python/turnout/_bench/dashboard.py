@@ -75,17 +75,22 @@ async def launch_chromium(executable: str) -> AsyncIterator[Browser]:
             await browser.close()
 
 
-async def wait_for(page: Page, expression: str, what: str, timeout: float = WAIT) -> Any:
-    """Waits until ``expression`` (JavaScript, run in the page) is truthy; returns it."""
-    from playwright.async_api import TimeoutError as PlaywrightTimeout
-
-    try:
-        # As a function: an expression would be run by eval(), which the page's content
-        # security policy forbids.
-        handle = await page.wait_for_function(f"() => ({expression})", timeout=timeout * 1000)
-    except PlaywrightTimeout:
-        raise AssertionError(f"timed out waiting for {what}") from None
-    return await handle.json_value()
+async def wait_for(
+    page: Page, expression: str, what: str, timeout: float = WAIT, arg: Any = None
+) -> Any:
+    """Waits until ``expression`` (JavaScript, run in the page; ``arg`` is its ``arg``)
+    is truthy; returns its value. Polled from here: playwright's own polling evaluates
+    strings with ``eval()`` in some versions, which the page's content security policy
+    forbids."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await page.evaluate(f"(arg) => ({expression})", arg)
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
 
 
 async def start_services(
@@ -136,21 +141,26 @@ async def measure_first_paint(page: Page, base_url: str, workflows: int) -> floa
 
 @dataclass(frozen=True)
 class DrawRates:
-    """What the page did while the services reported: per second, and the longest gap
-    between two animation frames in milliseconds."""
+    """What the page did while the services reported: per second; the longest gap
+    between two animation frames and the longest the page's own code held the main thread
+    (a message or a frame), in milliseconds; the share of the time its code ran."""
 
     seconds: float
     events_per_second: float
     rows_per_second: float
     frames_per_second: float
     longest_frame_ms: float
+    longest_task_ms: float
+    busy_share: float
 
     def describe(self) -> str:
         return (
             f"{self.events_per_second:,.0f} events/s applied, "
             f"{self.rows_per_second:,.0f} row updates/s, "
             f"{self.frames_per_second:.0f} frames/s, longest frame gap "
-            f"{self.longest_frame_ms:.0f} ms (over {self.seconds:.1f} s)"
+            f"{self.longest_frame_ms:.0f} ms, the page's longest task "
+            f"{self.longest_task_ms:.0f} ms, its code busy {self.busy_share:.0%} of "
+            f"{self.seconds:.1f} s"
         )
 
 
@@ -164,8 +174,9 @@ _WATCH_FRAMES = """() => {
   requestAnimationFrame(step);
   window.frameWatch = watch;
   const m = turnoutDashboard.metrics;
+  m.longestTaskMs = 0;
   window.drawStart = { at: performance.now(), events: m.eventsReceived,
-                       rows: m.updatesApplied, frames: m.framesRendered };
+                       rows: m.updatesApplied, frames: m.framesRendered, busy: m.busyMs };
 }"""
 
 _DRAW_RATES = """() => {
@@ -173,7 +184,8 @@ _DRAW_RATES = """() => {
   const m = turnoutDashboard.metrics, s = window.drawStart;
   return { seconds: (performance.now() - s.at) / 1000, events: m.eventsReceived - s.events,
            rows: m.updatesApplied - s.rows, frames: m.framesRendered - s.frames,
-           longest: window.frameWatch.longest };
+           longest: window.frameWatch.longest, task: m.longestTaskMs,
+           busy: m.busyMs - s.busy };
 }"""
 
 
@@ -207,6 +219,8 @@ async def measure_updates(
         raw["rows"] / seconds,
         raw["frames"] / seconds,
         raw["longest"],
+        raw["task"],
+        raw["busy"] / 1000 / seconds,
     )
 
 

@@ -8,11 +8,12 @@ security policy that lets it load only itself and connect only to this hub.
 credentials serves the page and its files to anyone (they hold no data), and the page
 asks for a token; ``GET /v1/session`` with ``Authorization: Bearer TOKEN`` and the header
 ``X-Turnout-Session: sign-in`` checks it and answers with a cookie holding it
-(``HttpOnly``: the page's scripts cannot read it; ``SameSite=Strict``: other sites'
-pages do not send it; ``Secure`` under TLS; ``Path=/``). ``X-Turnout-Session: sign-out``
-clears it. The token travels in a header, never in a URL. Requests are GETs because the
-hub's HTTP layer reads no request bodies; the custom header is what a cross-site page
-cannot send without a CORS preflight, which the hub never grants.
+(base64url-encoded; ``HttpOnly``: the page's scripts cannot read it; ``SameSite=Strict``:
+other sites' pages do not send it; ``Secure`` under TLS; ``Path=/``).
+``X-Turnout-Session: sign-out`` clears it. The token travels in a header, never in a
+URL. Requests are GETs because the hub's HTTP layer reads no request bodies; the custom
+header is what a cross-site page cannot send without a CORS preflight, which the hub
+never grants.
 
 **The cookie as a credential.** A request that presents no ``Authorization`` header and
 no ``?token=`` but carries the cookie is admitted as if it presented the cookie's token,
@@ -46,12 +47,12 @@ credential without ``control`` for the workflow's service gets ``outcome: "error
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import threading
 import time
 from collections.abc import Sequence
 from http import HTTPStatus
-from http.cookies import CookieError, SimpleCookie
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +83,7 @@ __all__ = [
     "STATS_INTERVAL",
     "Dashboards",
     "admit_request",
+    "cookie_value",
     "serve_page",
     "serve_session",
 ]
@@ -177,7 +179,7 @@ def _who(credential: Credential, *, signed_in: bool) -> dict[str, Any]:
 
 
 def _cookie(token: str, secure: bool, max_age: int | None = None) -> str:
-    parts = [f"{COOKIE_NAME}={token}", "Path=/", "HttpOnly", "SameSite=Strict"]
+    parts = [f"{COOKIE_NAME}={cookie_value(token)}", "Path=/", "HttpOnly", "SameSite=Strict"]
     if secure:
         parts.append("Secure")
     if max_age is not None:
@@ -185,14 +187,25 @@ def _cookie(token: str, secure: bool, max_age: int | None = None) -> str:
     return "; ".join(parts)
 
 
+def cookie_value(token: str) -> str:
+    """The cookie's value for ``token``: base64url, so that any token (spaces,
+    semicolons, non-ASCII) fits in a cookie."""
+    if not token:
+        return ""
+    return base64.urlsafe_b64encode(token.encode("utf-8", "surrogatepass")).decode().rstrip("=")
+
+
 def _session_token(headers: Headers) -> str | None:
     for value in headers.get_all("Cookie"):
-        cookie: SimpleCookie = SimpleCookie()
-        with contextlib.suppress(CookieError):
-            cookie.load(value)
-        morsel = cookie.get(COOKIE_NAME)
-        if morsel is not None and morsel.value:
-            return morsel.value
+        for pair in value.split(";"):
+            name, _, encoded = pair.strip().partition("=")
+            if name != COOKIE_NAME or not encoded:
+                continue
+            try:
+                raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+                return raw.decode("utf-8", "surrogatepass")
+            except (ValueError, UnicodeDecodeError):
+                return None  # not a cookie of ours: as if there were none
     return None
 
 

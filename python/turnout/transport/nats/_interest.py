@@ -245,6 +245,12 @@ class PlainInterest:
 
     # -- receiving ------------------------------------------------------------------
 
+    def passes_all(self) -> bool:
+        """Whether every copy passes for now (one NATS subscription, no handover), so a
+        run of messages needs no :meth:`passes` per message. Holds until the I/O layer
+        next changes the interest."""
+        return len(self._subs) <= 1 and self._handover is None
+
     def passes(self, sid: int, subject: str, data: bytes) -> bool:
         """Whether this copy of a message (on one of this interest's subscriptions) is the
         one passed on; the others are counted as ``duplicates``."""
