@@ -7,8 +7,9 @@ arrived, in order; the function handler counts its calls. Implementations, named
 ``turnout bench`` names them:
 
 - ``rust`` (turnout): :class:`turnout.bus.Bus` with its defaults (in-memory history, embedded
-  transport): ``emit`` copies and stamps the event, records it, matches its subject in the
-  Rust index and calls the handlers.
+  transport): ``emit``, one call into Rust, copies and stamps the event, records it in the
+  history ring, finds its route (cached per subject, matched in the Rust index) and calls
+  the handlers.
 - ``reference``: the plain-Python baseline one writes without turnout doing the same
   stamping and calling: a copy of the event with the time and node set, handlers found by
   a dict lookup of the exact subject (no wildcards, no history, no locking: a lower bound

@@ -9,7 +9,10 @@ counts from when a store received an event (not the event's own timestamp), ``ma
 drops the oldest first; ``None``/``0`` means unlimited.
 
 :class:`MemoryHistory` keeps events in memory. :class:`FileHistory` also journals them to a
-file (format in ``turnout.history._journal``) so they survive restarts and crashes.
+file (format in ``turnout.history._journal``) so they survive restarts and crashes. Both
+retain in the same Rust ring (``turnout._core.HistoryRing``): every append expires what is
+too old at once and evicts at most one record, and queries match each distinct subject
+once, in Rust.
 """
 
 from __future__ import annotations
@@ -18,12 +21,11 @@ import contextlib
 import os
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
-from turnout._core import HistoryRing, is_valid_literal, subject_matches, validate_subject
+from turnout._core import HistoryRing, is_valid_literal, validate_subject
 from turnout._wire import ZERO_TIME
 from turnout.events import Event, EventDecodeError
 from turnout.history import _journal
@@ -42,14 +44,8 @@ __all__ = [
 DEFAULT_MAX_AGE = timedelta(hours=24)
 DEFAULT_MAX_MSGS = 10_000
 
-#: (store time in ns, subject, event, position of the record in the journal or its
-#: sequence number in memory)
-_Record = tuple[int, str, Event, int]
 _Clock = Callable[[], int]
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-# Queries expire what is too old before they look; sweeping every so many appends only
-# keeps memory bounded when max_msgs is unlimited.
-_EXPIRY_SWEEP_EVERY = 256
 
 
 class HistoryFormatError(ValueError):
@@ -91,49 +87,6 @@ class History(Protocol):
         ...
 
 
-class _Retention:
-    """The retained records of a store, oldest first, bounded by age and count. Not
-    locked: each store serialises access."""
-
-    def __init__(self, max_age: timedelta | None, max_msgs: int, clock: _Clock) -> None:
-        self.max_age_ns = _checked_limits(max_age, max_msgs)
-        # A full deque drops its oldest record itself: eviction costs nothing per append.
-        self.records: deque[_Record] = deque(maxlen=max_msgs or None)
-        self.max_msgs = max_msgs
-        self.clock = clock
-        self.appended = 0
-        self.expired = 0
-
-    def add(self, record: _Record) -> None:
-        self.records.append(record)
-        self.appended += 1
-        if not self.appended % _EXPIRY_SWEEP_EVERY:
-            self.expire(record[0])
-
-    def expire(self, now_ns: int) -> None:
-        if not self.max_age_ns:
-            return
-        cutoff = now_ns - self.max_age_ns
-        records = self.records
-        while records and records[0][0] < cutoff:
-            records.popleft()
-            self.expired += 1
-
-    def snapshot(self) -> list[_Record]:
-        self.expire(self.clock())
-        return list(self.records)
-
-    def counters(self) -> dict[str, int]:
-        self.expire(self.clock())
-        retained = len(self.records)
-        return {
-            "retained": retained,
-            "appended": self.appended,
-            "expired": self.expired,
-            "evicted": self.appended - self.expired - retained,
-        }
-
-
 def _checked_limits(max_age: timedelta | None, max_msgs: int) -> int:
     """Validates the retention limits; returns ``max_age`` in ns (0: unlimited)."""
     if max_msgs < 0:
@@ -143,31 +96,20 @@ def _checked_limits(max_age: timedelta | None, max_msgs: int) -> int:
     return 0 if max_age is None else max_age // timedelta(microseconds=1) * 1000
 
 
-def _select(
-    records: list[_Record], filter: str, limit: int, newest: bool, since: datetime | None
+def _since(
+    ring: HistoryRing, filter: str, since: datetime, limit: int, newest: bool
 ) -> list[Event]:
-    """The query both stores answer, over a snapshot of their records."""
+    """The ``history_since`` query both stores answer from their ring."""
     validate_subject(filter)
     if limit <= 0:
         return []
-    since_ns = None if since is None else _instant_ns(since)
-    verdicts: dict[str, bool] = {}  # few distinct subjects: match each once per query
-    chosen: list[Event] = []
-    ordered: Iterable[_Record] = reversed(records) if newest else records
-    for _, subject, event, _ in ordered:
-        verdict = verdicts.get(subject)
-        if verdict is None:
-            verdict = verdicts[subject] = subject_matches(subject, filter)
-        if not verdict:
-            continue
-        if since_ns is not None and _instant_ns(event.timestamp or ZERO_TIME) < since_ns:
-            continue
-        chosen.append(event)
-        if len(chosen) == limit:
-            break
-    if newest:
-        chosen.reverse()
-    return chosen
+    since_ns = _instant_ns(since)
+    chosen = [
+        event
+        for event in ring.matching(filter)
+        if _instant_ns(event.timestamp or ZERO_TIME) >= since_ns
+    ]
+    return chosen[-limit:] if newest else chosen[:limit]
 
 
 def _instant_ns(value: datetime) -> int:
@@ -212,16 +154,7 @@ class MemoryHistory:
     def history_since(
         self, filter: str, since: datetime, limit: int = 50, *, newest: bool = False
     ) -> list[Event]:
-        validate_subject(filter)
-        if limit <= 0:
-            return []
-        since_ns = _instant_ns(since)
-        chosen = [
-            event
-            for event in self._ring.matching(filter)
-            if _instant_ns(event.timestamp or ZERO_TIME) >= since_ns
-        ]
-        return chosen[-limit:] if newest else chosen[:limit]
+        return _since(self._ring, filter, since, limit, newest)
 
     def stats(self) -> dict[str, int]:
         return {**self._ring.counters(), "undecodable": 0}
@@ -264,7 +197,10 @@ class FileHistory:
         clock: _Clock = time.time_ns,
     ) -> None:
         self.path = os.fspath(path)
-        self._retention = _Retention(max_age, max_msgs, clock)
+        # Records hold their journal offset as if the file had never been compacted.
+        self._ring = HistoryRing(
+            max_msgs, _checked_limits(max_age, max_msgs), None if clock is time.time_ns else clock
+        )
         self._clock = clock
         self._sync = sync
         self._lock = threading.Lock()
@@ -309,8 +245,8 @@ class FileHistory:
                 except EventDecodeError:
                     self._undecodable += 1
                     continue
-                self._retention.add((record.store_ns, record.subject, event, record.offset))
-            self._retention.expire(self._clock())
+                self._ring.append(record.subject, event, record.store_ns, record.offset)
+            self._ring.expire(self._clock())
         except BaseException:
             os.close(fd)
             raise
@@ -340,12 +276,12 @@ class FileHistory:
                     os.ftruncate(self._fd, start)
                 raise
             self._size = start + len(line)
-            self._retention.add((now, subject, event, start + self._removed))
+            self._ring.append(subject, event, now, start + self._removed)
             self._compact_if_worthwhile()
 
     def _compact_if_worthwhile(self) -> None:
-        records = self._retention.records
-        first_live = records[0][3] - self._removed if records else self._size
+        first = self._ring.first_position()
+        first_live = self._size if first is None else first - self._removed
         dead = first_live - len(_journal.HEADER)
         if dead < self.COMPACT_MIN_BYTES or dead < self._size - first_live:
             return
@@ -365,16 +301,13 @@ class FileHistory:
         self._compactions += 1
 
     def history(self, filter: str, limit: int = 50, *, newest: bool = False) -> list[Event]:
-        with self._lock:
-            records = self._retention.snapshot()
-        return _select(records, filter, limit, newest, None)
+        validate_subject(filter)
+        return self._ring.select(filter, limit, newest)
 
     def history_since(
         self, filter: str, since: datetime, limit: int = 50, *, newest: bool = False
     ) -> list[Event]:
-        with self._lock:
-            records = self._retention.snapshot()
-        return _select(records, filter, limit, newest, since)
+        return _since(self._ring, filter, since, limit, newest)
 
     def stats(self) -> dict[str, int]:
         """Retention counters plus ``corrupt`` (lines failing their checksum), ``torn``
@@ -382,7 +315,7 @@ class FileHistory:
         ``compactions`` and ``file_bytes``."""
         with self._lock:
             return {
-                **self._retention.counters(),
+                **self._ring.counters(),
                 "undecodable": self._undecodable,
                 "corrupt": self._corrupt,
                 "torn": self._torn,
@@ -407,7 +340,7 @@ class FileHistory:
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._retention.records)
+            return len(self._ring)
 
 
 def _lock_file(path: str) -> int:
