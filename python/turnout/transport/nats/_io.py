@@ -604,9 +604,11 @@ class NatsTransport:
         try:
             for sid in sorted(replaced):
                 await self._nats_subs.pop(sid).unsubscribe()
-                self._pub_frames.unroute(sid)
-            # After this PONG the server has the new subscription and none of the old:
-            # no copy on an old one can follow.
+            # The old ones stay routed (and paired) until this PONG: the server may still
+            # send a message on an old one that it matched before it had the new one,
+            # after the first PONG; unrouted, nats-py would drop it, and it has no other
+            # copy. After this PONG the server has the new subscription and none of the
+            # old.
             await self._pub.flush()
         except Exception as exc:
             self._on_error(exc)
