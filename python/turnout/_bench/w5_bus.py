@@ -30,6 +30,8 @@ times emitting a batch and reading it back on the event loop.
 ``turnout bench --workload W5`` runs it through :func:`run`; ``python -m
 turnout._bench.w5_bus`` prints the figures with the targets (1 handler ≤ 1.5 µs per emit,
 1,000 handlers ≥ 5,000,000 deliveries/s). ``TURNOUT_BENCH_QUICK=1`` selects the small scale.
+``python -m turnout._bench.w5_bus loop IMPLEMENTATION CASE COUNT [build-only]`` runs one
+loop once, for counting instructions (:func:`emit_loop`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib.util
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -55,6 +58,7 @@ __all__ = [
     "QUICK",
     "W5Scale",
     "blinker_available",
+    "emit_loop",
     "main",
     "run",
     "run_all",
@@ -497,5 +501,20 @@ def main() -> None:
             print(f"{name} is not installed: pip install 'turnout[bench]' to compare with it")
 
 
+def emit_loop(implementation: str, case: str, count: int, run: bool = True) -> None:
+    """One case's emit loop, once, untimed: for ``valgrind --tool=callgrind``, where
+    instructions per emit are the difference of two counts, less the same command with
+    ``run`` off (which builds the events and the bus, and emits nothing)."""
+    scale = W5Scale("loop", count, count, count, count)
+    prepared = CASES[case][implementation](scale)
+    if run:
+        prepared.run()
+        prepared.check()
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["loop"]:
+        # python -m turnout._bench.w5_bus loop IMPLEMENTATION CASE COUNT [build-only]
+        emit_loop(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5:] != ["build-only"])
+    else:
+        main()
