@@ -1,5 +1,6 @@
-"""W5, the event bus: emit to 1 handler, to 1,000 handlers, and into a stream, on turnout's
-Bus, a plain-Python baseline and blinker when it is installed (a benches-only dependency).
+"""W5, the event bus: emit to 1 function handler, to 1 handler keeping the event, to 100
+and 1,000 handlers, and into a stream, on turnout's Bus, a plain-Python baseline, and blinker
+and pyee when they are installed (the bench extra).
 Each round is one whole prepared run (``extra_info["ops_per_round"]`` deliveries); the
 measurement code is ``turnout._bench.w5_bus``. TURNOUT_BENCH_QUICK=1 selects small counts.
 """
@@ -12,14 +13,29 @@ import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from turnout._bench.rates import Prepared, quick_mode
-from turnout._bench.w5_bus import CASES, FANOUT_HANDLERS, FULL, QUICK, blinker_available
+from turnout._bench.w5_bus import (
+    CASES,
+    FANOUT,
+    FANOUT_HANDLERS,
+    FULL,
+    HUNDRED,
+    HUNDRED_HANDLERS,
+    ONE_FUNCTION,
+    ONE_HANDLER,
+    QUICK,
+    STREAM,
+    blinker_available,
+    pyee_available,
+)
 
 SCALE = QUICK if quick_mode() else FULL
 ROUNDS = 1 if quick_mode() else 3
 OPS = {
-    "W5 emit -> 1 handler": SCALE.one_handler_events,
-    "W5 emit -> 1,000 handlers": SCALE.fanout_events * FANOUT_HANDLERS,
-    "W5 emit -> stream": SCALE.stream_events,
+    ONE_FUNCTION: SCALE.one_handler_events,
+    ONE_HANDLER: SCALE.one_handler_events,
+    HUNDRED: SCALE.hundred_events * HUNDRED_HANDLERS,
+    FANOUT: SCALE.fanout_events * FANOUT_HANDLERS,
+    STREAM: SCALE.stream_events,
 }
 
 
@@ -34,6 +50,8 @@ def _run(prepared: Prepared) -> int:
 def test_w5_bus(benchmark: BenchmarkFixture, case: str, implementation: str) -> None:
     if implementation == "blinker" and not blinker_available():
         pytest.skip("blinker is not installed (pip install 'turnout[bench]')")
+    if implementation == "pyee" and not pyee_available():
+        pytest.skip("pyee is not installed (pip install 'turnout[bench]')")
     prepare = CASES[case][implementation]
     runs: list[Prepared] = []
 
