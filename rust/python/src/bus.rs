@@ -403,8 +403,12 @@ impl BusCore {
         Ok(self.wiring()?.node.clone_ref(py))
     }
 
-    /// Publishes `event` on `"events." + event.type` and returns that subject (see
-    /// `Bus.emit`).
+    /// Publishes `event` on `"events." + event.type` and returns that subject.
+    ///
+    /// The bus publishes a copy with the timestamp set to now (UTC, to the nanosecond)
+    /// and an empty node filled with the bus's; every handler and the history get that
+    /// same immutable copy. A type that does not make a valid literal subject raises
+    /// `turnout.InvalidSubjectError`; anything but an `Event` raises `TypeError`.
     fn emit<'py>(slf: &Bound<'py, Self>, event: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let this = slf.get();
