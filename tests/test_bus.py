@@ -659,20 +659,25 @@ def test_local_network_queue_groups_span_buses() -> None:
         assert network._interest.stats()["subscriptions"] == 0
 
 
-async def test_a_mailbox_hands_its_consumer_everything_buffered_at_once() -> None:
-    from turnout.bus._mailbox import Mailbox, MailboxClosed
+async def test_an_async_handler_has_at_most_maxsize_events_waiting_beyond_the_one_in_hand() -> None:
+    # The worker takes one event at a time: while the handler holds one, the mailbox holds
+    # the rest, so the bound and drop_oldest apply to everything not yet handled.
+    bus = Bus(node="n")
+    release = asyncio.Event()
+    started = asyncio.Event()
+    handled: list[int] = []
 
-    mailbox: Mailbox[int] = Mailbox(10, "block")
-    for n in range(3):
-        mailbox.put(n)
-    assert await mailbox.get_batch() == [0, 1, 2]
-    waiting = asyncio.ensure_future(mailbox.get_batch())
-    await asyncio.sleep(0)
-    mailbox.put(3)
-    mailbox.put(4)
-    assert await waiting == [3, 4]
-    mailbox.put(5)
-    mailbox.close()
-    assert await mailbox.get_batch() == [5]  # drained before the close shows
-    with pytest.raises(MailboxClosed):
-        await mailbox.get_batch()
+    async def slow(event: Event) -> None:
+        started.set()
+        await release.wait()
+        handled.append(int(event.data["i"]))
+
+    sub = bus.subscribe("events.>", slow, maxsize=3, overflow="drop_oldest")
+    bus.emit(Event("tool.started", data={"i": 0}))
+    await started.wait()
+    for i in range(1, 10):
+        bus.emit(Event("tool.started", data={"i": i}))
+    assert sub.dropped == 6  # 1 in hand, 3 waiting: the 6 oldest of those behind it drop
+    release.set()
+    await bus.aclose()
+    assert handled == [0, 7, 8, 9]

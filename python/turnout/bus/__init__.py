@@ -646,22 +646,27 @@ class Bus(BusCore):
             sub._worker = asyncio.run_coroutine_threadsafe(worker, loop)
 
     async def _consume(self, sub: Subscription[Any]) -> None:
-        """An async handler's worker: its events, one at a time, in order, taken from the
-        mailbox in batches (all that arrived since the last turn)."""
+        """An async handler's worker: its events, one at a time, in order. While events are
+        buffered it takes the next without waiting (one plain call, no future); it waits
+        only on an empty mailbox. It takes one event at a time, never a batch, so that
+        ``maxsize`` bounds everything not yet handled and ``drop_oldest`` can still drop
+        the oldest of them: only the event in the handler's hands is outside the mailbox."""
         mailbox = sub._mailbox
         handler = cast(Callable[[Any], Awaitable[object]], sub.handler)
         assert mailbox is not None
         try:
             while True:
                 try:
-                    batch = await mailbox.get_batch()
-                except MailboxClosed:
-                    return
-                for item in batch:
+                    item = mailbox.get_nowait()
+                except IndexError:
                     try:
-                        await handler(item)
-                    except Exception as exc:
-                        self._handler_failed(sub, exc)
+                        item = await mailbox.get()
+                    except MailboxClosed:
+                        return
+                try:
+                    await handler(item)
+                except Exception as exc:
+                    self._handler_failed(sub, exc)
         finally:
             self._worker_finished(sub)
 

@@ -135,24 +135,6 @@ class Mailbox(Generic[T]):
             self._signal_space()
         return item
 
-    async def get_batch(self) -> list[T]:
-        """Every buffered item, at least one, oldest first: a consumer handed a batch per
-        loop turn pays the wait once for all of them. Raises :class:`MailboxClosed` once
-        closed and drained."""
-        items = self._items
-        if not items:
-            items.appendleft(await self.get())  # waits; put back as the batch's first
-        batch: list[T] = []
-        # popleft one by one: the producer may append (or drop the oldest) meanwhile.
-        for _ in range(len(items)):
-            try:
-                batch.append(items.popleft())
-            except IndexError:
-                break
-        if self._blocked_threads or self._space_waiters:
-            self._signal_space()
-        return batch
-
     def get_nowait(self) -> T:
         """The next buffered item; raises ``IndexError`` when there is none."""
         item = self._items.popleft()
