@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from websockets.asyncio.server import ServerConnection, broadcast, serve
 
 from turnout._bench.implementations import Implementation
 from turnout._bench.rates import quick_mode
+from turnout._bench.receivers_process import WAIT_S, expect_line, start_receivers
 from turnout._bench.report import ResultRow, format_rate
 from turnout._bench.timing import Measurement
 from turnout._bench.workloads import Scale, StepReporter, WorkloadError
@@ -68,7 +68,6 @@ RELAY = "relay: a service's message to 100 watchers"
 LATENCY = "latency: 1 event at a time to 100 watchers"
 CASES = (EMIT, RELAY, LATENCY)
 BROADCAST = "broadcast"
-_WAIT_S = 60.0
 _EVENT_TYPE = "bench.progress.svc-1.wf-1"
 # What the watchers follow: the events of each case and nothing else.
 _PATTERNS = {EMIT: "events.bench.>", RELAY: "events.coordination.progress.>"}
@@ -226,20 +225,11 @@ class Session:
         stack = self._stack
         server = await stack.enter_async_context(_server(self.name, self.case, self.scale))
         self._server = server
-        receivers = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "turnout._bench.ws_receivers",
-            server.watch_url,
-            str(WATCHERS),
-            str(self.scale.events * WATCHERS),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
+        receivers = await start_receivers(
+            stack, server.watch_url, WATCHERS, self.scale.events * WATCHERS
         )
         self._receivers = receivers
-        stack.push_async_callback(_stop, receivers)
-        await _line(receivers, b"ready")
-        deadline = time.monotonic() + _WAIT_S
+        deadline = time.monotonic() + WAIT_S
         while not server.watchers_ready():
             if time.monotonic() > deadline:
                 raise WorkloadError("W10: the watchers did not all subscribe")
@@ -253,10 +243,10 @@ class Session:
     async def round(self) -> None:
         assert self._produce is not None and self._receivers is not None
         try:
-            await asyncio.wait_for(self._produce(), _WAIT_S)
+            await asyncio.wait_for(self._produce(), WAIT_S)
         except asyncio.TimeoutError:
             raise WorkloadError("W10: sending a round did not finish in time") from None
-        await _line(self._receivers, b"done")
+        await expect_line(self._receivers, b"done")
 
     def check(self) -> None:
         """Raises :class:`WorkloadError` if the server under test lost anything."""
@@ -279,26 +269,6 @@ class Session:
                 await service.send(frame, text=True)
 
         return relay
-
-
-async def _stop(receivers: asyncio.subprocess.Process) -> None:
-    if receivers.stdin is not None:
-        receivers.stdin.close()
-    try:
-        await asyncio.wait_for(receivers.wait(), 10)
-    except asyncio.TimeoutError:
-        receivers.kill()
-        await receivers.wait()
-
-
-async def _line(process: asyncio.subprocess.Process, expected: bytes) -> None:
-    assert process.stdout is not None
-    try:
-        line = await asyncio.wait_for(process.stdout.readline(), _WAIT_S)
-    except asyncio.TimeoutError:
-        raise WorkloadError(f"W10: the watchers did not say {expected!r} in time") from None
-    if line.strip() != expected:
-        raise WorkloadError(f"W10: the watchers said {line!r}, not {expected!r}")
 
 
 async def _measure(name: str, case: str, scale: W10Scale) -> Measurement:

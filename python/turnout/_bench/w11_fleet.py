@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -42,6 +41,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from turnout._bench.implementations import Implementation
 from turnout._bench.rates import quick_mode
+from turnout._bench.receivers_process import WAIT_S, expect_line, start_receivers
 from turnout._bench.report import ResultRow, format_rate
 from turnout._bench.timing import Measurement
 from turnout._bench.workloads import Scale, StepReporter, WorkloadError
@@ -59,7 +59,6 @@ COMMAND = "command: status round trip, one at a time"
 FANOUT = "fan-out: a service's messages to 100 watchers"
 CASES = (COMMAND, FANOUT)
 TARGET_RATIO = 2.0
-_WAIT_S = 60.0
 _WORKFLOW = "wf-bench"
 
 
@@ -139,7 +138,7 @@ async def _setup(fleet: bool, queue_size: int) -> AsyncIterator[_Setup]:
 
 
 async def _until(check: Any, what: str) -> None:
-    deadline = time.monotonic() + _WAIT_S
+    deadline = time.monotonic() + WAIT_S
     while not await check():
         if time.monotonic() > deadline:
             raise WorkloadError(f"W11: timed out waiting for {what}")
@@ -165,7 +164,7 @@ async def _workflow_seen(operator: HubClient) -> bool:
 async def _command(control: ClientConnection, n: int) -> None:
     command = {"id": n, "command": "status", "workflow_id": _WORKFLOW, "timeout": 10}
     await control.send(orjson.dumps(command).decode())
-    answer = orjson.loads(await asyncio.wait_for(control.recv(), _WAIT_S))
+    answer = orjson.loads(await asyncio.wait_for(control.recv(), WAIT_S))
     if answer.get("outcome") != "answered":
         raise WorkloadError(f"W11: a command was not answered: {answer}")
 
@@ -205,19 +204,7 @@ async def _measure_fanout(fleet: bool, scale: W11Scale) -> Measurement:
             await _prime(service, primers)
             receivers = []
             for url, count in setup.watch_urls():
-                process = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "turnout._bench.ws_receivers",
-                    url,
-                    str(count),
-                    str(scale.events * count),
-                    stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.PIPE,
-                )
-                stack.push_async_callback(_stop, process)
-                await _line(process, b"ready")
-                receivers.append(process)
+                receivers.append(await start_receivers(stack, url, count, scale.events * count))
             for primer in primers:
                 await primer.close()
             await _until(lambda: _watchers_subscribed(setup), "the watchers")
@@ -225,7 +212,7 @@ async def _measure_fanout(fleet: bool, scale: W11Scale) -> Measurement:
                 start = time.perf_counter_ns()
                 for k in range(scale.events):
                     service.send_progress(_WORKFLOW, "step", float(k % 100))
-                await asyncio.gather(*(_line(p, b"done") for p in receivers))
+                await asyncio.gather(*(expect_line(p, b"done") for p in receivers))
                 elapsed = time.perf_counter_ns() - start
                 best = elapsed if not best else min(best, elapsed)
     return Measurement(
@@ -242,7 +229,7 @@ async def _watchers_subscribed(setup: _Setup) -> bool:
 
 
 async def _prime(service: Coordinator, primers: list[ClientConnection]) -> None:
-    deadline = time.monotonic() + _WAIT_S
+    deadline = time.monotonic() + WAIT_S
     waiting = list(primers)
     while waiting:
         if time.monotonic() > deadline:
@@ -252,26 +239,6 @@ async def _prime(service: Coordinator, primers: list[ClientConnection]) -> None:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(primer.recv(), 0.2)
                 waiting.remove(primer)
-
-
-async def _stop(process: asyncio.subprocess.Process) -> None:
-    if process.stdin is not None:
-        process.stdin.close()
-    try:
-        await asyncio.wait_for(process.wait(), 10)
-    except asyncio.TimeoutError:
-        process.kill()
-        await process.wait()
-
-
-async def _line(process: asyncio.subprocess.Process, expected: bytes) -> None:
-    assert process.stdout is not None
-    try:
-        line = await asyncio.wait_for(process.stdout.readline(), _WAIT_S)
-    except asyncio.TimeoutError:
-        raise WorkloadError(f"W11: the watchers did not say {expected!r} in time") from None
-    if line.strip() != expected:
-        raise WorkloadError(f"W11: the watchers said {line!r}, not {expected!r}")
 
 
 def measure_case(name: str, case: str, scale: W11Scale) -> Measurement:
