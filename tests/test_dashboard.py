@@ -11,13 +11,14 @@ import asyncio
 import json
 import os
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import pytest
 import pytest_asyncio
+from waiting import until
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -122,15 +123,6 @@ async def sign_in(context: BrowserContext, hub: HubProcess, token: str) -> Page:
     await page.click("#sign-in-form button[type=submit]")
     await wait_for(page, "document.getElementById('status').dataset.state === 'connected'", "hub")
     return page
-
-
-async def until(condition: Callable[[], object], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def row(workflow_id: str) -> str:

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 import pytest
+from waiting import until
 
 from turnout.coordination import Credentials
 from turnout.coordination.fleet import (
@@ -29,15 +30,6 @@ from turnout.ws import Coordinator, CoordinatorConfig, Hub, RequestOutcome
 pytest.importorskip("nats")
 
 WAIT = 15.0
-
-
-async def until(condition: Callable[[], object], what: str, wait: float = WAIT) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def service(service_id: str, connected: bool = True, at: str = "2026-01-01T00:00:00Z") -> dict:

@@ -12,12 +12,12 @@ import socket
 import ssl
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from waiting import until
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -42,15 +42,6 @@ from turnout.protocol import (
 from turnout.ws import Coordinator, CoordinatorConfig, Hub, HubRefusedError, RequestOutcome
 
 WAIT = 10.0
-
-
-async def until(condition: Callable[[], object], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 def auth_table(**tokens: dict[str, Any]) -> Credentials:

@@ -9,12 +9,13 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import nats
 import orjson
 import pytest
+from waiting import until
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -37,16 +38,6 @@ from turnout.ws import (
 )
 
 WAIT = 10.0  # the longest any single step may take before the test fails
-
-
-async def until(condition: Callable[[], object], what: str) -> None:
-    """Waits (bounded) until ``condition()`` is true."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 async def next_event(watcher: ClientConnection) -> dict[str, Any]:
