@@ -799,10 +799,11 @@ class Hub:
             if isinstance(event, RequestSettled):
                 self._settle(event)
                 settled = True
-        if settled and out.publish:
-            # The answers go first: handing an event to a NATS bus wakes its I/O thread,
-            # which takes the GIL for a while. One turn lets the waiters send their
-            # answers, the next lets the NATS client they wrote a routed answer to flush.
+        if settled and out.publish and self.fleet is not None:
+            # The answers go first: handing an event to a fleet's NATS bus wakes its I/O
+            # thread, which takes the GIL for a while. One turn lets the waiters send
+            # their answers, the next lets the NATS client they wrote a routed answer to
+            # flush. (On an embedded bus the hand-over is cheap: no turns spent.)
             await asyncio.sleep(0)
             await asyncio.sleep(0)
         for publication in out.publish:
