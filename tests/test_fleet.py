@@ -538,3 +538,33 @@ async def test_a_hub_that_stops_leaves_the_others_views_at_once(nats_server: Nat
         await b.stop()
         await until(lambda: a.stats()["fleet_peers_left"] == 1, "b's leaving")
         assert all(p.hub_id != b.hub_id for p in a.fleet.protocol.peers())  # type: ignore[union-attr]
+
+
+async def test_a_routed_command_settles_disconnected_expired_or_error_at_the_link(
+    fleet: list[Hub],
+) -> None:
+    import nats
+
+    a, _ = fleet
+    assert a.fleet is not None
+    data = FleetCommand("status", "wf-x", timeout=1.0).to_json()
+    # nobody subscribes to that hub's subject: NATS says so at once
+    gone = await a.fleet.route(f"never-{fleet_id()}", data, WAIT)
+    assert gone.outcome == "disconnected" and "gone" in gone.error
+    client = await nats.connect(a.fleet.servers)
+    try:
+        silent, bad = f"silent-{fleet_id()}", f"bad-{fleet_id()}"
+        await client.subscribe(command_subject(silent))  # takes commands, never answers
+
+        async def answer_badly(msg: Any) -> None:
+            await msg.respond(b'{"outcome": "maybe"}')
+
+        await client.subscribe(command_subject(bad), cb=answer_badly)
+        await client.flush()
+        expired = await a.fleet.route(silent, data, 0.5)
+        assert expired.outcome == "expired" and silent in expired.error
+        answered = await a.fleet.route(bad, data, WAIT)
+        assert answered.outcome == "error" and "answered badly" in answered.error
+    finally:
+        await client.close()
+    assert a.fleet._replies == {}  # nothing left waiting

@@ -26,6 +26,7 @@ error, not a figure. ``python -m turnout._bench.w11_fleet`` prints both side by 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import secrets
@@ -241,6 +242,39 @@ async def _prime(service: Coordinator, primers: list[ClientConnection]) -> None:
                 waiting.remove(primer)
 
 
+async def _compare_commands(scale: W11Scale, blocks: int) -> tuple[Measurement, Measurement]:
+    """The command case for the fleet and the single hub side by side, both set up at
+    once, their commands timed in ``blocks`` alternating blocks (the load of the moment
+    falls on both alike)."""
+    samples: tuple[list[float], list[float]] = ([], [])
+    async with _setup(True, 100) as fleet, _setup(False, 100) as single:
+        controls = (fleet.operator, single.operator)
+        for control in controls:
+            assert control is not None
+            for n in range(scale.commands // 10):  # warm-up
+                await _command(control, n)
+        per_block = max(scale.commands // blocks, 1)
+        for block in range(blocks):
+            order = (0, 1) if block % 2 == 0 else (1, 0)
+            for side in order:
+                control = controls[side]
+                assert control is not None
+                for n in range(per_block):
+                    start = time.perf_counter_ns()
+                    await _command(control, n)
+                    samples[side].append(float(time.perf_counter_ns() - start))
+    fleet_m, single_m = (
+        Measurement(
+            ops=len(taken),
+            elapsed_ns=max(int(sum(taken)), 1),
+            repeats=1,
+            latencies_ns=tuple(taken),
+        )
+        for taken in samples
+    )
+    return fleet_m, single_m
+
+
 def measure_case(name: str, case: str, scale: W11Scale) -> Measurement:
     """One case for ``rust`` (the fleet) or ``reference`` (one hub)."""
     fleet = name == "rust"
@@ -267,16 +301,22 @@ def run(implementation: Implementation, scale: Scale, step: StepReporter) -> lis
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description="W11: a fleet of hubs beside one hub")
+    parser.add_argument("--runs", type=int, default=1, help="command comparisons to make")
+    parser.add_argument("--no-fan-out", action="store_true", help="the command case only")
+    args = parser.parse_args()
     scale = QUICK if quick_mode() else FULL
     print(f"W11 a fleet of {HUBS} hubs on NATS beside one hub, {scale.name} scale")
-    fleet, single = (measure_case(n, COMMAND, scale) for n in ("rust", "reference"))
-    for label, m in (("fleet, across hubs", fleet), ("one hub", single)):
-        p50, p99 = (m.percentile(q) or 0.0 for q in (0.5, 0.99))
-        print(
-            f"  command round trip, {label:<20} P50 {p50 / 1000:8.0f} µs  P99 {p99 / 1000:8.0f} µs"
-        )
-    ratio = (fleet.percentile(0.5) or 0.0) / (single.percentile(0.5) or 1.0)
-    print(f"  P50 ratio {ratio:.2f}x (target <= {TARGET_RATIO:.0f}x)")
+    for run_number in range(1, args.runs + 1):
+        fleet, single = asyncio.run(_compare_commands(scale, blocks=10))
+        print(f" run {run_number}: command round trip, rounds interleaved")
+        for label, m in (("fleet, across hubs", fleet), ("one hub", single)):
+            p50, p99 = (m.percentile(q) or 0.0 for q in (0.5, 0.99))
+            print(f"  {label:<20} P50 {p50 / 1000:8.0f} µs  P99 {p99 / 1000:8.0f} µs")
+        ratio = (fleet.percentile(0.5) or 0.0) / (single.percentile(0.5) or 1.0)
+        print(f"  P50 ratio {ratio:.2f}x (target <= {TARGET_RATIO:.0f}x)")
+    if args.no_fan_out:
+        return
     fleet, single = (measure_case(n, FANOUT, scale) for n in ("rust", "reference"))
     print(
         f"  deliveries/s to {WATCHERS} watchers: over {HUBS} hubs "

@@ -11,6 +11,12 @@ one consumer takes them on its event loop. When full, the overflow policy decide
   loop, which could then never run): the item is buffered beyond ``maxsize`` instead and
   ``overfilled`` counts it. Async producers get real backpressure through
   :meth:`Mailbox.wait_for_space` (``Bus.aemit``).
+
+Wake-ups. A put that finds the consumer waiting wakes it; from another thread that is a
+write to its loop's self-pipe, which gives up the GIL to the consumer's thread. A bus
+delivering a run of messages holds those wake-ups in its :class:`Wakeups` until the whole
+run is buffered: the consumers then find the run waiting and take it without waiting, and
+each loop is woken once per run rather than once per message.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import threading
 from collections import deque
 from typing import Generic, Literal, TypeVar
 
-__all__ = ["OVERFLOW_POLICIES", "Mailbox", "MailboxClosed", "Overflow"]
+__all__ = ["OVERFLOW_POLICIES", "Mailbox", "MailboxClosed", "Overflow", "Wakeups"]
 
 Overflow = Literal["block", "drop_oldest", "drop_newest"]
 OVERFLOW_POLICIES: tuple[Overflow, ...] = ("block", "drop_oldest", "drop_newest")
@@ -36,6 +42,50 @@ class MailboxClosed(Exception):
     """Raised by :meth:`Mailbox.get` once the mailbox is closed and empty."""
 
 
+class Wakeups:
+    """The consumer wake-ups a bus holds while it delivers a run (see the module docstring).
+
+    Only the thread holding the bus's dispatch lock puts into its mailboxes, holds and
+    releases, so no lock guards it."""
+
+    __slots__ = ("_held", "holding")
+
+    def __init__(self) -> None:
+        self.holding = False
+        self._held: list[asyncio.Future[None]] = []
+
+    def hold(self) -> None:
+        self.holding = True
+
+    def add(self, getter: asyncio.Future[None]) -> None:
+        self._held.append(getter)
+
+    def release(self) -> None:
+        """Stops holding and wakes every consumer held."""
+        self.holding = False
+        self.flush()
+
+    def flush(self) -> None:
+        """Wakes every consumer held so far, with one call into each event loop."""
+        held = self._held
+        if not held:
+            return
+        self._held = []
+        if len(held) == 1:
+            _resolve_from_any_thread(held[0])
+            return
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        for getter in held:
+            by_loop.setdefault(getter.get_loop(), []).append(getter)
+        running = asyncio._get_running_loop()
+        for loop, getters in by_loop.items():
+            if loop is running:
+                _resolve_all(getters)
+            else:
+                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
+                    loop.call_soon_threadsafe(_resolve_all, getters)
+
+
 class Mailbox(Generic[T]):
     """A bounded single-producer, single-consumer buffer (see the module docstring)."""
 
@@ -44,6 +94,7 @@ class Mailbox(Generic[T]):
         maxsize: int,
         overflow: Overflow,
         loop: asyncio.AbstractEventLoop | None = None,
+        wakeups: Wakeups | None = None,
     ) -> None:
         if maxsize < 1:
             raise ValueError(f"maxsize must be at least 1, not {maxsize}")
@@ -56,6 +107,7 @@ class Mailbox(Generic[T]):
         self._items: deque[T] = deque()
         self._loop = loop  # the consumer's; known once it first waits if not given
         self._getter: asyncio.Future[None] | None = None
+        self._wakeups = wakeups  # the bus's, holding wake-ups during a run
         self._space = threading.Condition(threading.Lock())
         self._blocked_threads = 0
         self._space_waiters: list[asyncio.Future[None]] = []
@@ -79,9 +131,37 @@ class Mailbox(Generic[T]):
         if len(items) >= self.maxsize and not self._make_room():
             return
         items.append(item)
+        if self._getter is not None:
+            self._wake()
+
+    def put_run(self, run: list[T]) -> None:
+        """Buffers the items of ``run`` in order, as many :meth:`put` calls would, with
+        one wake-up of the consumer."""
+        items = self._items
+        if len(items) + len(run) <= self.maxsize:
+            items.extend(run)  # the consumer only takes: the room can only grow
+            if self._getter is not None:
+                self._wake()
+            return
+        room = self.maxsize - len(items)
+        if room > 0:
+            items.extend(run[:room])
+        else:
+            room = 0
+        if self._getter is not None:
+            self._wake()  # before any wait for room: the consumer makes it
+        for item in run[room:]:
+            self.put(item)
+
+    def _wake(self) -> None:
         getter = self._getter
-        if getter is not None:
-            self._getter = None
+        if getter is None:
+            return
+        self._getter = None
+        wakeups = self._wakeups
+        if wakeups is not None and wakeups.holding:
+            wakeups.add(getter)
+        else:
             _resolve_from_any_thread(getter)
 
     def _make_room(self) -> bool:
@@ -99,6 +179,8 @@ class Mailbox(Generic[T]):
         if self._unblocked or asyncio._get_running_loop() is not None:
             self.overfilled += 1
             return True
+        if self._wakeups is not None:
+            self._wakeups.flush()  # the consumer that would make room may be held
         with self._space:
             self._blocked_threads += 1
             try:
@@ -188,3 +270,9 @@ def _resolve_from_any_thread(waiter: asyncio.Future[None]) -> None:
 def _resolve(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+def _resolve_all(waiters: list[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)

@@ -431,6 +431,8 @@ class FleetProtocol:
             entry = peer.workflow_index.get(workflow_id)
             if entry is not None:
                 candidates.append((entry, False))
+        if len(candidates) == 1:  # the common case: nothing to rank (a command's hot path)
+            return candidates[0][0]
         best: tuple[tuple[bool, datetime, bool], dict[str, Any]] | None = None
         for entry, own in candidates:
             service = (str(entry.get("service_id", "")), str(entry.get("instance_id", "")))
