@@ -702,7 +702,7 @@ class Hub:
             return self._refusal(connection, admission.refusal, peer)
         if path == WATCH_PATH:
             try:
-                patterns = watch_patterns(query)
+                patterns = watch_patterns(query, self.bus.check_pattern)
             except ValueError as exc:
                 return self._refusal(
                     connection,
@@ -858,9 +858,11 @@ def _peer(connection: ServerConnection) -> str:
     return str(address)
 
 
-def watch_patterns(query: str) -> list[str]:
+def watch_patterns(query: str, check: Callable[[str], None] = validate_subject) -> list[str]:
     """The ``subject`` patterns of a watcher URL's query; ``ValueError`` naming what is
-    wrong (none given, too many, an invalid pattern)."""
+    wrong (none given, too many, a pattern ``check`` refuses: the hub's bus's
+    :meth:`~turnout.Bus.check_pattern`, so that a NATS-backed hub refuses what NATS
+    cannot subscribe to)."""
     patterns = [
         value for key, value in parse_qsl(query, keep_blank_values=True) if key == "subject"
     ]
@@ -870,7 +872,7 @@ def watch_patterns(query: str) -> list[str]:
         raise ValueError(f"at most {MAX_WATCH_PATTERNS} subject patterns per watcher")
     for pattern in patterns:
         try:
-            validate_subject(pattern)
+            check(pattern)
         except InvalidSubjectError as exc:
             raise ValueError(f"invalid subject pattern: {exc}") from None
     return patterns

@@ -1,6 +1,7 @@
 //! `BuildUpdateDecoder`: a dispatcher channel's reader decoding routed build updates with
 //! the core's JSON field scanner.
 
+use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 use turnout_core::{self as core, Scalar};
@@ -189,6 +190,17 @@ impl BuildUpdateDecoder {
             uuid_int: PyString::intern(py, "int").unbind(),
             uuid_is_safe_name: PyString::intern(py, "is_safe").unbind(),
         })
+    }
+
+    /// The names are strings, which refer to nothing.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.update_class)?;
+        visit.call(&self.uuid_class)?;
+        visit.call(&self.uuid_is_safe)?;
+        for (_, member) in self.transitions.iter().chain(&self.statuses) {
+            visit.call(member)?;
+        }
+        Ok(())
     }
 
     /// The update `message` holds, or `None` when it is not of the common shape. `name`,
