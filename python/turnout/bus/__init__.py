@@ -702,6 +702,13 @@ class Bus(BusCore):
         self._register(sub)
         return Stream(sub, mailbox)
 
+    def check_pattern(self, pattern: str) -> None:
+        """Raises :class:`turnout.InvalidSubjectError`, naming the rule, if this bus
+        cannot subscribe to ``pattern``: if it is not a valid pattern, and on a bus whose
+        transport adds rules of its own (NATS: :class:`turnout.nats.NatsBus`) if it breaks
+        one of those."""
+        validate_subject(pattern)
+
     def _register(self, sub: Subscription[Any]) -> None:
         if sub.queue is not None and (not isinstance(sub.queue, str) or not sub.queue):
             raise ValueError(f"queue group must be a non-empty str, not {sub.queue!r}")

@@ -167,10 +167,32 @@ class WorkspaceChannel:
             await self._wait_for_items()
 
     async def batches(self, limit: int | None = None) -> AsyncIterator[list[WorkspaceBuildUpdate]]:
-        """Each batch as it arrives (``get_many(limit)`` in a loop), until the channel is
-        closed and drained: one wake-up per batch instead of one per update."""
-        while batch := await self.get_many(limit):
-            yield batch
+        """Each batch as it arrives (what ``get_many(limit)`` returns, in a loop), until the
+        channel is closed and drained: one wake-up per batch instead of one per update."""
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        # get_many inlined: with a few updates per batch, the frames of a get_many and a
+        # wait per batch cost more than the batch's updates.
+        items = self._items
+        while True:
+            if items:
+                batch = self._take_many(limit)
+                if batch:
+                    yield batch
+            elif self._closed:
+                return
+            else:
+                waiter = asyncio.get_running_loop().create_future()
+                getters = self._getters
+                if getters is None:
+                    self._getters = [waiter]
+                else:
+                    getters.append(waiter)
+                try:
+                    await waiter
+                except BaseException:
+                    self._forget(waiter)
+                    raise
 
     def _take(self) -> WorkspaceBuildUpdate | None:
         """Pops the oldest item, decoded; None if it was an undecodable raw message."""
@@ -189,8 +211,9 @@ class WorkspaceChannel:
             items.clear()
         else:
             taken = [items.popleft() for _ in range(count)]
-        self._made_room()
-        decoded, uncommon = decode_routed_many(taken)
+        if self._room is not None:
+            self._made_room()
+        decoded, uncommon = decode_routed_many(taken, self._name)
         if not uncommon:
             return decoded  # type: ignore[return-value]  # no None in it
         # Raw messages of another shape than Go's: Python's decoder has the last word.
@@ -210,7 +233,7 @@ class WorkspaceChannel:
     def _decode(self, item: bytes) -> WorkspaceBuildUpdate | None:
         """A raw message decoded; None (counted and logged) if it is no build update."""
         try:
-            return decode_routed_update(item)
+            return decode_routed_update(item, self._name)
         except MalformedMessageError as exc:
             self._undecodable += 1
             _log.warning(
@@ -225,11 +248,16 @@ class WorkspaceChannel:
         self._getters.append(waiter)
         try:
             await waiter
-        finally:
-            # A waiter that was woken has already left the list; a cancelled one has not.
-            getters = self._getters
-            if waiter.cancelled() and getters is not None and waiter in getters:
-                getters.remove(waiter)
+        except BaseException:
+            self._forget(waiter)
+            raise
+
+    def _forget(self, waiter: asyncio.Future[None]) -> None:
+        """Drops a reader's wait that ended without a wake-up (cancelled)."""
+        # A waiter that was woken has already left the list; a cancelled one has not.
+        getters = self._getters
+        if getters is not None and waiter in getters:
+            getters.remove(waiter)
 
     # --- the dispatcher's side -----------------------------------------------------------
 

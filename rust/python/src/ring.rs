@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 use turnout_core::{subject_matches, Ring, WireTime};
@@ -184,6 +185,24 @@ impl HistoryRing {
     /// The position of the oldest retained record, None when empty.
     fn first_position(&self) -> Option<i64> {
         self.records().first().map(|record| record.position)
+    }
+
+    /// Never waits for the ring: no holder of its lock runs Python code, so it is free
+    /// whenever the collector runs; were it not, nothing held would be reported (which
+    /// only keeps the records alive until a later collection).
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.clock)?;
+        if let Ok(ring) = self.ring.try_lock() {
+            for record in ring.iter() {
+                visit.call(&record.value.event)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let records = self.records().take_all();
+        drop(records);
     }
 
     /// `retained`, `appended`, `expired` and `evicted`, after expiring what is too old.

@@ -1,23 +1,26 @@
 //! The subject index: nats-server's sublist for Rust values.
 //!
 //! A [`Trie`] behind a read-write lock (matches run in parallel), a [`MatchCache`] in
-//! front of it, and queue groups. Values are opaque: whatever `V` the caller stores comes
+//! front of it shared by all threads, a [`FrontCache`] per thread in front of that, and
+//! queue groups. Values are opaque: whatever `V` the caller stores comes
 //! back in match results, which share the trie's value lists. A value is cloned only when
 //! an insert or remove must copy a list that a result still holds.
 
 mod cache;
 mod counter;
+mod front;
 mod matched;
 mod shard_lock;
 mod trie;
 mod values;
 
 use std::fmt;
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 
 pub use cache::CacheStats;
-use cache::{Lookup, MatchCache};
+use cache::{CachedResult, Lookup, MatchCache};
 use counter::StripedCounter;
+use front::{Entered, FrontCache};
 pub use matched::{Matched, Values};
 pub use trie::Handle;
 use trie::Trie;
@@ -83,16 +86,41 @@ pub struct IndexStats {
 }
 
 /// A thread-safe map from subject patterns to values, matched by subject.
-pub struct SubjectIndex<V> {
+pub struct SubjectIndex<V: Send + Sync> {
     trie: RwLock<Trie<V>>,
     cache: Option<MatchCache<V>>,
+    /// Used only with `cache`: each thread's hot results, checked against the generation
+    /// every change bumps.
+    front: FrontCache<V>,
     /// Matches that did not consult the cache (it is off, or thrashing); the cache counts
     /// the others as hits and misses.
     uncached_matches: StripedCounter,
     empty: Arc<Matched<V>>,
 }
 
-impl<V: Clone> fmt::Debug for SubjectIndex<V> {
+/// What [`SubjectIndex::clear`] took out, for the caller to drop once it holds no lock.
+#[must_use]
+pub struct Cleared<V> {
+    _trie: Trie<V>,
+    _cached: Vec<CachedResult<V>>,
+}
+
+impl<V: Send + Sync> SubjectIndex<V> {
+    /// Calls `visit` on every stored value, each once (what a garbage collector walks:
+    /// a cached result only ever shares the lists the trie holds). Never waits: while a
+    /// writer holds the index it visits nothing.
+    pub fn try_visit_values<E>(&self, visit: impl FnMut(&V) -> Result<(), E>) -> Result<(), E> {
+        let trie = match self.trie.try_read() {
+            Ok(trie) => trie,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return Ok(()),
+        };
+        let visited = trie.values().try_for_each(visit);
+        visited
+    }
+}
+
+impl<V: Clone + Send + Sync> fmt::Debug for SubjectIndex<V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SubjectIndex")
             .field("len", &self.len())
@@ -101,7 +129,7 @@ impl<V: Clone> fmt::Debug for SubjectIndex<V> {
     }
 }
 
-impl<V: Clone> SubjectIndex<V> {
+impl<V: Clone + Send + Sync> SubjectIndex<V> {
     /// An empty index whose cache holds up to `cache_size` results (0: no cache; at most
     /// [`MAX_CACHE_SIZE`], larger sizes are clamped).
     pub fn new(cache_size: usize) -> Self {
@@ -109,6 +137,7 @@ impl<V: Clone> SubjectIndex<V> {
         Self {
             trie: RwLock::default(),
             cache: MatchCache::new(cache_size),
+            front: FrontCache::new(),
             uncached_matches: StripedCounter::default(),
             empty: Arc::default(),
         }
@@ -149,12 +178,32 @@ impl<V: Clone> SubjectIndex<V> {
             check_queue_name(name).map_err(InsertError::Queue)?;
         }
         let literal = check(pattern, SubjectKind::Literal).is_ok();
+        self.clear_own_front();
         let mut trie = self.write();
         self.invalidate(pattern, literal);
         let (handle, replaced) = trie.insert_checked(pattern, queue, value);
+        self.front.bump();
         drop(trie);
         drop(replaced);
         Ok(handle)
+    }
+
+    /// Removes every entry (the counters stay, each entry counted as removed).
+    pub fn clear(&self) -> Cleared<V> {
+        self.clear_own_front();
+        let mut trie = self.write();
+        let cached = self
+            .cache
+            .as_ref()
+            .map(MatchCache::clear)
+            .unwrap_or_default();
+        let taken = trie.take_all();
+        self.front.bump();
+        drop(trie);
+        Cleared {
+            _trie: taken,
+            _cached: cached,
+        }
     }
 
     /// Removes the entry `handle` names and returns its value; `None` if there is none.
@@ -162,12 +211,14 @@ impl<V: Clone> SubjectIndex<V> {
     /// The value is handed back rather than dropped here, so its destructor runs after
     /// the lock is released.
     pub fn remove(&self, handle: Handle) -> Option<V> {
+        self.clear_own_front();
         let mut trie = self.write();
         if self.cache.is_some() {
             let (pattern, literal) = trie.pattern_of(handle)?;
             self.invalidate(&pattern, literal);
         }
         let (value, replaced) = trie.remove(handle)?;
+        self.front.bump();
         drop(trie);
         drop(replaced);
         Some(value)
@@ -191,28 +242,101 @@ impl<V: Clone> SubjectIndex<V> {
         }
     }
 
+    /// Empties this thread's front before a change, which makes its results stale: the
+    /// values only they hold go now, not when this thread next matches, and the lists
+    /// the change touches are not copied for their sake. Done before the write lock is
+    /// taken, as a stale result may hold the last reference to a value.
+    fn clear_own_front(&self) {
+        if self.cache.is_none() {
+            return;
+        }
+        if let Some(mut front) = self.front.enter_existing() {
+            let retired = front.clear();
+            drop(front);
+            drop(retired);
+        }
+    }
+
     /// The values of every entry matching `subject`, its tokens taken literally. A
     /// subject that is not well-formed matches nothing.
+    ///
+    /// The result is shared: handing it out costs an atomic increment, and the caller's
+    /// drop a decrement; [`match_with`](Self::match_with) lends it instead.
     pub fn matches(&self, subject: &str) -> Arc<Matched<V>> {
         let Some(cache) = self.cache.as_ref().filter(|c| c.worth_a_lookup()) else {
             self.uncached_matches.add(1);
             return self.shared(self.read().collect(subject));
         };
         let hash = cache.hash(subject);
-        let admit = match cache.lookup(hash, subject) {
-            Lookup::Hit(result) => return result,
-            Lookup::Miss { admit } => admit,
+        let generation = self.front.generation();
+        let front = self.front.enter();
+        if let Some(front) = &front {
+            if let Some(found) = front.find(generation, hash, subject) {
+                front.count_hit();
+                return found.clone();
+            }
+        }
+        self.match_behind_front(cache, hash, generation, subject, front)
+    }
+
+    /// Calls `read` with the values of every entry matching `subject` (as
+    /// [`matches`](Self::matches) finds them) and returns what it returns.
+    ///
+    /// A result this thread matched recently is lent in place: no lock, no reference
+    /// count. `read` may match on this index again, or change it; the result it was
+    /// given stays as it was.
+    pub fn match_with<R>(&self, subject: &str, read: impl FnOnce(&Matched<V>) -> R) -> R {
+        let Some(cache) = self.cache.as_ref().filter(|c| c.worth_a_lookup()) else {
+            self.uncached_matches.add(1);
+            // Bound first, so the read lock is released before `read` runs.
+            let found = self.read().collect(subject);
+            return read(found.as_ref().unwrap_or(&self.empty));
         };
-        let trie = self.read();
-        // A malformed subject is never cached: it matches nothing, and costs a walk.
-        let Some(found) = trie.collect(subject) else {
-            return self.empty.clone();
+        let hash = cache.hash(subject);
+        let generation = self.front.generation();
+        let front = self.front.enter();
+        if let Some(front) = &front {
+            if let Some(found) = front.find(generation, hash, subject) {
+                front.count_hit();
+                return read(found);
+            }
+        }
+        read(&self.match_behind_front(cache, hash, generation, subject, front))
+    }
+
+    /// A match this thread's front did not serve: the shared cache, else the trie. The
+    /// result is kept in the front (when `front` is this thread's table) if the shared
+    /// cache holds it. While the cache is thrashing neither is consulted.
+    fn match_behind_front(
+        &self,
+        cache: &MatchCache<V>,
+        hash: u64,
+        generation: u64,
+        subject: &str,
+        front: Option<Entered<'_, V>>,
+    ) -> Arc<Matched<V>> {
+        let (result, retired) = match cache.lookup(hash, subject) {
+            Lookup::Hit(result) => (result, None),
+            Lookup::Miss { admit } => {
+                let trie = self.read();
+                // A malformed subject is never cached: it matches nothing, and costs a walk.
+                let Some(found) = trie.collect(subject) else {
+                    return self.empty.clone();
+                };
+                let result = self.shared(Some(found));
+                if !admit {
+                    return result;
+                }
+                // Stored under the read lock: no change can slip in between computing
+                // and storing.
+                let retired = cache.store(hash, subject, result.clone());
+                drop(trie);
+                (result, retired)
+            }
         };
-        let result = self.shared(Some(found));
-        // Stored under the read lock: no change can slip in between computing and storing.
-        let retired = admit.then(|| cache.store(hash, subject, result.clone()));
-        drop(trie);
+        let displaced = front.map(|mut front| front.fill(generation, hash, subject, &result));
         drop(retired);
+        drop(displaced);
         result
     }
 
@@ -283,10 +407,19 @@ impl<V: Clone> SubjectIndex<V> {
         self.read().count(subject)
     }
 
-    /// Reads a cached result in place (no `Arc` clone: the answer does not escape).
+    /// Reads a cached result in place (no `Arc` clone: the answer does not escape),
+    /// from this thread's front if it has it, else from the shared cache. Not counted as
+    /// a match, and caches nothing.
     fn peek<R>(&self, subject: &str, read: impl FnOnce(&Matched<V>) -> R) -> Option<R> {
         let cache = self.cache.as_ref()?;
-        cache.peek(cache.hash(subject), subject, read)
+        let hash = cache.hash(subject);
+        let generation = self.front.generation();
+        if let Some(front) = self.front.enter_existing() {
+            if let Some(found) = front.find(generation, hash, subject) {
+                return Some(read(found));
+            }
+        }
+        cache.peek(hash, subject, read)
     }
 
     pub fn stats(&self) -> IndexStats {
@@ -294,11 +427,12 @@ impl<V: Clone> SubjectIndex<V> {
             let trie = self.read();
             (trie.len(), trie.node_count(), trie.inserts, trie.removes)
         };
-        let cache = self
+        let mut cache = self
             .cache
             .as_ref()
             .map(MatchCache::stats)
             .unwrap_or_default();
+        cache.hits += self.front.hits();
         IndexStats {
             subscriptions,
             nodes,
@@ -322,6 +456,34 @@ mod tests {
         }
         v.sort_unstable();
         v
+    }
+
+    #[test]
+    fn visits_every_value_once_and_clears() {
+        let idx = SubjectIndex::new(16);
+        idx.insert("a.b", None, 1).unwrap();
+        idx.insert("a.*", None, 2).unwrap();
+        idx.insert("a.>", Some("q"), 3).unwrap();
+        idx.insert("a.>", Some("q"), 4).unwrap();
+        let gone = idx.insert("x", None, 5).unwrap();
+        idx.remove(gone);
+        // Cached results share the trie's lists: still one visit a value.
+        assert_eq!(values(&idx.matches("a.b")), vec![1, 2, 3, 4]);
+        let mut seen = Vec::new();
+        idx.try_visit_values(|v| {
+            seen.push(*v);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        seen.sort_unstable();
+        assert_eq!(seen, vec![1, 2, 3, 4]);
+
+        drop(idx.clear());
+        assert!(idx.is_empty());
+        assert!(idx.matches("a.b").is_empty());
+        let stats = idx.stats();
+        assert_eq!((stats.inserts, stats.removes), (5, 5));
+        idx.try_visit_values(|_| Err(())).unwrap();
     }
 
     #[test]
@@ -480,6 +642,106 @@ mod tests {
         assert_eq!(copies(), 101);
         assert_eq!(held.len(), 101);
         assert_eq!(idx.matches("a.b").len(), 102);
+    }
+
+    #[test]
+    fn no_reader_is_served_a_result_older_than_a_write_that_returned() {
+        use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+        // The writer publishes each insert and remove only after it returned; a reader
+        // that saw a publication and then matches must see its effect, though it matches
+        // the same subject over and over (served by its own thread's front cache).
+        let idx = Arc::new(SubjectIndex::new(64));
+        let inserted = Arc::new(AtomicU32::new(0));
+        let removed_below = Arc::new(AtomicU32::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let first = idx.insert("t.x", None, 0u32).unwrap();
+        let readers: Vec<_> = (0..3)
+            .map(|reader| {
+                let (idx, inserted, removed_below, done) = (
+                    idx.clone(),
+                    inserted.clone(),
+                    removed_below.clone(),
+                    done.clone(),
+                );
+                std::thread::spawn(move || {
+                    let mut hits = 0u64;
+                    while !done.load(Ordering::Acquire) {
+                        let gone = removed_below.load(Ordering::Acquire);
+                        let newest = inserted.load(Ordering::Acquire);
+                        let check = |found: &[u32]| {
+                            assert!(found.iter().all(|&v| v >= gone), "{found:?} < {gone}");
+                            assert!(found.iter().any(|&v| v >= newest), "{found:?} {newest}");
+                        };
+                        match reader {
+                            0 => idx.match_with("t.x", |m| check(&values(m))),
+                            1 => check(&values(&idx.matches("t.x"))),
+                            _ => {
+                                let n = idx.count("t.x");
+                                assert!((1..=2).contains(&n), "{n}");
+                                check(&values(&idx.matches_many(["t.x"])[0]));
+                            }
+                        }
+                        hits += 1;
+                    }
+                    hits
+                })
+            })
+            .collect();
+        let mut previous = first;
+        for value in 1..20_000u32 {
+            let handle = idx.insert("t.x", None, value).unwrap();
+            inserted.store(value, Ordering::Release);
+            assert_eq!(idx.remove(previous), Some(value - 1));
+            removed_below.store(value, Ordering::Release);
+            previous = handle;
+            if value % 64 == 0 {
+                // Let the readers refill their fronts between changes.
+                std::thread::yield_now();
+            }
+        }
+        done.store(true, Ordering::Release);
+        for reader in readers {
+            assert!(reader.join().unwrap() > 0);
+        }
+        let stats = idx.stats();
+        assert!(stats.cache.hits > 0, "the readers were served by a cache");
+    }
+
+    #[test]
+    fn a_removed_value_is_released_though_this_thread_cached_it() {
+        let value = Arc::new(());
+        let idx = SubjectIndex::new(64);
+        let h = idx.insert("a.b", None, value.clone()).unwrap();
+        for _ in 0..3 {
+            assert_eq!(idx.matches("a.b").len(), 1);
+            assert_eq!(idx.match_with("a.b", Matched::len), 1);
+        }
+        assert!(
+            idx.stats().cache.hits >= 4,
+            "served from this thread's front"
+        );
+        drop(idx.remove(h));
+        assert_eq!(Arc::strong_count(&value), 1);
+    }
+
+    #[test]
+    fn a_lent_result_stays_as_it_was_while_its_reader_changes_the_index() {
+        let idx = SubjectIndex::new(64);
+        idx.insert("a.b", None, 1u32).unwrap();
+        for _ in 0..3 {
+            idx.matches("a.b");
+        }
+        let (lent, seen_inside) = idx.match_with("a.b", |m| {
+            let h = idx.insert("a.*", None, 2).unwrap();
+            let inside = values(&idx.matches("a.b"));
+            idx.match_with("a.b", |again| assert_eq!(values(again), inside));
+            assert_eq!(idx.count("a.b"), 2);
+            idx.remove(h);
+            (values(m), inside)
+        });
+        assert_eq!((lent, seen_inside), (vec![1], vec![1, 2]));
+        assert_eq!(values(&idx.matches("a.b")), vec![1]);
+        assert_eq!(idx.match_with("a.b", values), vec![1]);
     }
 
     #[test]
