@@ -190,6 +190,15 @@ class Hub:
         self.ping_interval = ping_interval
         self._owns_bus = bus is None
         self.bus = Bus(node) if bus is None else bus
+        for credential in credentials or ():
+            for pattern in credential.watch:
+                try:
+                    self.bus.check_pattern(pattern)
+                except InvalidSubjectError as exc:
+                    raise ValueError(
+                        f"credential {credential.name!r} may watch {pattern!r}, which this "
+                        f"hub's bus cannot subscribe to: {exc.reason}"
+                    ) from None
         self.protocol = HubProtocol(
             protocol_version,
             token,
