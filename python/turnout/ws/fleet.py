@@ -272,9 +272,10 @@ class FleetLink:
 class _DirectClient(Client):
     """A nats-py client that hands each message of the subscriptions in ``direct`` (by
     subscription id) to its function as it is read, instead of queueing it for the
-    subscription's task: one event-loop turn less for each routed command and each
-    answer. A message with headers (NATS's no-responders status) goes nats-py's own way,
-    to the subscription's callback."""
+    subscription's task, and writes what it publishes at once, instead of on the flusher
+    task's next turn: each saves a routed command an event-loop turn, each way. A message
+    with headers (NATS's no-responders status) goes nats-py's own way, to the
+    subscription's callback."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -290,6 +291,16 @@ class _DirectClient(Client):
         self.stats["in_msgs"] += 1
         self.stats["in_bytes"] += len(data)
         take(Msg(self, subject=subject.decode(), reply=reply.decode(), data=data, _sid=sid))
+
+    async def _flush_pending(self, force_flush: bool = False) -> Any:
+        transport = self._transport
+        if self.is_connected and transport is not None and self._pending_data_size > 0:
+            transport.writelines(self._pending[:])
+            self._pending = []
+            self._pending_data_size = 0
+        # The flusher still runs, with nothing left to write: it waits for the transport
+        # to drain (backpressure), as for any publish.
+        return await super()._flush_pending(force_flush)
 
 
 def _give_up(waiting: asyncio.Future[Msg | None]) -> None:
