@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import inspect
 import logging
 import threading
@@ -50,7 +51,7 @@ from turnout._core import (
     validate_subject,
 )
 from turnout.bus._handles import Message, Stream, Subscription
-from turnout.bus._mailbox import Mailbox, MailboxClosed, Overflow, Wakeups
+from turnout.bus._mailbox import Mailbox, Overflow, Wakeups
 from turnout.events import SUBJECT_PREFIX, Event, EventDecodeError, EventEncodeError
 from turnout.history import History, MemoryHistory
 from turnout.transport import Transport
@@ -756,27 +757,13 @@ class Bus(BusCore):
             sub._worker = asyncio.run_coroutine_threadsafe(worker, loop)
 
     async def _consume(self, sub: Subscription[Any]) -> None:
-        """An async handler's worker: its events, one at a time, in order. While events are
-        buffered it takes the next without waiting (one plain call, no future); it waits
-        only on an empty mailbox. It takes one event at a time, never a batch, so that
-        ``maxsize`` bounds everything not yet handled and ``drop_oldest`` can still drop
-        the oldest of them: only the event in the handler's hands is outside the mailbox."""
+        """An async handler's worker: its events, one at a time, in order
+        (:meth:`Mailbox.feed`)."""
         mailbox = sub._mailbox
-        handler = cast(Callable[[Any], Awaitable[object]], sub.handler)
         assert mailbox is not None
+        handler = cast(Callable[[Any], Awaitable[object]], sub.handler)
         try:
-            while True:
-                try:
-                    item = mailbox.get_nowait()
-                except IndexError:
-                    try:
-                        item = await mailbox.get()
-                    except MailboxClosed:
-                        return
-                try:
-                    await handler(item)
-                except Exception as exc:
-                    self._handler_failed(sub, exc)
+            await mailbox.feed(handler, functools.partial(self._handler_failed, sub))
         finally:
             self._worker_finished(sub)
 

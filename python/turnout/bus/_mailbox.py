@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import threading
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Generic, Literal, TypeVar
 
 __all__ = ["OVERFLOW_POLICIES", "Mailbox", "MailboxClosed", "Overflow", "Wakeups"]
@@ -89,6 +90,23 @@ class Wakeups:
 class Mailbox(Generic[T]):
     """A bounded single-producer, single-consumer buffer (see the module docstring)."""
 
+    __slots__ = (
+        "_blocked_threads",
+        "_closed",
+        "_getter",
+        "_items",
+        "_loop",
+        "_space",
+        "_space_waiters",
+        "_unblocked",
+        "_wakeups",
+        "dropped",
+        "maxsize",
+        "overfilled",
+        "overflow",
+        "space_wanted",
+    )
+
     def __init__(
         self,
         maxsize: int,
@@ -111,6 +129,9 @@ class Mailbox(Generic[T]):
         self._space = threading.Condition(threading.Lock())
         self._blocked_threads = 0
         self._space_waiters: list[asyncio.Future[None]] = []
+        # Whether a producer waits for room: read by the consumer after every take, so
+        # one flag, set under ``_space`` before the producer checks for room.
+        self.space_wanted = False
         self._unblocked = False  # set when closing: no producer may wait any more
         self._closed = False
 
@@ -183,6 +204,7 @@ class Mailbox(Generic[T]):
             self._wakeups.flush()  # the consumer that would make room may be held
         with self._space:
             self._blocked_threads += 1
+            self.space_wanted = True
             try:
                 while len(self._items) >= self.maxsize and not self._unblocked:
                     if self._loop is not None and self._loop.is_closed():
@@ -191,6 +213,7 @@ class Mailbox(Generic[T]):
                     self._space.wait(_LOOP_CHECK_SECONDS)
             finally:
                 self._blocked_threads -= 1
+                self.space_wanted = self._blocked_threads > 0 or bool(self._space_waiters)
         if len(self._items) >= self.maxsize:
             self.overfilled += 1
         return True
@@ -213,16 +236,44 @@ class Mailbox(Generic[T]):
             finally:
                 self._getter = None
         item = items.popleft()
-        if self._blocked_threads or self._space_waiters:
-            self._signal_space()
+        if self.space_wanted:
+            self.signal_space()
         return item
 
     def get_nowait(self) -> T:
         """The next buffered item; raises ``IndexError`` when there is none."""
         item = self._items.popleft()
-        if self._blocked_threads or self._space_waiters:
-            self._signal_space()
+        if self.space_wanted:
+            self.signal_space()
         return item
+
+    async def feed(
+        self,
+        handler: Callable[[T], Awaitable[object]],
+        failed: Callable[[Exception], object],
+    ) -> None:
+        """Awaits ``handler`` with each item in order, one at a time, until the mailbox is
+        closed and drained; ``failed`` gets what a call raised. While items are buffered
+        the next is taken without waiting (one C call and a flag read); only an empty
+        mailbox is waited on. One item at a time, never a batch, so that ``maxsize``
+        bounds everything not yet handled and ``drop_oldest`` can still drop the oldest
+        of them: only the item in the handler's hands is outside the mailbox."""
+        take = self._items.popleft
+        while True:
+            try:
+                item = take()
+            except IndexError:
+                try:
+                    item = await self.get()
+                except MailboxClosed:
+                    return
+            else:
+                if self.space_wanted:
+                    self.signal_space()
+            try:
+                await handler(item)
+            except Exception as exc:
+                failed(exc)
 
     async def wait_for_space(self) -> None:
         """Returns once the mailbox has room (or can no longer make anyone wait)."""
@@ -230,6 +281,7 @@ class Mailbox(Generic[T]):
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             with self._space:
                 self._space_waiters.append(waiter)
+                self.space_wanted = True
             if not self.full:
                 break
             await waiter
@@ -238,7 +290,7 @@ class Mailbox(Generic[T]):
         """From now on a full ``"block"`` mailbox overfills instead of making a producer
         wait: the bus is closing and must be able to finish its last deliveries."""
         self._unblocked = True
-        self._signal_space()
+        self.signal_space()
 
     def close(self) -> None:
         """No more items will come; the consumer drains what is buffered, then
@@ -250,10 +302,12 @@ class Mailbox(Generic[T]):
             self._getter = None
             _resolve_from_any_thread(getter)
 
-    def _signal_space(self) -> None:
+    def signal_space(self) -> None:
+        """Tells the producers waiting for room that the consumer took items."""
         with self._space:
             self._space.notify_all()
             waiters, self._space_waiters = self._space_waiters, []
+            self.space_wanted = self._blocked_threads > 0
         for waiter in waiters:
             _resolve_from_any_thread(waiter)
 

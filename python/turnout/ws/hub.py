@@ -96,7 +96,7 @@ from turnout.coordination.fleet import (
 from turnout.events import Event
 from turnout.protocol import MessageType, ProtocolError, WSMessage
 from turnout.ws.dashboard import DASHBOARD_PATH, Dashboards, admit_request
-from turnout.ws.http import service_document, workflow_document
+from turnout.ws.http import serve_control, serve_http, service_document, workflow_document
 from turnout.ws.watchers import MAX_FLUSH_DEFERRALS, Watchers
 
 if TYPE_CHECKING:
@@ -681,8 +681,6 @@ class Hub:
         path, _, query = request.path.partition("?")
         peer = _peer(connection)
         if request.headers.get("Upgrade") is None:
-            from turnout.ws.http import serve_http
-
             return serve_http(self, connection, request, path, query)
         if path not in _WEBSOCKET_PATHS:
             return self._refusal(
@@ -754,8 +752,6 @@ class Hub:
             with contextlib.suppress(ConnectionClosed):
                 await self.watchers.serve(connection, watch_patterns(query))
         elif path == CONTROL_PATH:
-            from turnout.ws.http import serve_control
-
             with contextlib.suppress(ConnectionClosed):
                 await serve_control(self, connection, credential)
         elif path == DASHBOARD_PATH:
