@@ -807,9 +807,8 @@ class Hub:
         if settled and out.publish and self.fleet is not None:
             # The answers go first: handing an event to a fleet's NATS bus wakes its I/O
             # thread, which takes the GIL for a while. One turn lets the waiters send
-            # their answers, the next lets the NATS client they wrote a routed answer to
-            # flush. (On an embedded bus the hand-over is cheap: no turns spent.)
-            await asyncio.sleep(0)
+            # their answers (a routed one is written at once, see turnout.ws.fleet). On
+            # an embedded bus the hand-over is cheap: no turn spent.
             await asyncio.sleep(0)
         for publication in out.publish:
             await self._emit(publication.event_type, publication.data)
