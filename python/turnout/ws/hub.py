@@ -96,7 +96,7 @@ from turnout.coordination.fleet import (
 from turnout.events import Event
 from turnout.protocol import MessageType, ProtocolError, WSMessage
 from turnout.ws.dashboard import DASHBOARD_PATH, Dashboards, admit_request
-from turnout.ws.http import service_document, workflow_document
+from turnout.ws.http import serve_control, serve_http, service_document, workflow_document
 from turnout.ws.watchers import MAX_FLUSH_DEFERRALS, Watchers
 
 if TYPE_CHECKING:
@@ -190,6 +190,15 @@ class Hub:
         self.ping_interval = ping_interval
         self._owns_bus = bus is None
         self.bus = Bus(node) if bus is None else bus
+        for credential in credentials or ():
+            for pattern in credential.watch:
+                try:
+                    self.bus.check_pattern(pattern)
+                except InvalidSubjectError as exc:
+                    raise ValueError(
+                        f"credential {credential.name!r} may watch {pattern!r}, which this "
+                        f"hub's bus cannot subscribe to: {exc.reason}"
+                    ) from None
         self.protocol = HubProtocol(
             protocol_version,
             token,
@@ -681,8 +690,6 @@ class Hub:
         path, _, query = request.path.partition("?")
         peer = _peer(connection)
         if request.headers.get("Upgrade") is None:
-            from turnout.ws.http import serve_http
-
             return serve_http(self, connection, request, path, query)
         if path not in _WEBSOCKET_PATHS:
             return self._refusal(
@@ -702,7 +709,7 @@ class Hub:
             return self._refusal(connection, admission.refusal, peer)
         if path == WATCH_PATH:
             try:
-                patterns = watch_patterns(query)
+                patterns = watch_patterns(query, self.bus.check_pattern)
             except ValueError as exc:
                 return self._refusal(
                     connection,
@@ -754,8 +761,6 @@ class Hub:
             with contextlib.suppress(ConnectionClosed):
                 await self.watchers.serve(connection, watch_patterns(query))
         elif path == CONTROL_PATH:
-            from turnout.ws.http import serve_control
-
             with contextlib.suppress(ConnectionClosed):
                 await serve_control(self, connection, credential)
         elif path == DASHBOARD_PATH:
@@ -799,11 +804,11 @@ class Hub:
             if isinstance(event, RequestSettled):
                 self._settle(event)
                 settled = True
-        if settled and out.publish:
-            # The answers go first: handing an event to a NATS bus wakes its I/O thread,
-            # which takes the GIL for a while. One turn lets the waiters send their
-            # answers, the next lets the NATS client they wrote a routed answer to flush.
-            await asyncio.sleep(0)
+        if settled and out.publish and self.fleet is not None:
+            # The answers go first: handing an event to a fleet's NATS bus wakes its I/O
+            # thread, which takes the GIL for a while. One turn lets the waiters send
+            # their answers (a routed one is written at once, see turnout.ws.fleet). On
+            # an embedded bus the hand-over is cheap: no turn spent.
             await asyncio.sleep(0)
         for publication in out.publish:
             await self._emit(publication.event_type, publication.data)
@@ -857,9 +862,11 @@ def _peer(connection: ServerConnection) -> str:
     return str(address)
 
 
-def watch_patterns(query: str) -> list[str]:
+def watch_patterns(query: str, check: Callable[[str], None] = validate_subject) -> list[str]:
     """The ``subject`` patterns of a watcher URL's query; ``ValueError`` naming what is
-    wrong (none given, too many, an invalid pattern)."""
+    wrong (none given, too many, a pattern ``check`` refuses: the hub's bus's
+    :meth:`~turnout.Bus.check_pattern`, so that a NATS-backed hub refuses what NATS
+    cannot subscribe to)."""
     patterns = [
         value for key, value in parse_qsl(query, keep_blank_values=True) if key == "subject"
     ]
@@ -869,7 +876,7 @@ def watch_patterns(query: str) -> list[str]:
         raise ValueError(f"at most {MAX_WATCH_PATTERNS} subject patterns per watcher")
     for pattern in patterns:
         try:
-            validate_subject(pattern)
+            check(pattern)
         except InvalidSubjectError as exc:
             raise ValueError(f"invalid subject pattern: {exc}") from None
     return patterns

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 use turnout_core::{self as core, Scalar};
@@ -243,6 +244,17 @@ impl BuildUpdateDecoder {
         })
     }
 
+    /// The names are strings, which refer to nothing.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.update_class)?;
+        visit.call(&self.uuid_class)?;
+        visit.call(&self.uuid_is_safe)?;
+        for (_, member) in self.transitions.iter().chain(&self.statuses) {
+            visit.call(member)?;
+        }
+        Ok(())
+    }
+
     /// The update `message` holds, or `None` when it is not of the common shape. `name`,
     /// when given, is the workspace name the message was routed by: an update whose name
     /// equals it holds that string object instead of a new one.
@@ -295,6 +307,10 @@ impl BuildUpdateDecoder {
 /// attribute is read, so a consumer pays only for the fields it reads. It is a
 /// `WorkspaceBuildUpdate` to `isinstance` (registered there), equal to and hashing as one
 /// with the same fields, and pickles as one.
+///
+/// Not tracked by the garbage collector (no `__traverse__`): it holds a `str` and the
+/// decoder, which refers only to classes and enum members fixed at import, so it can be
+/// part of no cycle, and a batch of thousands of updates adds nothing to collect.
 #[pyclass(frozen, module = "turnout.workspace", name = "LazyBuildUpdate")]
 pub struct LazyBuildUpdate {
     decoder: Py<BuildUpdateDecoder>,
