@@ -165,6 +165,9 @@ class KeyRouter:
     def route_batch(
         self, batch: Iterable[bytes]
     ) -> tuple[dict[str, list[bytes]], list[bytes], list[bytes]]: ...
+    def route_updates(
+        self, batch: Iterable[bytes], decoder: BuildUpdateDecoder
+    ) -> tuple[dict[str, list[LazyBuildUpdate | bytes]], list[bytes], list[bytes]]: ...
 
 @final
 class BuildUpdateDecoder:
