@@ -27,7 +27,7 @@ from turnout.workspace import (
     WorkspaceDispatcher,
     WorkspaceTransition,
 )
-from turnout.workspace._build_update import decode_routed_update
+from turnout.workspace._build_update import BUILD_UPDATE_DECODER, decode_routed_update
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -448,6 +448,46 @@ def test_rust_router_matches_the_python_router(messages: list[bytes]) -> None:
     for group in grouped.values():
         positions = [next(i for i, m in enumerate(messages) if m is x) for x in group]
         assert positions == sorted(positions)
+
+
+update_messages = st.lists(
+    st.one_of(
+        st.builds(
+            lambda name, number, status: update(name, number, status).to_json(),
+            st.sampled_from(["a", "é", "zz"]),
+            st.integers(-(2**31), 2**31 - 1),
+            st.sampled_from(["running", "succeeded", "bogus"]),
+        ),
+        st.binary(max_size=24),
+    ),
+    max_size=30,
+)
+
+
+@given(messages=st.tuples(update_messages, router_messages).map(lambda pair: pair[0] + pair[1]))
+def test_route_updates_routes_as_route_batch_and_decodes_as_from_json(
+    messages: list[bytes],
+) -> None:
+    router = RustKeyRouter(["a", "é", "\U0001f680"])
+    grouped, unknown, malformed = router.route_updates(messages, BUILD_UPDATE_DECODER)
+    plain_grouped, plain_unknown, plain_malformed = router.route_batch(messages)
+    assert (unknown, malformed) == (plain_unknown, plain_malformed)
+    assert list(grouped) == list(plain_grouped)
+    for name, items in grouped.items():
+        assert len(items) == len(plain_grouped[name])
+        for item, message in zip(items, plain_grouped[name], strict=True):
+            if isinstance(item, bytes):
+                # Only a message of another shape is left as bytes, the very object.
+                assert item is message
+                continue
+            assert type(item) is LazyBuildUpdate
+            assert item.workspace_name is name  # the key object, shared
+            assert_same_update(item, WorkspaceBuildUpdate.from_json(message))
+
+
+def test_route_updates_needs_a_router_by_workspace_name() -> None:
+    with pytest.raises(ValueError, match="workspace_name"):
+        RustKeyRouter(["a"], field="name").route_updates([], BUILD_UPDATE_DECODER)
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,8 @@ hub on such a bus refuses a watcher asking for it with HTTP 400 and the reason."
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -15,6 +17,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
 from turnout import Bus, InvalidSubjectError
+from turnout.coordination.auth import Credentials
 from turnout.events import Event
 from turnout.nats import connect
 from turnout.testing.nats_server import NatsServer
@@ -82,6 +85,20 @@ async def test_a_hub_on_nats_refuses_such_a_watcher_with_400(nats_server: NatsSe
             bus.emit(Event("svc-x-1"))
             event: dict[str, Any] = orjson.loads(await asyncio.wait_for(watcher.recv(), WAIT))
             assert event["type"] == "svc-x-1"
+
+
+async def test_a_hub_on_nats_refuses_credentials_allowed_such_a_pattern(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "auth.json"
+    allowed = {"name": "ops", "token": "t", "watch": ["events.coordination.>", "events.svc-*"]}
+    path.write_text(json.dumps({"credentials": [allowed]}))
+    async with await connect(nats_server.url) as bus:
+        with pytest.raises(ValueError, match=r"credential 'ops' may watch 'events.svc-\*'.*NATS"):
+            Hub(port=0, bus=bus, auth=path)
+        assert bus.stats()["subscriptions"] == 0
+    async with Hub(port=0, auth=Credentials.load(path)) as hub:  # the embedded bus takes it
+        assert hub.protocol.credentials is not None
 
 
 async def test_an_embedded_hub_serves_such_a_watcher() -> None:

@@ -18,6 +18,7 @@ from turnout._json_object import MalformedMessageError, decode_object, int_field
 from turnout.workspace._uuids import parse_uuid
 
 __all__ = [
+    "BUILD_UPDATE_DECODER",
     "LazyBuildUpdate",
     "ProvisionerJobStatus",
     "WorkspaceBuildUpdate",
@@ -148,19 +149,19 @@ WorkspaceBuildUpdate.register(LazyBuildUpdate)
 # The common shape of an update, decoded in Rust to a ``LazyBuildUpdate`` (fields checked,
 # their Python objects made when read); ``from_json`` takes every other message, so the
 # two accept and refuse the same ones.
-_decoder = BuildUpdateDecoder(
+BUILD_UPDATE_DECODER = BuildUpdateDecoder(
     WorkspaceBuildUpdate, UUID, SafeUUID.unknown, _TRANSITIONS, _JOB_STATUSES
 )
+_decoder = BUILD_UPDATE_DECODER
 _decode_common = _decoder.decode
 
 
-def decode_routed_many(
-    items: list[WorkspaceBuildUpdate | bytes], name: str
-) -> tuple[list[WorkspaceBuildUpdate | None], int]:
-    """``items`` with the raw messages of the common shape decoded in Rust, in one call
-    (``None`` in place of the others, for ``decode_routed_update``), and how many are
-    ``None``. ``name`` is the workspace they were routed to (its string is shared)."""
-    return _decoder.decode_many(items, name)
+# ``decode_routed_many(items, name)``: ``items`` with the raw messages of the common shape
+# decoded in Rust, in one call (``None`` in place of the others, for
+# ``decode_routed_update``), and how many are ``None``; ``name`` is the workspace they were
+# routed to (its string is shared). The Rust method itself: a channel's read calls it with
+# no Python frame in between.
+decode_routed_many = _decoder.decode_many
 
 
 def decode_routed_update(message: bytes, name: str | None = None) -> WorkspaceBuildUpdate:

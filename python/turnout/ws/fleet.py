@@ -69,7 +69,7 @@ class FleetLink:
         self._run = run
         self._reconnect_time_wait = reconnect_time_wait
         self._connect_timeout = connect_timeout
-        self._nc: Client | None = None
+        self._nc: _DirectClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._heartbeat: asyncio.TimerHandle | None = None
         self._soon: asyncio.TimerHandle | None = None
@@ -114,23 +114,29 @@ class FleetLink:
         async def error(exc: Exception) -> None:
             logger.warning("fleet: NATS error hub=%s: %s", self.protocol.hub_id, exc)
 
-        self._nc = await nats.connect(
+        options: dict[str, Any] = {  # nats-py's hints say int where it takes seconds
+            "reconnect_time_wait": self._reconnect_time_wait,
+            "connect_timeout": self._connect_timeout,
+        }
+        self._nc = _DirectClient()
+        await self._nc.connect(
             servers=self.servers,
             name=f"turnout-hub-{self.protocol.hub_id}",
-            reconnect_time_wait=self._reconnect_time_wait,
             max_reconnect_attempts=-1,
-            connect_timeout=self._connect_timeout,
             dont_randomize=True,  # the first server listed first (the module docstring)
             disconnected_cb=disconnected,
             reconnected_cb=reconnected,
             error_cb=error,
+            **options,
         )
         nc = self._nc
         await nc.subscribe("turnout.fleet.state.*", cb=self._on_state)
         await nc.subscribe(HELLO_SUBJECT, cb=self._on_hello)
-        await nc.subscribe(self.protocol.command_subject, cb=self._on_command)
+        commands = await nc.subscribe(self.protocol.command_subject, cb=self._on_command)
+        nc.direct[commands._id] = self._take_command
         self._reply_prefix = nc.new_inbox() + "."
-        await nc.subscribe(self._reply_prefix + "*", cb=self._on_reply)
+        replies = await nc.subscribe(self._reply_prefix + "*", cb=self._on_reply)
+        nc.direct[replies._id] = self._take_reply
         await self._publish_snapshot()
         await nc.publish(HELLO_SUBJECT, self.protocol.hub_id.encode())
         await nc.flush()
@@ -201,6 +207,9 @@ class FleetLink:
             self.changed()
 
     async def _on_command(self, msg: Msg) -> None:
+        self._take_command(msg)
+
+    def _take_command(self, msg: Msg) -> None:
         self._spawn(self._serve_command(msg))
 
     async def _serve_command(self, msg: Msg) -> None:
@@ -217,6 +226,9 @@ class FleetLink:
                 await msg.respond(reply.to_json())
 
     async def _on_reply(self, msg: Msg) -> None:
+        self._take_reply(msg)
+
+    def _take_reply(self, msg: Msg) -> None:
         waiting = self._replies.pop(msg.subject[len(self._reply_prefix) :], None)
         if waiting is not None and not waiting.done():
             waiting.set_result(msg)
@@ -255,6 +267,40 @@ class FleetLink:
             return FleetReply.parse(answer.data)
         except ValueError as exc:
             return FleetReply("error", error=f"hub {hub_id} answered badly: {exc}", hub=hub_id)
+
+
+class _DirectClient(Client):
+    """A nats-py client that hands each message of the subscriptions in ``direct`` (by
+    subscription id) to its function as it is read, instead of queueing it for the
+    subscription's task, and writes what it publishes at once, instead of on the flusher
+    task's next turn: each saves a routed command an event-loop turn, each way. A message
+    with headers (NATS's no-responders status) goes nats-py's own way, to the
+    subscription's callback."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.direct: dict[int, Callable[[Msg], None]] = {}
+
+    async def _process_msg(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
+    ) -> None:
+        take = self.direct.get(sid)
+        if take is None or headers:
+            await super()._process_msg(sid, subject, reply, data, headers)
+            return
+        self.stats["in_msgs"] += 1
+        self.stats["in_bytes"] += len(data)
+        take(Msg(self, subject=subject.decode(), reply=reply.decode(), data=data, _sid=sid))
+
+    async def _flush_pending(self, force_flush: bool = False) -> Any:
+        transport = self._transport
+        if self.is_connected and transport is not None and self._pending_data_size > 0:
+            transport.writelines(self._pending[:])
+            self._pending = []
+            self._pending_data_size = 0
+        # The flusher still runs, with nothing left to write: it waits for the transport
+        # to drain (backpressure), as for any publish.
+        return await super()._flush_pending(force_flush)
 
 
 def _give_up(waiting: asyncio.Future[Msg | None]) -> None:

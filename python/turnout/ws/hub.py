@@ -190,6 +190,15 @@ class Hub:
         self.ping_interval = ping_interval
         self._owns_bus = bus is None
         self.bus = Bus(node) if bus is None else bus
+        for credential in credentials or ():
+            for pattern in credential.watch:
+                try:
+                    self.bus.check_pattern(pattern)
+                except InvalidSubjectError as exc:
+                    raise ValueError(
+                        f"credential {credential.name!r} may watch {pattern!r}, which this "
+                        f"hub's bus cannot subscribe to: {exc.reason}"
+                    ) from None
         self.protocol = HubProtocol(
             protocol_version,
             token,
@@ -798,9 +807,8 @@ class Hub:
         if settled and out.publish and self.fleet is not None:
             # The answers go first: handing an event to a fleet's NATS bus wakes its I/O
             # thread, which takes the GIL for a while. One turn lets the waiters send
-            # their answers, the next lets the NATS client they wrote a routed answer to
-            # flush. (On an embedded bus the hand-over is cheap: no turns spent.)
-            await asyncio.sleep(0)
+            # their answers (a routed one is written at once, see turnout.ws.fleet). On
+            # an embedded bus the hand-over is cheap: no turn spent.
             await asyncio.sleep(0)
         for publication in out.publish:
             await self._emit(publication.event_type, publication.data)

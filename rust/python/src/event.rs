@@ -124,6 +124,14 @@ impl Event {
         Ok(object)
     }
 
+    /// The event's time when a bus stamped it or it was decoded (None: as given).
+    pub(crate) fn wire_time(&self) -> Option<WireTime> {
+        match &self.stamp {
+            Stamp::Wire(time, _) => Some(*time),
+            Stamp::Given(_) => None,
+        }
+    }
+
     /// The event's type as given (the bus's key for its subject).
     pub(crate) fn kind_object(&self) -> &Py<PyAny> {
         &self.kind

@@ -1,6 +1,8 @@
 //! `BuildUpdateDecoder`: a dispatcher channel's reader decoding routed build updates with
 //! the core's JSON field scanner.
 
+use std::borrow::Cow;
+
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
@@ -148,26 +150,76 @@ impl BuildUpdateDecoder {
         name: Option<(&Bound<'py, PyString>, Option<&str>)>,
     ) -> Option<PyResult<Bound<'py, LazyBuildUpdate>>> {
         let py = slf.py();
-        let fields = core::object_fields(message, FIELDS)?;
-        let [Some(Scalar::Str(workspace_id)), Some(Scalar::Str(workspace_name)), Some(Scalar::Str(build_id)), Some(Scalar::Str(transition)), Some(Scalar::Str(status)), Some(Scalar::Int(number))] =
-            fields
-        else {
-            return None;
+        let (workspace_name, fields) = self.scan(message);
+        let fields = fields?;
+        let workspace_name = match (name, workspace_name) {
+            (Some((object, Some(text))), Some(read)) if text == read => object.clone(),
+            (_, Some(read)) => PyString::new(py, &read),
+            (_, None) => return None,
         };
+        Some(Self::update(slf, fields, workspace_name))
+    }
+
+    /// One scan of `message`: its `workspace_name` if that is a string (the routing key,
+    /// read as `key_of` reads it), and the other fields if the whole update is of the
+    /// common shape. Needs no Python object, so it runs with the GIL released.
+    pub(crate) fn scan<'m>(&self, message: &'m [u8]) -> (Option<Cow<'m, str>>, Option<Fields>) {
+        let Some(fields) = core::object_fields(message, FIELDS) else {
+            return (None, None);
+        };
+        let [workspace_id, workspace_name, build_id, transition, status, number] = fields;
+        let Some(Scalar::Str(workspace_name)) = workspace_name else {
+            return (None, None);
+        };
+        let checked = || {
+            let (
+                Some(Scalar::Str(workspace_id)),
+                Some(Scalar::Str(build_id)),
+                Some(Scalar::Str(transition)),
+                Some(Scalar::Str(status)),
+                Some(Scalar::Int(number)),
+            ) = (workspace_id, build_id, transition, status, number)
+            else {
+                return None;
+            };
+            Some(Fields {
+                workspace_id: uuid_value(&workspace_id)?,
+                build_id: uuid_value(&build_id)?,
+                transition: member_at(&self.transitions, &transition)?,
+                job_status: member_at(&self.statuses, &status)?,
+                build_number: i32::try_from(number).ok()?,
+            })
+        };
+        let fields = checked();
+        (Some(workspace_name), fields)
+    }
+
+    /// The `LazyBuildUpdate` of checked fields, named by `workspace_name`.
+    pub(crate) fn update<'py>(
+        slf: &Bound<'py, Self>,
+        fields: Fields,
+        workspace_name: Bound<'py, PyString>,
+    ) -> PyResult<Bound<'py, LazyBuildUpdate>> {
         let update = LazyBuildUpdate {
             decoder: slf.clone().unbind(),
-            workspace_name: match name {
-                Some((object, Some(text))) if text == workspace_name => object.clone().unbind(),
-                _ => PyString::new(py, &workspace_name).unbind(),
-            },
-            workspace_id: uuid_value(&workspace_id)?,
-            build_id: uuid_value(&build_id)?,
-            transition: member_at(&self.transitions, &transition)?,
-            job_status: member_at(&self.statuses, &status)?,
-            build_number: i32::try_from(number).ok()?,
+            workspace_name: workspace_name.unbind(),
+            workspace_id: fields.workspace_id,
+            build_id: fields.build_id,
+            transition: fields.transition,
+            job_status: fields.job_status,
+            build_number: fields.build_number,
         };
-        Some(Bound::new(py, update))
+        Bound::new(slf.py(), update)
     }
+}
+
+/// The fields of an update of the common shape, checked, other than its name.
+pub(crate) struct Fields {
+    workspace_id: u128,
+    build_id: u128,
+    transition: u8,
+    job_status: u8,
+    build_number: i32,
 }
 
 #[pymethods]
@@ -255,6 +307,10 @@ impl BuildUpdateDecoder {
 /// attribute is read, so a consumer pays only for the fields it reads. It is a
 /// `WorkspaceBuildUpdate` to `isinstance` (registered there), equal to and hashing as one
 /// with the same fields, and pickles as one.
+///
+/// Not tracked by the garbage collector (no `__traverse__`): it holds a `str` and the
+/// decoder, which refers only to classes and enum members fixed at import, so it can be
+/// part of no cycle, and a batch of thousands of updates adds nothing to collect.
 #[pyclass(frozen, module = "turnout.workspace", name = "LazyBuildUpdate")]
 pub struct LazyBuildUpdate {
     decoder: Py<BuildUpdateDecoder>,
