@@ -160,7 +160,7 @@ impl<V: Clone + Send + Sync> SubjectIndex<V> {
         let mut trie = self.write();
         self.invalidate(pattern, literal);
         let (handle, replaced) = trie.insert_checked(pattern, queue, value);
-        self.front.bump();
+        self.bump_generation();
         drop(trie);
         drop(replaced);
         Ok(handle)
@@ -178,7 +178,7 @@ impl<V: Clone + Send + Sync> SubjectIndex<V> {
             self.invalidate(&pattern, literal);
         }
         let (value, replaced) = trie.remove(handle)?;
-        self.front.bump();
+        self.bump_generation();
         drop(trie);
         drop(replaced);
         Some(value)
@@ -199,6 +199,13 @@ impl<V: Clone + Send + Sync> SubjectIndex<V> {
             drop(cache.forget(pattern));
         } else {
             drop(cache.clear());
+        }
+    }
+
+    /// Marks every thread's front stale; called under the write lock, after a change.
+    fn bump_generation(&self) {
+        if self.cache.is_some() {
+            self.front.bump();
         }
     }
 
