@@ -4,8 +4,10 @@ raw-bytes router against its pure-Python twin."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
+import pickle
 from collections.abc import AsyncIterator, Iterable, Sequence
 from uuid import UUID
 
@@ -17,12 +19,15 @@ from hypothesis import strategies as st
 from turnout._core import KeyRouter as RustKeyRouter
 from turnout.workspace import (
     ChannelClosedError,
+    LazyBuildUpdate,
     MalformedMessageError,
+    ProvisionerJobStatus,
     PythonKeyRouter,
     WorkspaceBuildUpdate,
     WorkspaceDispatcher,
+    WorkspaceTransition,
 )
-from turnout.workspace._build_update import decode_routed_update
+from turnout.workspace._build_update import BUILD_UPDATE_DECODER, decode_routed_update
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -445,6 +450,46 @@ def test_rust_router_matches_the_python_router(messages: list[bytes]) -> None:
         assert positions == sorted(positions)
 
 
+update_messages = st.lists(
+    st.one_of(
+        st.builds(
+            lambda name, number, status: update(name, number, status).to_json(),
+            st.sampled_from(["a", "é", "zz"]),
+            st.integers(-(2**31), 2**31 - 1),
+            st.sampled_from(["running", "succeeded", "bogus"]),
+        ),
+        st.binary(max_size=24),
+    ),
+    max_size=30,
+)
+
+
+@given(messages=st.tuples(update_messages, router_messages).map(lambda pair: pair[0] + pair[1]))
+def test_route_updates_routes_as_route_batch_and_decodes_as_from_json(
+    messages: list[bytes],
+) -> None:
+    router = RustKeyRouter(["a", "é", "\U0001f680"])
+    grouped, unknown, malformed = router.route_updates(messages, BUILD_UPDATE_DECODER)
+    plain_grouped, plain_unknown, plain_malformed = router.route_batch(messages)
+    assert (unknown, malformed) == (plain_unknown, plain_malformed)
+    assert list(grouped) == list(plain_grouped)
+    for name, items in grouped.items():
+        assert len(items) == len(plain_grouped[name])
+        for item, message in zip(items, plain_grouped[name], strict=True):
+            if isinstance(item, bytes):
+                # Only a message of another shape is left as bytes, the very object.
+                assert item is message
+                continue
+            assert type(item) is LazyBuildUpdate
+            assert item.workspace_name is name  # the key object, shared
+            assert_same_update(item, WorkspaceBuildUpdate.from_json(message))
+
+
+def test_route_updates_needs_a_router_by_workspace_name() -> None:
+    with pytest.raises(ValueError, match="workspace_name"):
+        RustKeyRouter(["a"], field="name").route_updates([], BUILD_UPDATE_DECODER)
+
+
 @pytest.mark.parametrize(
     "message",
     [
@@ -512,10 +557,53 @@ def test_routed_updates_decode_as_from_json_does() -> None:
         except MalformedMessageError as exc:
             got = str(exc)
         assert got == expected, message
+        assert expected == got, message
         if isinstance(got, WorkspaceBuildUpdate):
-            assert type(got) is WorkspaceBuildUpdate
-            assert hash(got) == hash(expected)
-            assert got.to_json() == WorkspaceBuildUpdate.from_json(message).to_json()
+            assert isinstance(expected, WorkspaceBuildUpdate)
+            assert_same_update(got, expected)
+
+
+def assert_same_update(got: WorkspaceBuildUpdate, expected: WorkspaceBuildUpdate) -> None:
+    """``got`` (a lazily decoded update or a plain one) behaves as ``expected`` does."""
+    assert type(got) in (WorkspaceBuildUpdate, LazyBuildUpdate)
+    for field in dataclasses.fields(WorkspaceBuildUpdate):
+        mine, theirs = getattr(got, field.name), getattr(expected, field.name)
+        assert (type(mine), mine) == (type(theirs), theirs), field.name
+    assert hash(got) == hash(expected)
+    assert {got} == {expected}
+    assert repr(got) == repr(expected)
+    assert got.to_json() == expected.to_json()
+    got.validate()
+    copied = pickle.loads(pickle.dumps(got))
+    assert type(copied) is WorkspaceBuildUpdate
+    assert copied == expected
+    match got:
+        case WorkspaceBuildUpdate(workspace_name=name, build_number=number):
+            assert (name, number) == (expected.workspace_name, expected.build_number)
+        case _:
+            raise AssertionError("no match")
+
+
+def test_a_lazy_update_differs_from_one_with_another_field() -> None:
+    message = update("a", 7, "succeeded").to_json()
+    lazy = decode_routed_update(message, "a")
+    assert type(lazy) is LazyBuildUpdate
+    assert lazy.workspace_name is not None
+    plain = WorkspaceBuildUpdate.from_json(message)
+    for field, other in [
+        ("workspace_id", BUILD),
+        ("workspace_name", "b"),
+        ("build_id", WS),
+        ("transition", WorkspaceTransition.STOP),
+        ("job_status", ProvisionerJobStatus.RUNNING),
+        ("build_number", 8),
+    ]:
+        changed = dataclasses.replace(plain, **{field: other})
+        assert lazy != changed, field
+        assert changed != lazy, field
+        assert lazy != decode_routed_update(changed.to_json(), "a"), field
+    assert lazy == decode_routed_update(message)
+    assert lazy != message
 
 
 async def test_a_batch_read_mixes_both_decoders_in_order() -> None:

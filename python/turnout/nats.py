@@ -35,7 +35,8 @@ from typing import Any
 if importlib.util.find_spec("nats") is None:
     raise ImportError("turnout.nats needs nats-py: pip install 'turnout[nats]'", name="nats")
 
-from turnout.bus import Bus
+from turnout._errors import InvalidSubjectError
+from turnout.bus import Bus, Subscription
 from turnout.events import SUBJECT_PREFIX, Event
 from turnout.transport.nats import (
     DEFAULT_ACK_WAIT,
@@ -77,6 +78,28 @@ class NatsBus(Bus):
         self.nats = transport
         self.persist = None if history is None else history.config
         self._jetstream = history
+
+    def check_pattern(self, pattern: str) -> None:
+        """:meth:`turnout.Bus.check_pattern`, which here also refuses a token holding
+        ``*`` or ``>`` beside other characters (``svc-*``, ``a>``). NATS has no wildcard
+        inside a token: the server would take ``svc-*`` as a literal token and nats-py
+        refuses to subscribe to it, so the subscription could never get what its pattern
+        seems to ask for. Use whole-token wildcards (``events.*``) and filter in the
+        handler."""
+        super().check_pattern(pattern)
+        for token in pattern.split("."):
+            if token not in ("*", ">") and ("*" in token or ">" in token):
+                raise InvalidSubjectError(
+                    pattern,
+                    f"token {token!r} holds a wildcard character among others: NATS "
+                    "wildcards are whole tokens ('*' one token, '>' all the rest), and a "
+                    "NATS bus cannot subscribe to such a token",
+                )
+
+    def _register(self, sub: Subscription[Any]) -> None:
+        # Before anything is registered: a refused pattern leaves no trace.
+        self.check_pattern(sub.pattern)
+        super()._register(sub)
 
     async def flush(self, timeout: float | None = 10.0) -> None:
         """Waits until every message published before is written to NATS, acknowledged

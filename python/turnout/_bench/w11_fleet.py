@@ -20,8 +20,11 @@ Cases:
   has counted every one (ops are deliveries).
 
 A command that is not answered, or a round whose deliveries do not all arrive, is an
-error, not a figure. ``python -m turnout._bench.w11_fleet`` prints both side by side;
-``TURNOUT_BENCH_QUICK=1`` selects the small scale.
+error, not a figure. ``python -m turnout._bench.w11_fleet [--runs N]`` prints both side
+by side: for the commands, the fleet and the single hub are set up together and their
+commands timed in alternating blocks of 10, so the load of the moment falls on both
+alike (each run a fresh set of processes); ``TURNOUT_BENCH_QUICK=1`` selects the small
+scale.
 """
 
 from __future__ import annotations
@@ -242,9 +245,9 @@ async def _prime(service: Coordinator, primers: list[ClientConnection]) -> None:
                 waiting.remove(primer)
 
 
-async def _compare_commands(scale: W11Scale, blocks: int) -> tuple[Measurement, Measurement]:
+async def _compare_commands(scale: W11Scale, block: int = 10) -> tuple[Measurement, Measurement]:
     """The command case for the fleet and the single hub side by side, both set up at
-    once, their commands timed in ``blocks`` alternating blocks (the load of the moment
+    once, their commands timed in alternating blocks of ``block`` (the load of the moment
     falls on both alike)."""
     samples: tuple[list[float], list[float]] = ([], [])
     async with _setup(True, 100) as fleet, _setup(False, 100) as single:
@@ -253,13 +256,12 @@ async def _compare_commands(scale: W11Scale, blocks: int) -> tuple[Measurement, 
             assert control is not None
             for n in range(scale.commands // 10):  # warm-up
                 await _command(control, n)
-        per_block = max(scale.commands // blocks, 1)
-        for block in range(blocks):
-            order = (0, 1) if block % 2 == 0 else (1, 0)
+        for turn in range(max(scale.commands // block, 1)):
+            order = (0, 1) if turn % 2 == 0 else (1, 0)
             for side in order:
                 control = controls[side]
                 assert control is not None
-                for n in range(per_block):
+                for n in range(block):
                     start = time.perf_counter_ns()
                     await _command(control, n)
                     samples[side].append(float(time.perf_counter_ns() - start))
@@ -308,7 +310,7 @@ def main() -> None:
     scale = QUICK if quick_mode() else FULL
     print(f"W11 a fleet of {HUBS} hubs on NATS beside one hub, {scale.name} scale")
     for run_number in range(1, args.runs + 1):
-        fleet, single = asyncio.run(_compare_commands(scale, blocks=10))
+        fleet, single = asyncio.run(_compare_commands(scale))
         print(f" run {run_number}: command round trip, rounds interleaved")
         for label, m in (("fleet, across hubs", fleet), ("one hub", single)):
             p50, p99 = (m.percentile(q) or 0.0 for q in (0.5, 0.99))

@@ -31,7 +31,9 @@ off by the server; turnout must deliver everything, or it is a
 :class:`~turnout._bench.workloads.WorkloadError`.
 
 ``python -m turnout._bench.w9_nats`` prints the figures with the targets;
-``TURNOUT_BENCH_QUICK=1`` selects the small scale.
+``TURNOUT_BENCH_QUICK=1`` selects the small scale. ``python -m turnout._bench.w9_nats
+receive-path sync|async HANDLERS MESSAGES`` times the bus's side alone, in one process
+(:func:`receive_path`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,6 +73,7 @@ __all__ = [
     "available",
     "main",
     "measure",
+    "receive_path",
     "run",
     "run_once",
 ]
@@ -368,6 +372,11 @@ def _async_subscriber(handler: Callable[[Any], Any]) -> Callable[[Any], Any]:
 _OPENERS = {"rust": _open_turnout, "nats-py": _open_nats_py, "faststream": _open_faststream}
 
 
+def _await_go() -> tuple[int, int]:
+    sys.stdin.readline()
+    return time.perf_counter_ns(), time.process_time_ns()
+
+
 async def _receive(
     name: str, case: Case, url: str, count: int, stall_s: float, max_s: float
 ) -> None:
@@ -377,13 +386,14 @@ async def _receive(
     close, problems = await _OPENERS[name](url, case, tally)
     expected = count * case.handlers
     print("ready", flush=True)
-    await asyncio.to_thread(sys.stdin.readline)
-    # Timed from "go" (the publisher starts writing then) to the last delivery.
+    # Timed from "go" (the publisher starts writing then) to the last delivery; CPU time
+    # too, since on a loaded machine it moves less than the wall clock. Both are read on
+    # the thread that reads "go": a transport's own I/O thread may deliver before this
+    # loop runs again.
+    first, cpu_first = await asyncio.to_thread(_await_go)
+    last, cpu_last = first, cpu_first
     stall_ns = stall_s * 1e9
-    # CPU time too: on a loaded machine it moves less than the wall clock.
     seen = 0
-    first = last = time.perf_counter_ns()
-    cpu_first = cpu_last = time.process_time_ns()
     while seen < expected:
         await asyncio.sleep(0.001)  # the time of a delivery is known to 1 ms
         now, current = time.perf_counter_ns(), tally.count
@@ -593,10 +603,58 @@ def main() -> None:
     )
 
 
+# -- the receive path in one process ------------------------------------------------------
+
+
+def receive_path(kind: str, handlers: int, messages: int, run: int = 200) -> dict[str, float]:
+    """The bus's side of W9 without sockets: runs of ``run`` envelopes handed to
+    ``Bus._receive_run`` (what the NATS transport calls once per read) from a thread
+    running its own event loop, as the transport's I/O thread does; the handlers (sync or
+    async, as in W9) on this thread's loop. CPU time of each thread per message, in µs;
+    under ``valgrind --tool=callgrind`` the instruction count of two message counts gives
+    the instructions per message."""
+    from turnout.bus import Bus
+
+    payloads = [_envelope(n) for n in range(run)]
+    frames = [(1, SUBJECT, payload) for payload in payloads]
+    tally = _Tally()
+
+    async def receiver() -> dict[str, float]:
+        bus = Bus(node="w9")
+        for n in range(handlers):
+            handler = tally.async_handler() if kind == "async" else tally.sync_handler()
+            bus.subscribe(PATTERNS[n % len(PATTERNS)], handler, maxsize=1 << 20)
+        io_cpu = [0.0]
+
+        async def feed() -> None:
+            start = time.thread_time()
+            for _ in range(messages // run):
+                bus._receive_run(list(frames))
+                await asyncio.sleep(0)
+            io_cpu[0] = time.thread_time() - start
+
+        io = threading.Thread(target=asyncio.run, args=(feed(),))
+        wall, cpu = time.perf_counter(), time.thread_time()
+        io.start()
+        expected = messages // run * run * handlers
+        while tally.count < expected:
+            await asyncio.sleep(0.001)
+        cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
+        io.join()
+        await bus.aclose()
+        per = 1e6 / (messages // run * run)
+        return {"wall_us": wall * per, "io_cpu_us": io_cpu[0] * per, "handler_cpu_us": cpu * per}
+
+    return asyncio.run(receiver())
+
+
 def _child_main(argv: list[str]) -> None:
     role = argv[0]
     if role == "publish":
         _publish(int(argv[1]), int(argv[2]), argv[3] == "True")
+    elif role == "receive-path":
+        figures = receive_path(argv[1], int(argv[2]), int(argv[3]))
+        print(" ".join(f"{name} {value:.2f}" for name, value in figures.items()))
     elif role == "receive":
         case = next(c for c in CASES if c.name == argv[2])
         asyncio.run(_receive(argv[1], case, argv[3], int(argv[4]), float(argv[5]), float(argv[6])))

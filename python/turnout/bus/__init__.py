@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import inspect
 import logging
 import threading
@@ -50,7 +51,7 @@ from turnout._core import (
     validate_subject,
 )
 from turnout.bus._handles import Message, Stream, Subscription
-from turnout.bus._mailbox import Mailbox, MailboxClosed, Overflow
+from turnout.bus._mailbox import Mailbox, Overflow, Wakeups
 from turnout.events import SUBJECT_PREFIX, Event, EventDecodeError, EventEncodeError
 from turnout.history import History, MemoryHistory
 from turnout.transport import Transport
@@ -165,6 +166,7 @@ class Bus(BusCore):
         "_transport_errors",
         "_turns",
         "_undecodable",
+        "_wakeups",
     )
 
     def __init__(
@@ -200,6 +202,8 @@ class Bus(BusCore):
         self._lock = DispatchLock()
         self._pending: deque[tuple[Any, ...]] = deque()
         self._turns: dict[str, int] = {}  # queue group -> next member's turn
+        # Consumer wake-ups held while a received run is delivered (only under the lock).
+        self._wakeups = Wakeups()
 
         self._registry = threading.Lock()  # guards the fields below
         self._subscriptions: dict[int, Subscription[Any]] = {}
@@ -213,6 +217,9 @@ class Bus(BusCore):
         self._history_errors = 0
         self._transport_errors = 0
         self._transport.attach(self._receive)
+        attach_runs = getattr(self._transport, "attach_runs", None)
+        if attach_runs is not None:
+            attach_runs(self._receive_run)
         # A MemoryHistory's ring is pushed to by the emit path itself; any other store
         # (a subclass too: it may do more) is called through its ``append``.
         memory = self._history if type(self._history) is MemoryHistory else None
@@ -335,6 +342,103 @@ class Bus(BusCore):
         if event is None and data is None:
             raise ValueError("a received message needs an event or its bytes")
         self._hand_off((subject, event, data, None, _RECEIVED, queue), may_wait=False)
+
+    def _receive_run(self, run: list[tuple[int, str, bytes]]) -> None:
+        """The entry point of a transport reading messages in runs: ``(sid, subject,
+        data)`` each, in order, for plain interest (the sid is the transport's); never
+        waits. The run is delivered as one while no other dispatch is in the way: every
+        mailbox gets its part in one put, and its consumer one wake-up after the run."""
+        if self._closed:
+            return
+        lock = self._lock
+        if lock.acquire(False):
+            if not lock.dispatching and not self._pending:
+                wakeups = self._wakeups
+                lock.dispatching = True
+                wakeups.hold()
+                try:
+                    self._dispatch_run(run)
+                finally:
+                    wakeups.release()
+                    lock.dispatching = False
+                    lock.release()
+                if self._pending and lock.acquire(False):  # handed off meanwhile
+                    self._drain_locked()
+                return
+            lock.release()
+        for _sid, subject, data in run:
+            self._hand_off((subject, None, data, None, _RECEIVED, None), may_wait=False)
+
+    def _dispatch_run(self, run: list[tuple[int, str, bytes]]) -> None:
+        """Delivers a received run under the dispatch lock, in order. Consecutive
+        messages on one subject whose plain subscriptions all have mailboxes (async
+        handlers, streams) go to each mailbox in one put: nothing there calls back into
+        the bus. Any other message is dispatched alone, and what its sync handlers
+        publish is delivered before the next one."""
+        pending = self._pending
+        local_queues = self._local_queues
+        start, end = 0, len(run)
+        while start < end:
+            subject = run[start][1]
+            stop = start + 1
+            while stop < end and run[stop][1] == subject:
+                stop += 1
+            route = self._routes.get(subject) or self._route(subject)
+            plain = route.plain
+            if (
+                plain
+                and (route.groups is None or not local_queues)
+                and all(sub._mailbox is not None for sub in plain)
+            ):
+                self._received += stop - start
+                self._deliver_run(plain, subject, [item[2] for item in run[start:stop]])
+            else:
+                for index in range(start, stop):
+                    self._dispatch(subject, None, run[index][2], None, _RECEIVED, None)
+                    while pending:
+                        self._dispatch(*pending.popleft())
+            start = stop
+
+    def _deliver_run(self, plain: tuple[Any, ...], subject: str, datas: list[bytes]) -> None:
+        """Puts the messages ``datas`` on ``subject`` into every mailbox of ``plain``: one
+        list of events (decoded once) or raw messages shared by all of them."""
+        events: list[Event] | None = None
+        messages: list[Message] | None = None
+        delivered = 0
+        for sub in plain:
+            batch: list[Any]
+            if sub.raw:
+                if messages is None:
+                    messages = [Message(subject, data) for data in datas]
+                batch = messages
+            else:
+                if events is None:
+                    events = self._decode_run(subject, datas)
+                batch = events
+            if not batch:
+                continue
+            try:
+                sub._mailbox.put_run(batch)
+            except Exception as exc:
+                self._handler_failed(sub, exc)
+            delivered += len(batch)
+        self._delivered += delivered
+
+    def _decode_run(self, subject: str, datas: list[bytes]) -> list[Event]:
+        """The events of ``datas``; those that are none are skipped and counted."""
+        decode = Event.from_json
+        try:
+            return [decode(data) for data in datas]
+        except EventDecodeError:
+            pass
+        events = []
+        for data in datas:
+            try:
+                events.append(decode(data))
+            except EventDecodeError as exc:
+                self._undecodable += 1
+                logger.debug("undecodable message on %s: %s", subject, exc)
+        return events
 
     def _hand_off(self, item: tuple[Any, ...], may_wait: bool) -> None:
         """Queues ``item`` for dispatch; waits for the dispatch lock only where waiting
@@ -536,7 +640,7 @@ class Bus(BusCore):
                     "an async handler needs an event loop: subscribe from a running loop "
                     "or pass loop= (here or to Bus)"
                 )
-            mailbox = Mailbox(maxsize, overflow, target)
+            mailbox = Mailbox(maxsize, overflow, target, self._wakeups)
         sub = Subscription(self, pattern, queue, raw, handler, mailbox, target)
         self._register(sub)
         if mailbox is not None and target is not None:
@@ -593,10 +697,17 @@ class Bus(BusCore):
     ) -> Stream[Any]:
         """A :class:`Stream` of what is published on subjects matching ``pattern`` from
         now on, bounded by ``maxsize`` with the given overflow policy."""
-        mailbox: Mailbox[Any] = Mailbox(maxsize, overflow, _running_loop())
+        mailbox: Mailbox[Any] = Mailbox(maxsize, overflow, _running_loop(), self._wakeups)
         sub = Subscription(self, pattern, queue, raw, None, mailbox, None)
         self._register(sub)
         return Stream(sub, mailbox)
+
+    def check_pattern(self, pattern: str) -> None:
+        """Raises :class:`turnout.InvalidSubjectError`, naming the rule, if this bus
+        cannot subscribe to ``pattern``: if it is not a valid pattern, and on a bus whose
+        transport adds rules of its own (NATS: :class:`turnout.nats.NatsBus`) if it breaks
+        one of those."""
+        validate_subject(pattern)
 
     def _register(self, sub: Subscription[Any]) -> None:
         if sub.queue is not None and (not isinstance(sub.queue, str) or not sub.queue):
@@ -646,27 +757,13 @@ class Bus(BusCore):
             sub._worker = asyncio.run_coroutine_threadsafe(worker, loop)
 
     async def _consume(self, sub: Subscription[Any]) -> None:
-        """An async handler's worker: its events, one at a time, in order. While events are
-        buffered it takes the next without waiting (one plain call, no future); it waits
-        only on an empty mailbox. It takes one event at a time, never a batch, so that
-        ``maxsize`` bounds everything not yet handled and ``drop_oldest`` can still drop
-        the oldest of them: only the event in the handler's hands is outside the mailbox."""
+        """An async handler's worker: its events, one at a time, in order
+        (:meth:`Mailbox.feed`)."""
         mailbox = sub._mailbox
-        handler = cast(Callable[[Any], Awaitable[object]], sub.handler)
         assert mailbox is not None
+        handler = cast(Callable[[Any], Awaitable[object]], sub.handler)
         try:
-            while True:
-                try:
-                    item = mailbox.get_nowait()
-                except IndexError:
-                    try:
-                        item = await mailbox.get()
-                    except MailboxClosed:
-                        return
-                try:
-                    await handler(item)
-                except Exception as exc:
-                    self._handler_failed(sub, exc)
+            await mailbox.feed(handler, functools.partial(self._handler_failed, sub))
         finally:
             self._worker_finished(sub)
 

@@ -2,7 +2,8 @@
 dispatcher and results (``scaletest/autostart``), in Python.
 
 - Wire types, JSON-compatible with coder: ``WorkspaceEvent`` (with ``WorkspaceEventKind``),
-  ``WorkspaceBuildUpdate`` (with ``WorkspaceTransition`` and ``ProvisionerJobStatus``), and
+  ``WorkspaceBuildUpdate`` (with ``WorkspaceTransition`` and ``ProvisionerJobStatus``; a
+  channel hands raw messages out as ``LazyBuildUpdate``, one to ``isinstance``), and
   the channel names ``workspace_event_channel(owner_id)`` and
   ``ALL_WORKSPACE_EVENT_CHANNEL``.
 - The ``Pubsub`` protocol, in process (``MemoryPubsub``) or over a turnout bus
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from turnout._json_object import MalformedMessageError
 from turnout.workspace._build_update import (
+    LazyBuildUpdate,
     ProvisionerJobStatus,
     WorkspaceBuildUpdate,
     WorkspaceTransition,
@@ -59,6 +61,7 @@ __all__ = [
     "ChannelClosedError",
     "ChannelOverflow",
     "KeyRouterLike",
+    "LazyBuildUpdate",
     "Listener",
     "ListenerWithErr",
     "MalformedMessageError",

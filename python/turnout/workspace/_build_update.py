@@ -4,6 +4,7 @@ to per-workspace channels by ``workspace_name``."""
 
 from __future__ import annotations
 
+from abc import ABCMeta
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -11,12 +12,14 @@ from uuid import UUID, SafeUUID
 
 import orjson
 
-from turnout._core import BuildUpdateDecoder
+from turnout._core import BuildUpdateDecoder, LazyBuildUpdate
 from turnout._go_json import go_escape
 from turnout._json_object import MalformedMessageError, decode_object, int_field, str_field
 from turnout.workspace._uuids import parse_uuid
 
 __all__ = [
+    "BUILD_UPDATE_DECODER",
+    "LazyBuildUpdate",
     "ProvisionerJobStatus",
     "WorkspaceBuildUpdate",
     "WorkspaceTransition",
@@ -56,8 +59,10 @@ _TRANSITIONS: dict[str, WorkspaceTransition] = {t.value: t for t in WorkspaceTra
 _JOB_STATUSES: dict[str, ProvisionerJobStatus] = {s.value: s for s in ProvisionerJobStatus}
 
 
+# ABCMeta only so that ``LazyBuildUpdate`` (what a channel hands out for a raw message)
+# is a ``WorkspaceBuildUpdate`` to ``isinstance``; an exact instance is checked as fast.
 @dataclass(frozen=True, slots=True)
-class WorkspaceBuildUpdate:
+class WorkspaceBuildUpdate(metaclass=ABCMeta):
     """One build update. JSON keys are the field names, in this order.
 
     Construction is cheap and does not check (the dispatcher builds and routes many of
@@ -139,30 +144,33 @@ class WorkspaceBuildUpdate:
         )
 
 
-# The common shape of an update, decoded in Rust (a few times faster than ``from_json``);
-# ``from_json`` takes every other message, so the two accept and refuse the same ones.
-_decoder = BuildUpdateDecoder(
+WorkspaceBuildUpdate.register(LazyBuildUpdate)
+
+# The common shape of an update, decoded in Rust to a ``LazyBuildUpdate`` (fields checked,
+# their Python objects made when read); ``from_json`` takes every other message, so the
+# two accept and refuse the same ones.
+BUILD_UPDATE_DECODER = BuildUpdateDecoder(
     WorkspaceBuildUpdate, UUID, SafeUUID.unknown, _TRANSITIONS, _JOB_STATUSES
 )
+_decoder = BUILD_UPDATE_DECODER
 _decode_common = _decoder.decode
 
 
-def decode_routed_many(
-    items: list[WorkspaceBuildUpdate | bytes],
-) -> tuple[list[WorkspaceBuildUpdate | None], int]:
-    """``items`` with the raw messages of the common shape decoded in Rust, in one call
-    (``None`` in place of the others, for ``decode_routed_update``), and how many are
-    ``None``."""
-    return _decoder.decode_many(items)
+# ``decode_routed_many(items, name)``: ``items`` with the raw messages of the common shape
+# decoded in Rust, in one call (``None`` in place of the others, for
+# ``decode_routed_update``), and how many are ``None``; ``name`` is the workspace they were
+# routed to (its string is shared). The Rust method itself: a channel's read calls it with
+# no Python frame in between.
+decode_routed_many = _decoder.decode_many
 
 
-def decode_routed_update(message: bytes) -> WorkspaceBuildUpdate:
+def decode_routed_update(message: bytes, name: str | None = None) -> WorkspaceBuildUpdate:
     """``WorkspaceBuildUpdate.from_json(message)``, with the common shape decoded in Rust:
     what a channel does with a raw message when a consumer reads it."""
-    update = _decode_common(message)
+    update = _decode_common(message, name)
     if update is None:
         return WorkspaceBuildUpdate.from_json(message)
-    return update  # type: ignore[no-any-return]
+    return update  # type: ignore[return-value]  # a registered virtual subclass
 
 
 def _required(obj: dict[str, Any], key: str) -> object:

@@ -3,12 +3,12 @@ asyncio.
 
 The dispatcher fills it; consumers read it with ``async for``, ``get``, ``get_many``,
 ``get_nowait``, or a batch at a time with ``async for batch in channel.batches()``. What
-the dispatcher buffers is either a ``WorkspaceBuildUpdate`` (object path) or the raw JSON
-bytes of one (raw path): bytes are decoded when read, so the cost of decoding falls on the
-consumer, and only for updates actually read (in Rust for the common shape of an update,
-by ``WorkspaceBuildUpdate.from_json`` otherwise). The raw path has only checked the
-routing key, so a message whose other fields are invalid is found out here: it is skipped
-and counted in ``undecodable`` (and logged), never raised into the consumer's loop.
+the dispatcher buffers is a ``WorkspaceBuildUpdate`` (object path), or from the raw path a
+``LazyBuildUpdate`` (checked in Rust as it was routed; its Python objects are made when a
+field is read) or the JSON bytes of a message of another shape. Bytes are decoded when
+read, by ``WorkspaceBuildUpdate.from_json`` (the Rust decoder first, for bytes buffered
+by hand); a message whose fields are invalid is found out here: it is skipped and counted
+in ``undecodable`` (and logged), never raised into the consumer's loop.
 
 A batch for one channel is buffered in one operation (``deque.extend``), whatever its size.
 When the channel is full, its overflow policy applies: ``"block"`` makes the dispatcher wait
@@ -167,10 +167,43 @@ class WorkspaceChannel:
             await self._wait_for_items()
 
     async def batches(self, limit: int | None = None) -> AsyncIterator[list[WorkspaceBuildUpdate]]:
-        """Each batch as it arrives (``get_many(limit)`` in a loop), until the channel is
-        closed and drained: one wake-up per batch instead of one per update."""
-        while batch := await self.get_many(limit):
-            yield batch
+        """Each batch as it arrives (what ``get_many(limit)`` returns, in a loop), until the
+        channel is closed and drained: one wake-up per batch instead of one per update."""
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        # get_many inlined: with a few updates per batch, the frames of a get_many and a
+        # wait per batch cost more than the batch's updates.
+        items = self._items
+        while True:
+            if items and limit is None:
+                # _take_many(None) inlined, for the same reason.
+                taken = list(items)
+                items.clear()
+                if self._room is not None:
+                    self._made_room()
+                batch, uncommon = decode_routed_many(taken, self._name)
+                if uncommon:
+                    batch = self._decode_uncommon(batch, taken)
+                if batch:
+                    yield batch
+            elif items:
+                batch = self._take_many(limit)
+                if batch:
+                    yield batch
+            elif self._closed:
+                return
+            else:
+                waiter = asyncio.get_running_loop().create_future()
+                getters = self._getters
+                if getters is None:
+                    self._getters = [waiter]
+                else:
+                    getters.append(waiter)
+                try:
+                    await waiter
+                except BaseException:
+                    self._forget(waiter)
+                    raise
 
     def _take(self) -> WorkspaceBuildUpdate | None:
         """Pops the oldest item, decoded; None if it was an undecodable raw message."""
@@ -189,11 +222,18 @@ class WorkspaceChannel:
             items.clear()
         else:
             taken = [items.popleft() for _ in range(count)]
-        self._made_room()
-        decoded, uncommon = decode_routed_many(taken)
+        if self._room is not None:
+            self._made_room()
+        decoded, uncommon = decode_routed_many(taken, self._name)
         if not uncommon:
-            return decoded  # type: ignore[return-value]  # no None in it
-        # Raw messages of another shape than Go's: Python's decoder has the last word.
+            return decoded
+        return self._decode_uncommon(decoded, taken)
+
+    def _decode_uncommon(
+        self, decoded: list[WorkspaceBuildUpdate | None], taken: list[WorkspaceBuildUpdate | bytes]
+    ) -> list[WorkspaceBuildUpdate]:
+        """``decoded`` with each ``None`` (a raw message of another shape than Go's) decoded
+        by Python's decoder, which has the last word, or dropped (and counted)."""
         slow = (
             self._decode(raw) if update is None and isinstance(raw, bytes) else update
             for update, raw in zip(decoded, taken, strict=True)
@@ -210,7 +250,7 @@ class WorkspaceChannel:
     def _decode(self, item: bytes) -> WorkspaceBuildUpdate | None:
         """A raw message decoded; None (counted and logged) if it is no build update."""
         try:
-            return decode_routed_update(item)
+            return decode_routed_update(item, self._name)
         except MalformedMessageError as exc:
             self._undecodable += 1
             _log.warning(
@@ -225,11 +265,16 @@ class WorkspaceChannel:
         self._getters.append(waiter)
         try:
             await waiter
-        finally:
-            # A waiter that was woken has already left the list; a cancelled one has not.
-            getters = self._getters
-            if waiter.cancelled() and getters is not None and waiter in getters:
-                getters.remove(waiter)
+        except BaseException:
+            self._forget(waiter)
+            raise
+
+    def _forget(self, waiter: asyncio.Future[None]) -> None:
+        """Drops a reader's wait that ended without a wake-up (cancelled)."""
+        # A waiter that was woken has already left the list; a cancelled one has not.
+        getters = self._getters
+        if getters is not None and waiter in getters:
+            getters.remove(waiter)
 
     # --- the dispatcher's side -----------------------------------------------------------
 

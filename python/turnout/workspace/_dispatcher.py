@@ -10,8 +10,10 @@ Two ways in, routing identically:
   ``workspace_name`` field of each message, without building Python objects and with the
   GIL released (other threads run meanwhile; the event loop waits, so a batch of some
   thousands of messages, about a millisecond per thousand, keeps it responsive), and each
-  channel then takes its share of the batch in one operation. The channels hold the bytes
-  and decode them when a consumer reads them (see ``WorkspaceChannel``).
+  channel then takes its share of the batch in one operation. The same scan checks the
+  other fields: an update of the common shape is buffered as a ``LazyBuildUpdate`` (its
+  Python objects made when a field is read), any other message as its bytes, decoded or
+  refused when a consumer reads it (see ``WorkspaceChannel``).
 
 An update for a name that has no channel is counted in ``unknown``; an item that is not an
 update (object path) or a message that is not a JSON object with a string
@@ -30,9 +32,8 @@ from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 
 from turnout._core import KeyRouter as RustKeyRouter
-from turnout.workspace._build_update import WorkspaceBuildUpdate
+from turnout.workspace._build_update import BUILD_UPDATE_DECODER, WorkspaceBuildUpdate
 from turnout.workspace._channel import ChannelOverflow, WorkspaceChannel
-from turnout.workspace._routing import KeyRouterLike
 
 __all__ = ["WorkspaceDispatcher"]
 
@@ -66,7 +67,7 @@ class WorkspaceDispatcher:
             channels[name] = WorkspaceChannel(name, buffer, policy)
         self._channels = channels
         self._view: Mapping[str, WorkspaceChannel] = MappingProxyType(channels)
-        self._router: KeyRouterLike = RustKeyRouter(channels)
+        self._router = RustKeyRouter(channels)
         self._routed = 0
         self._unknown = 0
         self._malformed = 0
@@ -123,13 +124,25 @@ class WorkspaceDispatcher:
         """Routes a batch of JSON messages (``bytes``; ``TypeError`` for anything else, before
         any is routed), waiting whenever a ``block`` channel is full."""
         self._check_open()
-        grouped, unknown, malformed = self._router.route_batch(batch)
+        routed_batch = self._router.route_updates(batch, BUILD_UPDATE_DECODER)
+        # LazyBuildUpdate is a WorkspaceBuildUpdate by registration, which mypy cannot see.
+        grouped: dict[str, list[WorkspaceBuildUpdate | bytes]] = routed_batch[0]  # type: ignore[assignment]
+        unknown, malformed = routed_batch[1:]
         self._unknown += len(unknown)
         self._malformed += len(malformed)
         channels = self._channels
         routed = 0
         for name, messages in grouped.items():
             channel = channels[name]
+            # The common case of _offer_many inlined: with a thousand channels and a few
+            # messages each per batch, a call per channel costs more than its messages.
+            items = channel._items
+            if len(items) + len(messages) <= channel._capacity:
+                items.extend(messages)
+                if channel._getters is not None:
+                    channel._wake_getters()
+                routed += len(messages)
+                continue
             end = channel._offer_many(messages)
             if end < len(messages):
                 self._routed += routed + end

@@ -54,7 +54,7 @@ import time
 from collections.abc import Sequence
 from http import HTTPStatus
 from importlib.resources import files
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from websockets.asyncio.server import ServerConnection
@@ -68,9 +68,7 @@ from turnout._wire import format_time
 from turnout.bus import Message, Subscription
 from turnout.coordination import Admission, Credential, HandshakeRefusal
 from turnout.coordination.auth import ANY
-
-if TYPE_CHECKING:
-    from turnout.ws.hub import Hub
+from turnout.ws.surface import HubSurface, answer_command
 
 __all__ = [
     "COOKIE_NAME",
@@ -137,7 +135,7 @@ def _plain_host(host: str) -> bool:
 # -- signing in and out -------------------------------------------------------------------
 
 
-def serve_session(hub: Hub, request: HTTPRequest) -> HTTPResponse:
+def serve_session(hub: HubSurface, request: HTTPRequest) -> HTTPResponse:
     """``GET /v1/session``: sign in, sign out, or who the cookie says the page is."""
     headers = request.headers
     credentials = hub.protocol.credentials
@@ -209,7 +207,9 @@ def _session_token(headers: Headers) -> str | None:
     return None
 
 
-def admit_request(hub: Hub, request: HTTPRequest, query: str, *, websocket: bool) -> Admission:
+def admit_request(
+    hub: HubSurface, request: HTTPRequest, query: str, *, websocket: bool
+) -> Admission:
     """Who a request is: its ``Authorization`` header or ``?token=`` as the protocol reads
     them, or else its session cookie, from the hub's own origin only (module docstring)."""
     raw = list(request.headers.raw_items())
@@ -272,7 +272,7 @@ def control_of(credential: Credential | None) -> str | list[str]:
 class Dashboards:
     """Every dashboard connection of one hub, and their counters."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: HubSurface) -> None:
         self.hub = hub
         self.open = 0
         self.counts = dict.fromkeys(
@@ -281,8 +281,6 @@ class Dashboards:
 
     async def serve(self, connection: ServerConnection, credential: Credential | None) -> None:
         """Serves one dashboard until its connection ends."""
-        from turnout.ws.http import answer_command
-
         feed = _Feed(self, connection, credential)
         self.open += 1
         self.counts["dashboards_served"] += 1

@@ -16,6 +16,12 @@ resume there. Needs the ``nats`` extra.
   as its own task and is answered when its request settles. The commands this hub routes
   to others are answered on one subscription of its own, ``<inbox>.<n>``, made once at
   start: a routed command costs one publish, one reply and one timer, nothing to set up.
+- ``turnout.fleet.replay.<hub>`` and ``turnout.fleet.resync``: the coordination events
+  of the hubs' rings, replayed after a hub's NATS bus reconnected
+  (:mod:`turnout.coordination.fleet_replay`). The bus's state is looked at every
+  heartbeat; a reconnect seen there starts a replay covering the time since the bus was
+  last seen steady, plus :data:`~turnout.coordination.fleet_replay.REPLAY_MARGIN`.
+  A replay that could not reach every hub is tried again on the next heartbeat.
 """
 
 from __future__ import annotations
@@ -33,6 +39,16 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from turnout.coordination.fleet import FleetCommand, FleetProtocol, FleetReply, command_subject
+from turnout.coordination.fleet_replay import (
+    REPLAY_MARGIN,
+    RESYNC_SUBJECT,
+    EventRing,
+    parse_replay_reply,
+    parse_replay_request,
+    replay_reply,
+    replay_request,
+    replay_subject,
+)
 
 __all__ = ["CHANGE_DELAY", "HELLO_SUBJECT", "FleetLink"]
 
@@ -47,11 +63,20 @@ HELLO_SUBJECT = "turnout.fleet.hello"
 
 Snapshot = Callable[[], tuple[list[dict[str, Any]], list[dict[str, Any]]]]
 Runner = Callable[[FleetCommand], Awaitable[FleetReply]]
+#: The hub's bus: whether it is connected to NATS, and how many times it reconnected.
+BusState = Callable[[], tuple[bool, int]]
+#: Hands the watchers a replayed event; False when they had it already.
+Deliver = Callable[[str, bytes], bool]
+#: Seconds a replay request waits for its answer.
+REPLAY_TIMEOUT = 5.0
 
 
 class FleetLink:
     """The fleet's I/O for one hub. ``state()`` gives this hub's service and workflow
-    documents; ``run(command)`` runs a routed command here and returns the reply."""
+    documents; ``run(command)`` runs a routed command here and returns the reply. With
+    ``bus_state`` and ``deliver`` (a hub whose bus is NATS), the coordination events the
+    hub publishes are :meth:`record`-ed and replayed to the others, and its watchers get
+    the others' replays through ``deliver``."""
 
     def __init__(
         self,
@@ -62,6 +87,8 @@ class FleetLink:
         *,
         reconnect_time_wait: float = 0.5,
         connect_timeout: float = 5.0,
+        bus_state: BusState | None = None,
+        deliver: Deliver | None = None,
     ) -> None:
         self.protocol = protocol
         self.servers = list(servers)
@@ -69,7 +96,7 @@ class FleetLink:
         self._run = run
         self._reconnect_time_wait = reconnect_time_wait
         self._connect_timeout = connect_timeout
-        self._nc: Client | None = None
+        self._nc: _DirectClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._heartbeat: asyncio.TimerHandle | None = None
         self._soon: asyncio.TimerHandle | None = None
@@ -79,6 +106,13 @@ class FleetLink:
         self._replies: dict[str, asyncio.Future[Msg | None]] = {}
         self._reply_prefix = ""
         self._reply_numbers = itertools.count()
+        self._bus_state = bus_state
+        self._deliver = deliver
+        self.ring = EventRing()
+        self._bus_reconnects = 0
+        self._bus_steady_at = 0.0  # when the bus was last seen connected, no new reconnect
+        self._replay_since: float | None = None  # the start of an outage not yet replayed
+        self._replaying = False
         self.counts = dict.fromkeys(
             (
                 "commands_routed",
@@ -87,9 +121,28 @@ class FleetLink:
                 "publish_errors",
                 "nats_disconnects",
                 "nats_reconnects",
+                "replays",
+                "replays_fetched",
+                "replays_served",
+                "replay_requests_malformed",
+                "replay_errors",
+                "replay_truncated",
+                "replay_events_received",
+                "replay_events_delivered",
+                "replay_events_duplicate",
             ),
             0,
         )
+
+    @property
+    def replays(self) -> bool:
+        """Whether this hub replays coordination events (its bus is NATS)."""
+        return self._bus_state is not None and self._deliver is not None
+
+    def record(self, subject: str, data: bytes) -> None:
+        """A coordination event this hub published, for the others to replay."""
+        if self._loop is not None:
+            self.ring.record(self._loop.time(), subject, data)
 
     @property
     def connected(self) -> bool:
@@ -114,23 +167,35 @@ class FleetLink:
         async def error(exc: Exception) -> None:
             logger.warning("fleet: NATS error hub=%s: %s", self.protocol.hub_id, exc)
 
-        self._nc = await nats.connect(
+        options: dict[str, Any] = {  # nats-py's hints say int where it takes seconds
+            "reconnect_time_wait": self._reconnect_time_wait,
+            "connect_timeout": self._connect_timeout,
+        }
+        self._nc = _DirectClient()
+        await self._nc.connect(
             servers=self.servers,
             name=f"turnout-hub-{self.protocol.hub_id}",
-            reconnect_time_wait=self._reconnect_time_wait,
             max_reconnect_attempts=-1,
-            connect_timeout=self._connect_timeout,
             dont_randomize=True,  # the first server listed first (the module docstring)
             disconnected_cb=disconnected,
             reconnected_cb=reconnected,
             error_cb=error,
+            **options,
         )
         nc = self._nc
         await nc.subscribe("turnout.fleet.state.*", cb=self._on_state)
         await nc.subscribe(HELLO_SUBJECT, cb=self._on_hello)
-        await nc.subscribe(self.protocol.command_subject, cb=self._on_command)
+        commands = await nc.subscribe(self.protocol.command_subject, cb=self._on_command)
+        nc.direct[commands._id] = self._take_command
         self._reply_prefix = nc.new_inbox() + "."
-        await nc.subscribe(self._reply_prefix + "*", cb=self._on_reply)
+        replies = await nc.subscribe(self._reply_prefix + "*", cb=self._on_reply)
+        nc.direct[replies._id] = self._take_reply
+        if self.replays:
+            assert self._bus_state is not None
+            await nc.subscribe(replay_subject(self.protocol.hub_id), cb=self._on_replay_request)
+            await nc.subscribe(RESYNC_SUBJECT, cb=self._on_resync)
+            self._bus_reconnects = self._bus_state()[1]
+            self._bus_steady_at = self._loop.time()
         await self._publish_snapshot()
         await nc.publish(HELLO_SUBJECT, self.protocol.hub_id.encode())
         await nc.flush()
@@ -179,7 +244,101 @@ class FleetLink:
     def _beat(self) -> None:
         self.protocol.expire()
         self._spawn(self._publish_snapshot())
+        self._check_bus()
         self._arm_heartbeat()
+
+    def _check_bus(self) -> None:
+        """Starts a replay when the bus reconnected since the last look (or a replay
+        is still owed), once the bus is connected."""
+        if self._bus_state is None or self._loop is None:
+            return
+        connected, reconnects = self._bus_state()
+        if not connected:
+            return  # the outage goes on: it started after _bus_steady_at
+        now = self._loop.time()
+        if reconnects != self._bus_reconnects:
+            self._bus_reconnects = reconnects
+            if self._replay_since is None:
+                self._replay_since = self._bus_steady_at
+        self._bus_steady_at = now
+        if self._replay_since is not None and not self._replaying:
+            self._replaying = True
+            self._spawn(self._replay(now - self._replay_since + REPLAY_MARGIN))
+
+    async def _replay(self, seconds: float) -> None:
+        """Asks every other hub for its events of the last ``seconds``, and tells them
+        to ask this one for its own."""
+        try:
+            nc = self._nc
+            if nc is None or not nc.is_connected:
+                return  # the next heartbeat tries again
+            self.counts["replays"] += 1
+            me = self.protocol.hub_id
+            logger.info("fleet: replaying the last %.1f s of events hub=%s", seconds, me)
+            await nc.publish(RESYNC_SUBJECT, replay_request(me, seconds))
+            results = await asyncio.gather(
+                *(self._fetch(peer.hub_id, seconds) for peer in self.protocol.peers())
+            )
+            if all(results):
+                self._replay_since = None
+        finally:
+            self._replaying = False
+
+    async def _fetch(self, hub_id: str, seconds: float) -> bool:
+        """Gives the watchers ``hub_id``'s events of the last ``seconds`` that they miss.
+        True when done (or the hub is gone), False to try again."""
+        nc = self._nc
+        assert nc is not None and self._deliver is not None
+        try:
+            answer = await nc.request(
+                replay_subject(hub_id),
+                replay_request(self.protocol.hub_id, seconds),
+                timeout=REPLAY_TIMEOUT,
+            )
+            events, truncated = parse_replay_reply(answer.data)
+        except nats.errors.NoRespondersError:
+            return True  # the hub is gone: nothing of it to replay
+        except (nats.errors.Error, asyncio.TimeoutError, ValueError) as exc:
+            self.counts["replay_errors"] += 1
+            logger.warning("fleet: no replay from hub %s: %s", hub_id, exc)
+            return False
+        if truncated:
+            self.counts["replay_truncated"] += 1
+            logger.warning("fleet: hub %s replayed only part of %.1f s", hub_id, seconds)
+        delivered = sum(1 for subject, data in events if self._deliver(subject, data))
+        counts = self.counts
+        counts["replays_fetched"] += 1
+        counts["replay_events_received"] += len(events)
+        counts["replay_events_delivered"] += delivered
+        counts["replay_events_duplicate"] += len(events) - delivered
+        logger.info(
+            "fleet: hub %s replayed %d events, %d missed here", hub_id, len(events), delivered
+        )
+        return True
+
+    async def _on_replay_request(self, msg: Msg) -> None:
+        try:
+            _, seconds = parse_replay_request(msg.data)
+        except ValueError as exc:
+            self.counts["replay_requests_malformed"] += 1
+            logger.warning("fleet: malformed replay request: %s", exc)
+            return
+        assert self._loop is not None
+        events, truncated = self.ring.since(self._loop.time(), seconds)
+        self.counts["replays_served"] += 1
+        if msg.reply:
+            with contextlib.suppress(Exception):
+                await msg.respond(replay_reply(events, truncated))
+
+    async def _on_resync(self, msg: Msg) -> None:
+        try:
+            hub_id, seconds = parse_replay_request(msg.data)
+        except ValueError as exc:
+            self.counts["replay_requests_malformed"] += 1
+            logger.warning("fleet: malformed resync: %s", exc)
+            return
+        if hub_id != self.protocol.hub_id:
+            self._spawn(self._fetch(hub_id, seconds))
 
     async def _publish_snapshot(self) -> None:
         nc = self._nc
@@ -201,6 +360,9 @@ class FleetLink:
             self.changed()
 
     async def _on_command(self, msg: Msg) -> None:
+        self._take_command(msg)
+
+    def _take_command(self, msg: Msg) -> None:
         self._spawn(self._serve_command(msg))
 
     async def _serve_command(self, msg: Msg) -> None:
@@ -217,6 +379,9 @@ class FleetLink:
                 await msg.respond(reply.to_json())
 
     async def _on_reply(self, msg: Msg) -> None:
+        self._take_reply(msg)
+
+    def _take_reply(self, msg: Msg) -> None:
         waiting = self._replies.pop(msg.subject[len(self._reply_prefix) :], None)
         if waiting is not None and not waiting.done():
             waiting.set_result(msg)
@@ -255,6 +420,40 @@ class FleetLink:
             return FleetReply.parse(answer.data)
         except ValueError as exc:
             return FleetReply("error", error=f"hub {hub_id} answered badly: {exc}", hub=hub_id)
+
+
+class _DirectClient(Client):
+    """A nats-py client that hands each message of the subscriptions in ``direct`` (by
+    subscription id) to its function as it is read, instead of queueing it for the
+    subscription's task, and writes what it publishes at once, instead of on the flusher
+    task's next turn: each saves a routed command an event-loop turn, each way. A message
+    with headers (NATS's no-responders status) goes nats-py's own way, to the
+    subscription's callback."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.direct: dict[int, Callable[[Msg], None]] = {}
+
+    async def _process_msg(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
+    ) -> None:
+        take = self.direct.get(sid)
+        if take is None or headers:
+            await super()._process_msg(sid, subject, reply, data, headers)
+            return
+        self.stats["in_msgs"] += 1
+        self.stats["in_bytes"] += len(data)
+        take(Msg(self, subject=subject.decode(), reply=reply.decode(), data=data, _sid=sid))
+
+    async def _flush_pending(self, force_flush: bool = False) -> Any:
+        transport = self._transport
+        if self.is_connected and transport is not None and self._pending_data_size > 0:
+            transport.writelines(self._pending[:])
+            self._pending = []
+            self._pending_data_size = 0
+        # The flusher still runs, with nothing left to write: it waits for the transport
+        # to drain (backpressure), as for any publish.
+        return await super()._flush_pending(force_flush)
 
 
 def _give_up(waiting: asyncio.Future[Msg | None]) -> None:

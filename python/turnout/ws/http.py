@@ -38,7 +38,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import asdict
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 import orjson
@@ -51,13 +51,10 @@ from turnout._wire import format_time
 from turnout.coordination import (
     Credential,
     HandshakeRefusal,
-    RequestOutcome,
-    RequestSettled,
     ServiceRecord,
     WorkflowRecord,
 )
 from turnout.phases import Phase
-from turnout.protocol import MessageType
 from turnout.ws.dashboard import (
     SESSION_PATH,
     STATIC_PATHS,
@@ -65,26 +62,21 @@ from turnout.ws.dashboard import (
     serve_page,
     serve_session,
 )
-
-if TYPE_CHECKING:
-    from turnout.ws.hub import Hub
+from turnout.ws.surface import HubSurface, answer_command
 
 __all__ = [
-    "COMMANDS",
     "METRICS_CONTENT_TYPE",
-    "answer_command",
     "render_metrics",
     "serve_control",
     "serve_http",
 ]
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-COMMANDS = ("pause", "resume", "cancel", "status")
 _JSON = "application/json"
 
 
 def serve_http(
-    hub: Hub, connection: ServerConnection, request: HTTPRequest, path: str, query: str
+    hub: HubSurface, connection: ServerConnection, request: HTTPRequest, path: str, query: str
 ) -> HTTPResponse:
     """The response to a plain HTTP request (no WebSocket upgrade)."""
     if path == "/healthz":
@@ -189,7 +181,7 @@ def _respond(status: int, body: bytes, content_type: str) -> HTTPResponse:
 # -- metrics -------------------------------------------------------------------------------
 
 
-def render_metrics(hub: Hub) -> str:
+def render_metrics(hub: HubSurface) -> str:
     """The hub's counters in the Prometheus text exposition format (version 0.0.4)."""
     stats = hub.stats()
     protocol = hub.protocol
@@ -328,7 +320,7 @@ def _number(value: float) -> str:
 
 
 async def serve_control(
-    hub: Hub, connection: ServerConnection, credential: Credential | None
+    hub: HubSurface, connection: ServerConnection, credential: Credential | None
 ) -> None:
     """Serves one operator connection: each command runs as it arrives, each answer is
     sent when its request settles."""
@@ -344,76 +336,7 @@ async def serve_control(
 
 
 async def _command(
-    hub: Hub, connection: ServerConnection, credential: Credential | None, frame: str | bytes
+    hub: HubSurface, connection: ServerConnection, credential: Credential | None, frame: str | bytes
 ) -> None:
     answer = await answer_command(hub, credential, frame)
     await connection.send(orjson.dumps(answer).decode(), text=True)
-
-
-async def answer_command(
-    hub: Hub, credential: Credential | None, frame: str | bytes
-) -> dict[str, Any]:
-    """Runs one command frame (see the module docstring) and returns its answer."""
-    command_id: Any = None
-    try:
-        try:
-            document = orjson.loads(frame)
-        except orjson.JSONDecodeError as exc:
-            raise ValueError(f"not JSON: {exc}") from None
-        if not isinstance(document, dict):
-            raise ValueError("a command is a JSON object")
-        command_id = document.get("id")
-        settled = await _run(hub, credential, document)
-    except (ValueError, TypeError, LookupError, PermissionError) as exc:
-        answer: dict[str, Any] = {"id": command_id, "outcome": "error", "error": str(exc)}
-    else:
-        response = settled.response
-        error = ""
-        if settled.outcome is RequestOutcome.REFUSED and response is not None:
-            payload = response.payload or {}
-            if response.type is MessageType.PHASE_CHANGED:
-                error = f"the workflow ended in phase {payload.get('to', '?')}"
-            else:
-                error = str(payload.get("error", ""))
-        elif settled.outcome is RequestOutcome.EXPIRED:
-            error = "no answer before the timeout"
-        elif settled.outcome is RequestOutcome.DISCONNECTED:
-            error = "the service disconnected first"
-        answer = {
-            "id": command_id,
-            "outcome": settled.outcome.value,
-            "response": None if response is None else response.document(),
-            "error": error,
-        }
-    return answer
-
-
-async def _run(hub: Hub, credential: Credential | None, document: dict[str, Any]) -> RequestSettled:
-    command = document.get("command")
-    workflow_id = document.get("workflow_id")
-    if command not in COMMANDS:
-        raise ValueError(f"command must be one of {', '.join(COMMANDS)}, not {command!r}")
-    if not isinstance(workflow_id, str) or not workflow_id:
-        raise ValueError("workflow_id must be a non-empty string")
-    timeout = document.get("timeout")
-    if timeout is not None and not (isinstance(timeout, (int, float)) and 0 < timeout <= 3600):
-        raise ValueError("timeout must be a number of seconds in (0, 3600]")
-    reason = _text_field(document, "reason")
-    if command == "pause":
-        return await hub.pause(workflow_id, reason, timeout=timeout, credential=credential)
-    if command == "resume":
-        checkpoint = _text_field(document, "from_checkpoint")
-        return await hub.resume(workflow_id, checkpoint, timeout=timeout, credential=credential)
-    if command == "cancel":
-        force = document.get("force", False)
-        if not isinstance(force, bool):
-            raise ValueError("force must be true or false")
-        return await hub.cancel(workflow_id, reason, force, timeout=timeout, credential=credential)
-    return await hub.status(workflow_id, timeout=timeout, credential=credential)
-
-
-def _text_field(document: dict[str, Any], key: str) -> str:
-    value = document.get(key, "")
-    if not isinstance(value, str):
-        raise ValueError(f"{key} must be a string")
-    return value

@@ -93,10 +93,11 @@ from turnout.coordination.fleet import (
     generated_hub_id,
     validate_hub_id,
 )
-from turnout.events import Event
+from turnout.coordination.fleet_replay import SeenWindow
+from turnout.events import SUBJECT_PREFIX, Event
 from turnout.protocol import MessageType, ProtocolError, WSMessage
 from turnout.ws.dashboard import DASHBOARD_PATH, Dashboards, admit_request
-from turnout.ws.http import service_document, workflow_document
+from turnout.ws.http import serve_control, serve_http, service_document, workflow_document
 from turnout.ws.watchers import MAX_FLUSH_DEFERRALS, Watchers
 
 if TYPE_CHECKING:
@@ -190,6 +191,15 @@ class Hub:
         self.ping_interval = ping_interval
         self._owns_bus = bus is None
         self.bus = Bus(node) if bus is None else bus
+        for credential in credentials or ():
+            for pattern in credential.watch:
+                try:
+                    self.bus.check_pattern(pattern)
+                except InvalidSubjectError as exc:
+                    raise ValueError(
+                        f"credential {credential.name!r} may watch {pattern!r}, which this "
+                        f"hub's bus cannot subscribe to: {exc.reason}"
+                    ) from None
         self.protocol = HubProtocol(
             protocol_version,
             token,
@@ -228,7 +238,20 @@ class Hub:
                 clock=self._now,
             )
             servers = [fleet] if isinstance(fleet, str) else list(fleet)
-            self.fleet = FleetLink(protocol, servers, self._local_documents, self._run_routed)
+            # A NATS bus carries the events to the other hubs' watchers: they are
+            # replayed across its reconnects (turnout.coordination.fleet_replay).
+            nats_bus = getattr(self.bus, "nats", None)
+            bus_state = None if nats_bus is None else _bus_state(nats_bus)
+            if bus_state is not None:
+                self.watchers.seen = SeenWindow()
+            self.fleet = FleetLink(
+                protocol,
+                servers,
+                self._local_documents,
+                self._run_routed,
+                bus_state=bus_state,
+                deliver=self.watchers.replay,
+            )
 
     def _now(self) -> float:
         loop = self._loop
@@ -681,8 +704,6 @@ class Hub:
         path, _, query = request.path.partition("?")
         peer = _peer(connection)
         if request.headers.get("Upgrade") is None:
-            from turnout.ws.http import serve_http
-
             return serve_http(self, connection, request, path, query)
         if path not in _WEBSOCKET_PATHS:
             return self._refusal(
@@ -702,7 +723,7 @@ class Hub:
             return self._refusal(connection, admission.refusal, peer)
         if path == WATCH_PATH:
             try:
-                patterns = watch_patterns(query)
+                patterns = watch_patterns(query, self.bus.check_pattern)
             except ValueError as exc:
                 return self._refusal(
                     connection,
@@ -754,8 +775,6 @@ class Hub:
             with contextlib.suppress(ConnectionClosed):
                 await self.watchers.serve(connection, watch_patterns(query))
         elif path == CONTROL_PATH:
-            from turnout.ws.http import serve_control
-
             with contextlib.suppress(ConnectionClosed):
                 await serve_control(self, connection, credential)
         elif path == DASHBOARD_PATH:
@@ -799,11 +818,11 @@ class Hub:
             if isinstance(event, RequestSettled):
                 self._settle(event)
                 settled = True
-        if settled and out.publish:
-            # The answers go first: handing an event to a NATS bus wakes its I/O thread,
-            # which takes the GIL for a while. One turn lets the waiters send their
-            # answers, the next lets the NATS client they wrote a routed answer to flush.
-            await asyncio.sleep(0)
+        if settled and out.publish and self.fleet is not None:
+            # The answers go first: handing an event to a fleet's NATS bus wakes its I/O
+            # thread, which takes the GIL for a while. One turn lets the waiters send
+            # their answers (a routed one is written at once, see turnout.ws.fleet). On
+            # an embedded bus the hand-over is cheap: no turn spent.
             await asyncio.sleep(0)
         for publication in out.publish:
             await self._emit(publication.event_type, publication.data)
@@ -840,8 +859,16 @@ class Hub:
                 )
 
     async def _emit(self, event_type: str, data: dict[str, object]) -> None:
+        fleet = self.fleet
         try:
-            await self.bus.aemit(Event(event_type, data=data))
+            if fleet is not None and fleet.replays:
+                # The exact bytes go to the fleet's ring too, for replays to match.
+                payload = Event(event_type, data=data)._stamped(self.bus.node).to_json()
+                subject = SUBJECT_PREFIX + event_type
+                await self.bus.apublish(subject, payload)
+                fleet.record(subject, payload)
+            else:
+                await self.bus.aemit(Event(event_type, data=data))
         except Exception as exc:
             self._counts["publish_errors"] += 1
             logger.error("cannot republish %s on the bus: %s", event_type, exc)
@@ -857,9 +884,11 @@ def _peer(connection: ServerConnection) -> str:
     return str(address)
 
 
-def watch_patterns(query: str) -> list[str]:
+def watch_patterns(query: str, check: Callable[[str], None] = validate_subject) -> list[str]:
     """The ``subject`` patterns of a watcher URL's query; ``ValueError`` naming what is
-    wrong (none given, too many, an invalid pattern)."""
+    wrong (none given, too many, a pattern ``check`` refuses: the hub's bus's
+    :meth:`~turnout.Bus.check_pattern`, so that a NATS-backed hub refuses what NATS
+    cannot subscribe to)."""
     patterns = [
         value for key, value in parse_qsl(query, keep_blank_values=True) if key == "subject"
     ]
@@ -869,7 +898,7 @@ def watch_patterns(query: str) -> list[str]:
         raise ValueError(f"at most {MAX_WATCH_PATTERNS} subject patterns per watcher")
     for pattern in patterns:
         try:
-            validate_subject(pattern)
+            check(pattern)
         except InvalidSubjectError as exc:
             raise ValueError(f"invalid subject pattern: {exc}") from None
     return patterns
@@ -879,3 +908,13 @@ def _plain_headers(headers: Headers | Mapping[str, str]) -> dict[str, str]:
     if isinstance(headers, Headers):
         return dict(headers.raw_items())
     return dict(headers)
+
+
+def _bus_state(nats_bus: Any) -> Callable[[], tuple[bool, int]]:
+    """Whether a NATS bus's transport is connected, and how often it reconnected."""
+
+    def state() -> tuple[bool, int]:
+        stats = nats_bus.stats()
+        return bool(stats["connected"]), int(stats["reconnects"])
+
+    return state

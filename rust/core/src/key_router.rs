@@ -59,10 +59,15 @@ impl KeyRouter {
     }
 
     pub fn route(&self, message: &[u8]) -> Route {
-        match key_of(message, &self.field) {
+        self.route_key(key_of(message, &self.field).as_deref())
+    }
+
+    /// Where a message whose key field reads `key` goes (`None`: malformed).
+    pub fn route_key(&self, key: Option<&str>) -> Route {
+        match key {
             Some(key) => self
                 .positions
-                .get(key.as_ref())
+                .get(key)
                 .map_or(Route::Unknown, |&at| Route::Key(at)),
             None => Route::Malformed,
         }
@@ -71,6 +76,17 @@ impl KeyRouter {
     /// Routes a batch: the positions of its messages grouped by key, each group in batch
     /// order and the groups in the order their keys first appear.
     pub fn route_batch<'m>(&self, messages: impl IntoIterator<Item = &'m [u8]>) -> RoutedBatch {
+        self.route_batch_by(messages, |message| self.route(message))
+    }
+
+    /// `route_batch` with the route of each message found by `route_of`: a caller that
+    /// reads other fields of each message in the same scan passes its own (it must read
+    /// the key as [`key_of`] does and route it by [`KeyRouter::route_key`]).
+    pub fn route_batch_by<'m>(
+        &self,
+        messages: impl IntoIterator<Item = &'m [u8]>,
+        mut route_of: impl FnMut(&'m [u8]) -> Route,
+    ) -> RoutedBatch {
         const NO_GROUP: usize = usize::MAX;
         let mut batch = RoutedBatch::default();
         let mut group_of: HashMap<usize, usize, RandomState> =
@@ -80,7 +96,7 @@ impl KeyRouter {
         // Consecutive messages often share a key: skip the lookup for a repeat.
         let mut last = (NO_GROUP, NO_GROUP);
         for (at, message) in messages.into_iter().enumerate() {
-            let group = match self.route(message) {
+            let group = match route_of(message) {
                 Route::Key(key) if key == last.0 => last.1,
                 Route::Key(key) => {
                     let group = *group_of.entry(key).or_insert_with(|| {

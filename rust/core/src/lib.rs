@@ -30,7 +30,7 @@ pub use logbatch::{
 pub use nats_frames::{Frame, FrameError, FrameReader, MAX_CONTROL_LINE};
 pub use phase::{Phase, PhaseError, PhaseState, PhaseTable};
 pub use phase_manager::{PhaseChange, PhaseManager};
-pub use ring::{Departed, Record, Ring, RingCounters};
+pub use ring::{Departed, Record, Ring, RingCounters, Verdict};
 pub use subject::{
     check, is_subset, is_valid_literal, is_valid_subject, subject_matches, subjects_collide,
     tokens, SubjectError, SubjectKind, MAX_SUBJECT_LENGTH, MAX_TOKENS,

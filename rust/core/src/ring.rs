@@ -32,6 +32,15 @@ pub struct RingCounters {
     pub evicted: u64,
 }
 
+/// What a query makes of one record (see [`Ring::select`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Take,
+    Skip,
+    /// Not decided by the query: its caller decides later, without the ring.
+    Undecided,
+}
+
 /// Records that left the ring in one operation, to be dropped by the caller: inline when
 /// one (a full ring evicts one record per push), so a push allocates nothing.
 pub type Departed<T> = SmallVec<[Record<T>; 1]>;
@@ -110,6 +119,26 @@ impl<T> Ring<T> {
         self.records.len()
     }
 
+    /// The values a query may answer with, oldest first, each with its verdict (`Take`
+    /// or `Undecided`): met walking from the oldest record (with `newest`, from the
+    /// newest), until `limit` are taken. Once the caller has decided the undecided ones,
+    /// the first `limit` it keeps (with `newest`, the last) are the query's answer:
+    /// every record past the walk's end lies beyond `limit` taken ones.
+    pub fn select<E>(
+        &self,
+        limit: usize,
+        newest: bool,
+        verdict: impl FnMut(&T) -> Result<Verdict, E>,
+    ) -> Result<Vec<(&T, Verdict)>, E> {
+        if newest {
+            let mut chosen = walk(self.records.iter().rev(), limit, verdict)?;
+            chosen.reverse();
+            Ok(chosen)
+        } else {
+            walk(self.records.iter(), limit, verdict)
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
@@ -129,12 +158,71 @@ impl<T> Ring<T> {
     }
 }
 
+/// `Ring::select`'s walk over `records`, in the order given.
+fn walk<'a, T, E>(
+    records: impl Iterator<Item = &'a Record<T>>,
+    limit: usize,
+    mut verdict: impl FnMut(&T) -> Result<Verdict, E>,
+) -> Result<Vec<(&'a T, Verdict)>, E> {
+    let mut chosen = Vec::new();
+    let mut taken = 0;
+    for record in records {
+        if taken >= limit {
+            break;
+        }
+        let found = verdict(&record.value)?;
+        match found {
+            Verdict::Skip => continue,
+            Verdict::Take => taken += 1,
+            Verdict::Undecided => {}
+        }
+        chosen.push((&record.value, found));
+    }
+    Ok(chosen)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn values(ring: &Ring<u32>) -> Vec<u32> {
         ring.iter().map(|r| r.value).collect()
+    }
+
+    #[test]
+    fn select_stops_after_limit_taken_keeping_the_undecided_on_the_way() {
+        let mut ring = Ring::new(0, 0);
+        for n in 0..10u32 {
+            drop(ring.push(i64::from(n), n, None));
+        }
+        // Even: taken; multiples of 3 (odd): undecided; the rest skipped.
+        let verdict = |v: &u32| {
+            Ok::<_, ()>(if v % 2 == 0 {
+                Verdict::Take
+            } else if v % 3 == 0 {
+                Verdict::Undecided
+            } else {
+                Verdict::Skip
+            })
+        };
+        let values =
+            |chosen: Vec<(&u32, Verdict)>| chosen.iter().map(|(v, _)| **v).collect::<Vec<_>>();
+        assert_eq!(values(ring.select(2, false, verdict).unwrap()), [0, 2]);
+        assert_eq!(
+            values(ring.select(3, false, verdict).unwrap()),
+            [0, 2, 3, 4]
+        );
+        assert_eq!(values(ring.select(2, true, verdict).unwrap()), [6, 8, 9]);
+        assert_eq!(values(ring.select(3, true, verdict).unwrap()), [4, 6, 8, 9]);
+        assert_eq!(
+            ring.select(3, true, verdict).unwrap()[3],
+            (&9, Verdict::Undecided)
+        );
+        assert!(ring.select(0, false, verdict).unwrap().is_empty());
+        assert_eq!(
+            ring.select(1, false, |_| Err::<Verdict, _>("no")),
+            Err("no")
+        );
     }
 
     #[test]

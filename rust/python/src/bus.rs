@@ -426,7 +426,9 @@ impl BusCore {
             None => slf.call_method1(intern!(py, "_event_subject"), (kind,))?,
         };
         let now = WireTime::now();
-        let stamped = Bound::new(py, event.stamped_at(py, wiring.node.bind(py), now)?)?;
+        let stamped = event
+            .stamped_at(py, wiring.node.bind(py), now)?
+            .into_object(py)?;
         let lock = wiring.lock.get();
         if wiring.needs_bytes
             || this.closed.load(Ordering::Relaxed)

@@ -12,6 +12,7 @@ use std::cell::RefCell;
 use std::fmt;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::sync::PyOnceLock;
@@ -19,7 +20,7 @@ use pyo3::types::{
     PyBool, PyByteArray, PyBytes, PyDateTime, PyDict, PyFloat, PyInt, PyList, PyMemoryView,
     PyString, PyTuple,
 };
-use pyo3::{intern, IntoPyObjectExt};
+use pyo3::{ffi, intern, IntoPyObjectExt};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use turnout_core::event::{write_head, Field, SUBJECT_PREFIX};
 use turnout_core::WireTime;
@@ -96,6 +97,39 @@ impl Event {
             stamp: Stamp::wire(time),
             data: self.data.clone_ref(py),
         })
+    }
+
+    /// The Python object of this event, left untracked by the garbage collector when
+    /// nothing it holds is tracked: it can then be on no reference cycle, and the
+    /// collector need not walk every event a handler keeps. (A dict held untracked may
+    /// become tracked when it is changed later; what it then refers to is only kept
+    /// alive, never freed early.)
+    pub(crate) fn into_object(self, py: Python<'_>) -> PyResult<Bound<'_, Self>> {
+        // SAFETY: each pointer is a live object this event holds a reference to.
+        let tracked =
+            |value: &Py<PyAny>| unsafe { ffi::PyObject_GC_IsTracked(value.as_ptr()) } != 0;
+        let untracked = !tracked(&self.kind)
+            && !tracked(&self.node)
+            && !tracked(&self.data)
+            && match &self.stamp {
+                Stamp::Given(value) => !tracked(value),
+                Stamp::Wire(..) => true,
+            };
+        let object = Bound::new(py, self)?;
+        if untracked {
+            // SAFETY: as in `MatchResult::wrap`: untracking is always allowed, and the
+            // deallocator tolerates an untracked object.
+            unsafe { ffi::PyObject_GC_UnTrack(object.as_ptr().cast()) };
+        }
+        Ok(object)
+    }
+
+    /// The event's time when a bus stamped it or it was decoded (None: as given).
+    pub(crate) fn wire_time(&self) -> Option<WireTime> {
+        match &self.stamp {
+            Stamp::Wire(time, _) => Some(*time),
+            Stamp::Given(_) => None,
+        }
     }
 
     /// The event's type as given (the bus's key for its subject).
@@ -271,6 +305,18 @@ impl Event {
             CompareOp::Ne => (!self.equals(py, other.get())?).into_py_any(py),
             _ => Ok(py.NotImplemented()),
         }
+    }
+
+    /// The `datetime` made from a wire time is not reported: reading the cell needs the
+    /// GIL token, and a `datetime` refers to no other object of the program.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.kind)?;
+        visit.call(&self.node)?;
+        visit.call(&self.data)?;
+        if let Stamp::Given(value) = &self.stamp {
+            visit.call(value)?;
+        }
+        Ok(())
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {

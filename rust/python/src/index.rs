@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString};
@@ -29,6 +30,10 @@ impl Clone for Value {
 #[pyclass(frozen, freelist = 256, module = "turnout", name = "MatchResult")]
 pub struct MatchResult {
     inner: Arc<Matched<Value>>,
+    /// The index's traversal reports the values its lists hold, lists this result may
+    /// share: the collector must never find the index garbage (and clear those values)
+    /// while a result can still hand them out.
+    _index: Py<SubjectIndex>,
 }
 
 #[pymethods]
@@ -67,8 +72,17 @@ impl MatchResult {
 
 impl MatchResult {
     /// Wraps a core result as a Python object.
-    fn wrap(py: Python<'_>, inner: Arc<Matched<Value>>) -> PyResult<Bound<'_, Self>> {
-        let result = Bound::new(py, Self { inner })?;
+    fn wrap<'py>(
+        index: &Bound<'py, SubjectIndex>,
+        inner: Arc<Matched<Value>>,
+    ) -> PyResult<Bound<'py, Self>> {
+        let result = Bound::new(
+            index.py(),
+            Self {
+                inner,
+                _index: index.clone().unbind(),
+            },
+        )?;
         // PyO3 makes every class a GC type, but this one's traversal visits nothing of its
         // own, so tracking it only makes each collection walk more objects: with a batch
         // of results alive, the collector dominated `match_many`.
@@ -97,7 +111,7 @@ impl<'py> RecentResults<'py> {
 
     fn get(
         &mut self,
-        py: Python<'py>,
+        index: &Bound<'py, SubjectIndex>,
         inner: Arc<Matched<Value>>,
     ) -> PyResult<Bound<'py, MatchResult>> {
         let key = Arc::as_ptr(&inner);
@@ -108,7 +122,7 @@ impl<'py> RecentResults<'py> {
                 return Ok(object.clone());
             }
         }
-        let object = MatchResult::wrap(py, inner)?;
+        let object = MatchResult::wrap(index, inner)?;
         *slot = Some((key, object.clone()));
         Ok(object)
     }
@@ -184,15 +198,26 @@ impl SubjectIndex {
 
     /// Every entry matching `subject` (its tokens taken literally).
     #[pyo3(name = "match")]
-    fn match_subject<'py>(&self, subject: &Bound<'py, PyAny>) -> PyResult<Bound<'py, MatchResult>> {
-        let found = self.inner.matches(text(subject, "subject")?.unwrap_or(""));
-        Bound::new(subject.py(), MatchResult { inner: found })
+    fn match_subject<'py>(
+        slf: &Bound<'py, Self>,
+        subject: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, MatchResult>> {
+        let found = slf
+            .get()
+            .inner
+            .matches(text(subject, "subject")?.unwrap_or(""));
+        Bound::new(
+            slf.py(),
+            MatchResult {
+                inner: found,
+                _index: slf.clone().unbind(),
+            },
+        )
     }
 
     /// `match` for each subject; the trie is walked with the GIL released.
     fn match_many<'py>(
-        &self,
-        py: Python<'py>,
+        slf: &Bound<'py, Self>,
         subjects: &Bound<'py, PyAny>,
     ) -> PyResult<Vec<Bound<'py, MatchResult>>> {
         let mut owned: Vec<Option<PyBackedStr>> = Vec::new();
@@ -203,12 +228,13 @@ impl SubjectIndex {
             };
             owned.push(PyBackedStr::try_from(s.clone()).ok());
         }
-        let results = py.detach(|| {
-            self.inner
+        let this = slf.get();
+        let results = slf.py().detach(|| {
+            this.inner
                 .matches_many(owned.iter().map(|s| s.as_deref().unwrap_or("")))
         });
         let mut recent = RecentResults::new();
-        results.into_iter().map(|r| recent.get(py, r)).collect()
+        results.into_iter().map(|r| recent.get(slf, r)).collect()
     }
 
     /// Whether any entry matches `subject`.
@@ -242,6 +268,14 @@ impl SubjectIndex {
 
     fn __len__(&self) -> usize {
         self.inner.len()
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.inner.try_visit_values(|value| visit.call(&value.0))
+    }
+
+    fn __clear__(&self) {
+        drop(self.inner.clear());
     }
 
     fn __repr__(&self) -> String {

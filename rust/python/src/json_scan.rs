@@ -1,8 +1,11 @@
 //! `BuildUpdateDecoder`: a dispatcher channel's reader decoding routed build updates with
 //! the core's JSON field scanner.
 
+use std::borrow::Cow;
+
+use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyType};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 use turnout_core::{self as core, Scalar};
 
 /// Decodes raw build updates in Rust: the fields are read by the core's scanner and the
@@ -19,8 +22,9 @@ pub struct BuildUpdateDecoder {
     /// making a Python string to look it up by.
     transitions: Vec<(String, Py<PyAny>)>,
     statuses: Vec<(String, Py<PyAny>)>,
-    /// The update's attribute names, in `FIELDS` order, then the UUID's `int`, `is_safe`.
-    names: Vec<Py<PyString>>,
+    /// The UUID's attribute names.
+    uuid_int: Py<PyString>,
+    uuid_is_safe_name: Py<PyString>,
 }
 
 const FIELDS: [&str; 6] = [
@@ -32,25 +36,57 @@ const FIELDS: [&str; 6] = [
     "build_number",
 ];
 
+/// The value of each byte as a hex digit, or `NOT_HEX`.
+const HEX_VALUES: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut at = 0;
+    while at < 10 {
+        table[b'0' as usize + at] = at as u8;
+        at += 1;
+    }
+    let mut at = 0;
+    while at < 6 {
+        table[b'a' as usize + at] = 10 + at as u8;
+        table[b'A' as usize + at] = 10 + at as u8;
+        at += 1;
+    }
+    table
+};
+const NOT_HEX: u8 = 0xff;
+
 /// The value of a UUID in its 36-character hyphenated form (either case).
 fn uuid_value(text: &str) -> Option<u128> {
     let bytes = text.as_bytes();
-    if bytes.len() != 36 {
+    if bytes.len() != 36 || [8, 13, 18, 23].iter().any(|&at| bytes[at] != b'-') {
         return None;
     }
-    let mut value = 0u128;
-    for (at, &byte) in bytes.iter().enumerate() {
-        if matches!(at, 8 | 13 | 18 | 23) {
-            if byte != b'-' {
-                return None;
-            }
-            continue;
+    // Two 64-bit halves: a table lookup per digit, no 128-bit shift per digit.
+    let half = |positions: &[usize]| {
+        let (mut value, mut seen) = (0u64, 0u8);
+        for &at in positions {
+            let digit = HEX_VALUES[usize::from(bytes[at])];
+            seen |= digit;
+            value = (value << 4) | u64::from(digit);
         }
-        let digit = (byte as char).to_digit(16)?;
-        value = (value << 4) | u128::from(digit);
-    }
-    Some(value)
+        (seen & 0xf0 == 0).then_some(value)
+    };
+    let (high, low) = UUID_DIGITS.split_at(16);
+    Some((u128::from(half(high)?) << 64) | u128::from(half(low)?))
 }
+
+/// Where the 32 hex digits of a hyphenated UUID are.
+const UUID_DIGITS: [usize; 32] = {
+    let mut positions = [0; 32];
+    let (mut at, mut digit) = (0, 0);
+    while at < 36 {
+        if !matches!(at, 8 | 13 | 18 | 23) {
+            positions[digit] = at;
+            digit += 1;
+        }
+        at += 1;
+    }
+    positions
+};
 
 /// `(wire value, member)` pairs of a `{str: member}` dict.
 fn members_by_value(members: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Py<PyAny>)>> {
@@ -60,15 +96,10 @@ fn members_by_value(members: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Py<PyA
         .collect()
 }
 
-fn member<'py>(
-    py: Python<'py>,
-    members: &[(String, Py<PyAny>)],
-    value: &str,
-) -> Option<Bound<'py, PyAny>> {
-    members
-        .iter()
-        .find(|(known, _)| known == value)
-        .map(|(_, member)| member.bind(py).clone())
+/// The position of `value` among the members' wire values.
+fn member_at(members: &[(String, Py<PyAny>)], value: &str) -> Option<u8> {
+    let at = members.iter().position(|(known, _)| known == value)?;
+    u8::try_from(at).ok()
 }
 
 impl BuildUpdateDecoder {
@@ -105,10 +136,90 @@ impl BuildUpdateDecoder {
 
     fn uuid<'py>(&self, py: Python<'py>, value: u128) -> PyResult<Bound<'py, PyAny>> {
         let uuid = Self::blank(self.uuid_class.bind(py))?;
-        Self::set(&uuid, &self.names[6], &value.into_pyobject(py)?.into_any())?;
-        Self::set(&uuid, &self.names[7], self.uuid_is_safe.bind(py))?;
+        Self::set(&uuid, &self.uuid_int, &value.into_pyobject(py)?.into_any())?;
+        Self::set(&uuid, &self.uuid_is_safe_name, self.uuid_is_safe.bind(py))?;
         Ok(uuid)
     }
+
+    /// The update `message` holds, as a `LazyBuildUpdate`; `None` when it is not of the
+    /// common shape. `name` is the routed name and its text (see `decode`).
+    fn lazy<'py>(
+        &self,
+        slf: &Bound<'py, Self>,
+        message: &[u8],
+        name: Option<(&Bound<'py, PyString>, Option<&str>)>,
+    ) -> Option<PyResult<Bound<'py, LazyBuildUpdate>>> {
+        let py = slf.py();
+        let (workspace_name, fields) = self.scan(message);
+        let fields = fields?;
+        let workspace_name = match (name, workspace_name) {
+            (Some((object, Some(text))), Some(read)) if text == read => object.clone(),
+            (_, Some(read)) => PyString::new(py, &read),
+            (_, None) => return None,
+        };
+        Some(Self::update(slf, fields, workspace_name))
+    }
+
+    /// One scan of `message`: its `workspace_name` if that is a string (the routing key,
+    /// read as `key_of` reads it), and the other fields if the whole update is of the
+    /// common shape. Needs no Python object, so it runs with the GIL released.
+    pub(crate) fn scan<'m>(&self, message: &'m [u8]) -> (Option<Cow<'m, str>>, Option<Fields>) {
+        let Some(fields) = core::object_fields(message, FIELDS) else {
+            return (None, None);
+        };
+        let [workspace_id, workspace_name, build_id, transition, status, number] = fields;
+        let Some(Scalar::Str(workspace_name)) = workspace_name else {
+            return (None, None);
+        };
+        let checked = || {
+            let (
+                Some(Scalar::Str(workspace_id)),
+                Some(Scalar::Str(build_id)),
+                Some(Scalar::Str(transition)),
+                Some(Scalar::Str(status)),
+                Some(Scalar::Int(number)),
+            ) = (workspace_id, build_id, transition, status, number)
+            else {
+                return None;
+            };
+            Some(Fields {
+                workspace_id: uuid_value(&workspace_id)?,
+                build_id: uuid_value(&build_id)?,
+                transition: member_at(&self.transitions, &transition)?,
+                job_status: member_at(&self.statuses, &status)?,
+                build_number: i32::try_from(number).ok()?,
+            })
+        };
+        let fields = checked();
+        (Some(workspace_name), fields)
+    }
+
+    /// The `LazyBuildUpdate` of checked fields, named by `workspace_name`.
+    pub(crate) fn update<'py>(
+        slf: &Bound<'py, Self>,
+        fields: Fields,
+        workspace_name: Bound<'py, PyString>,
+    ) -> PyResult<Bound<'py, LazyBuildUpdate>> {
+        let update = LazyBuildUpdate {
+            decoder: slf.clone().unbind(),
+            workspace_name: workspace_name.unbind(),
+            workspace_id: fields.workspace_id,
+            build_id: fields.build_id,
+            transition: fields.transition,
+            job_status: fields.job_status,
+            build_number: fields.build_number,
+        };
+        Bound::new(slf.py(), update)
+    }
+}
+
+/// The fields of an update of the common shape, checked, other than its name.
+pub(crate) struct Fields {
+    workspace_id: u128,
+    build_id: u128,
+    transition: u8,
+    job_status: u8,
+    build_number: i32,
 }
 
 #[pymethods]
@@ -122,77 +233,62 @@ impl BuildUpdateDecoder {
         statuses: Bound<'_, PyDict>,
     ) -> PyResult<Self> {
         let py = update_class.py();
-        let names = FIELDS
-            .iter()
-            .chain(&["int", "is_safe"])
-            .map(|name| PyString::intern(py, name).unbind())
-            .collect();
         Ok(Self {
             update_class: update_class.unbind(),
             uuid_class: uuid_class.unbind(),
             uuid_is_safe: uuid_is_safe.unbind(),
             transitions: members_by_value(&transitions)?,
             statuses: members_by_value(&statuses)?,
-            names,
+            uuid_int: PyString::intern(py, "int").unbind(),
+            uuid_is_safe_name: PyString::intern(py, "is_safe").unbind(),
         })
     }
 
-    /// The update `message` holds, or `None` when it is not of the common shape.
-    fn decode<'py>(&self, message: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let py = message.py();
+    /// The names are strings, which refer to nothing.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.update_class)?;
+        visit.call(&self.uuid_class)?;
+        visit.call(&self.uuid_is_safe)?;
+        for (_, member) in self.transitions.iter().chain(&self.statuses) {
+            visit.call(member)?;
+        }
+        Ok(())
+    }
+
+    /// The update `message` holds, or `None` when it is not of the common shape. `name`,
+    /// when given, is the workspace name the message was routed by: an update whose name
+    /// equals it holds that string object instead of a new one.
+    #[pyo3(signature = (message, name = None))]
+    fn decode<'py>(
+        slf: &Bound<'py, Self>,
+        message: &Bound<'py, PyAny>,
+        name: Option<&Bound<'py, PyString>>,
+    ) -> PyResult<Option<Bound<'py, LazyBuildUpdate>>> {
         let Ok(bytes) = message.cast::<PyBytes>() else {
             return Ok(None);
         };
-        let Some(fields) = core::object_fields(bytes.as_bytes(), FIELDS) else {
-            return Ok(None);
-        };
-        let [Some(Scalar::Str(workspace_id)), Some(Scalar::Str(name)), Some(Scalar::Str(build_id)), Some(Scalar::Str(transition)), Some(Scalar::Str(status)), Some(Scalar::Int(number))] =
-            fields
-        else {
-            return Ok(None);
-        };
-        let (Some(workspace_id), Some(build_id), Ok(number)) = (
-            uuid_value(&workspace_id),
-            uuid_value(&build_id),
-            i32::try_from(number),
-        ) else {
-            return Ok(None);
-        };
-        let (Some(transition), Some(status)) = (
-            member(py, &self.transitions, &transition),
-            member(py, &self.statuses, &status),
-        ) else {
-            return Ok(None);
-        };
-        let update = Self::blank(self.update_class.bind(py))?;
-        let values = [
-            self.uuid(py, workspace_id)?,
-            PyString::new(py, &name).into_any(),
-            self.uuid(py, build_id)?,
-            transition,
-            status,
-            number.into_pyobject(py)?.into_any(),
-        ];
-        for (name, value) in self.names.iter().zip(&values) {
-            Self::set(&update, name, value)?;
-        }
-        Ok(Some(update))
+        let hint = name.map(|n| (n, n.to_str())).map(|(n, s)| (n, s.ok()));
+        slf.get().lazy(slf, bytes.as_bytes(), hint).transpose()
     }
 
     /// `items` with each `bytes` item decoded (`None` where it is not of the common
     /// shape) and every other item as it is; and how many are `None`. A channel's batch
-    /// read makes one call, not one per update.
+    /// read makes one call, not one per update; `name` is as for `decode`.
+    #[pyo3(signature = (items, name = None))]
     fn decode_many<'py>(
-        &self,
+        slf: &Bound<'py, Self>,
         items: &Bound<'py, PyList>,
+        name: Option<&Bound<'py, PyString>>,
     ) -> PyResult<(Bound<'py, PyList>, usize)> {
         let py = items.py();
+        let this = slf.get();
+        let hint = name.map(|n| (n, n.to_str().ok()));
         let mut missing = 0;
         let mut out = Vec::with_capacity(items.len());
         for item in items.iter() {
-            if item.is_instance_of::<PyBytes>() {
-                match self.decode(&item)? {
-                    Some(update) => out.push(update),
+            if let Ok(bytes) = item.cast::<PyBytes>() {
+                match this.lazy(slf, bytes.as_bytes(), hint).transpose()? {
+                    Some(update) => out.push(update.into_any()),
                     None => {
                         missing += 1;
                         out.push(py.None().into_bound(py));
@@ -206,6 +302,164 @@ impl BuildUpdateDecoder {
     }
 }
 
+/// One build update decoded from its JSON by `BuildUpdateDecoder`: every field is checked
+/// and held as a Rust value; the Python objects (the UUIDs, the number) are made when an
+/// attribute is read, so a consumer pays only for the fields it reads. It is a
+/// `WorkspaceBuildUpdate` to `isinstance` (registered there), equal to and hashing as one
+/// with the same fields, and pickles as one.
+///
+/// Not tracked by the garbage collector (no `__traverse__`): it holds a `str` and the
+/// decoder, which refers only to classes and enum members fixed at import, so it can be
+/// part of no cycle, and a batch of thousands of updates adds nothing to collect.
+#[pyclass(frozen, module = "turnout.workspace", name = "LazyBuildUpdate")]
+pub struct LazyBuildUpdate {
+    decoder: Py<BuildUpdateDecoder>,
+    workspace_name: Py<PyString>,
+    workspace_id: u128,
+    build_id: u128,
+    transition: u8,
+    job_status: u8,
+    build_number: i32,
+}
+
+impl LazyBuildUpdate {
+    /// The six field values as Python objects, in field order.
+    fn values<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let decoder = self.decoder.get();
+        PyTuple::new(
+            py,
+            [
+                decoder.uuid(py, self.workspace_id)?,
+                self.workspace_name.bind(py).clone().into_any(),
+                decoder.uuid(py, self.build_id)?,
+                decoder.transitions[usize::from(self.transition)]
+                    .1
+                    .bind(py)
+                    .clone(),
+                decoder.statuses[usize::from(self.job_status)]
+                    .1
+                    .bind(py)
+                    .clone(),
+                self.build_number.into_pyobject(py)?.into_any(),
+            ],
+        )
+    }
+
+    /// The same update as the plain class.
+    fn plain<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let class = self.decoder.get().update_class.bind(py);
+        class.call1(self.values(py)?)
+    }
+}
+
+#[pymethods]
+impl LazyBuildUpdate {
+    #[classattr]
+    fn __match_args__() -> (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+    ) {
+        (
+            FIELDS[0], FIELDS[1], FIELDS[2], FIELDS[3], FIELDS[4], FIELDS[5],
+        )
+    }
+
+    #[getter]
+    fn workspace_id<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.decoder.get().uuid(py, self.workspace_id)
+    }
+
+    #[getter]
+    fn workspace_name<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
+        self.workspace_name.bind(py).clone()
+    }
+
+    #[getter]
+    fn build_id<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.decoder.get().uuid(py, self.build_id)
+    }
+
+    #[getter]
+    fn transition<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        self.decoder.get().transitions[usize::from(self.transition)]
+            .1
+            .bind(py)
+            .clone()
+    }
+
+    #[getter]
+    fn job_status<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        self.decoder.get().statuses[usize::from(self.job_status)]
+            .1
+            .bind(py)
+            .clone()
+    }
+
+    #[getter]
+    fn build_number(&self) -> i32 {
+        self.build_number
+    }
+
+    /// Always valid: only an update that passes every check is decoded to this class.
+    fn validate(&self) {}
+
+    /// The JSON object as Go writes it (as `WorkspaceBuildUpdate.to_json`).
+    fn to_json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.plain(py)?.call_method0("to_json")
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(self.plain(py)?.repr()?.to_str()?.to_owned())
+    }
+
+    fn __hash__(&self, py: Python<'_>) -> PyResult<isize> {
+        self.values(py)?.hash()
+    }
+
+    fn __eq__<'py>(&self, other: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let py = other.py();
+        if let Ok(other) = other.cast::<LazyBuildUpdate>() {
+            let other = other.get();
+            let same = self.workspace_id == other.workspace_id
+                && self.build_id == other.build_id
+                && self.transition == other.transition
+                && self.job_status == other.job_status
+                && self.build_number == other.build_number
+                && self
+                    .workspace_name
+                    .bind(py)
+                    .as_any()
+                    .eq(other.workspace_name.bind(py))?;
+            return Ok(PyBool::new(py, same).to_owned().into_any());
+        }
+        if !other.is_instance(self.decoder.get().update_class.bind(py))? {
+            return Ok(py.NotImplemented().into_bound(py));
+        }
+        let theirs = FIELDS
+            .iter()
+            .map(|name| other.getattr(*name))
+            .collect::<PyResult<Vec<_>>>()?;
+        let same = self.values(py)?.eq(PyTuple::new(py, theirs)?)?;
+        Ok(PyBool::new(py, same).to_owned().into_any())
+    }
+
+    /// Pickles (and copies) as the plain class.
+    fn __reduce__<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(Bound<'py, PyType>, Bound<'py, PyTuple>)> {
+        Ok((
+            self.decoder.get().update_class.bind(py).clone(),
+            self.values(py)?,
+        ))
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<BuildUpdateDecoder>()
+    m.add_class::<BuildUpdateDecoder>()?;
+    m.add_class::<LazyBuildUpdate>()
 }

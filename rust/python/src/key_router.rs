@@ -1,11 +1,12 @@
 //! `KeyRouter`: the dispatcher's fast path, routing raw JSON messages by a key field.
 
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use turnout_core as core;
 
 use crate::args::not_a_str;
+use crate::json_scan::BuildUpdateDecoder;
 
 /// Routes batches of JSON messages to keys by one top-level string field.
 #[pyclass(frozen, module = "turnout", name = "KeyRouter")]
@@ -58,19 +59,7 @@ impl KeyRouter {
         py: Python<'py>,
         batch: &Bound<'py, PyAny>,
     ) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyList>, Bound<'py, PyList>)> {
-        let mut messages: Vec<Bound<'py, PyBytes>> = Vec::new();
-        for item in batch.try_iter()? {
-            let item = item?;
-            match item.cast_into::<PyBytes>() {
-                Ok(bytes) => messages.push(bytes),
-                Err(err) => {
-                    let kind = err.into_inner().get_type().name()?;
-                    return Err(PyTypeError::new_err(format!(
-                        "messages must be bytes, not {kind}"
-                    )));
-                }
-            }
-        }
+        let messages = bytes_of(batch)?;
         // The bytes objects are immutable and held by `messages`: their buffers stay put
         // while the GIL is released.
         let views: Vec<&[u8]> = messages.iter().map(|m| m.as_bytes()).collect();
@@ -82,6 +71,68 @@ impl KeyRouter {
         }
         Ok((grouped, pick(&routed.unknown)?, pick(&routed.malformed)?))
     }
+
+    /// `route_batch` for build updates routed by `workspace_name`, decoding each in the
+    /// same scan: a message of the common shape is grouped as a `LazyBuildUpdate` (its
+    /// name the key object), any other routed message as its bytes (for the reader to
+    /// decode or refuse). `ValueError` if this router reads another field.
+    fn route_updates<'py>(
+        &self,
+        py: Python<'py>,
+        batch: &Bound<'py, PyAny>,
+        decoder: &Bound<'py, BuildUpdateDecoder>,
+    ) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyList>, Bound<'py, PyList>)> {
+        if self.inner.field() != "workspace_name" {
+            return Err(PyValueError::new_err(format!(
+                "route_updates routes by workspace_name, this router by {:?}",
+                self.inner.field()
+            )));
+        }
+        let messages = bytes_of(batch)?;
+        let views: Vec<&[u8]> = messages.iter().map(|m| m.as_bytes()).collect();
+        let reader = decoder.get();
+        let mut fields = Vec::with_capacity(views.len());
+        let routed = py.detach(|| {
+            self.inner.route_batch_by(views.iter().copied(), |message| {
+                let (key, checked) = reader.scan(message);
+                fields.push(checked);
+                self.inner.route_key(key.as_deref())
+            })
+        });
+        let pick = |at: &[usize]| PyList::new(py, at.iter().map(|&i| &messages[i]));
+        let grouped = PyDict::new(py);
+        for (key, at) in routed.groups() {
+            let name = self.keys[key].bind(py);
+            let items = PyList::empty(py);
+            for &i in at {
+                match fields[i].take() {
+                    Some(checked) => {
+                        items.append(BuildUpdateDecoder::update(decoder, checked, name.clone())?)?
+                    }
+                    None => items.append(&messages[i])?,
+                }
+            }
+            grouped.set_item(name, items)?;
+        }
+        Ok((grouped, pick(&routed.unknown)?, pick(&routed.malformed)?))
+    }
+}
+
+/// The items of `batch`, each checked to be `bytes` before any is routed.
+fn bytes_of<'py>(batch: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+    let mut messages = Vec::new();
+    for item in batch.try_iter()? {
+        match item?.cast_into::<PyBytes>() {
+            Ok(bytes) => messages.push(bytes),
+            Err(err) => {
+                let kind = err.into_inner().get_type().name()?;
+                return Err(PyTypeError::new_err(format!(
+                    "messages must be bytes, not {kind}"
+                )));
+            }
+        }
+    }
+    Ok(messages)
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

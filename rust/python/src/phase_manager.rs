@@ -3,6 +3,7 @@
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
 use turnout_core::{self as core, Phase, PhaseChange, PhaseError};
@@ -246,6 +247,22 @@ impl PhaseManager {
     fn on_phase_changed(&self, callback: Py<PyAny>) {
         locked(&self.callbacks).phase_changed.push(callback);
         self.inner.observe();
+    }
+
+    /// Reports the callbacks (never waiting for their lock, like `HistoryRing`); the
+    /// changes waiting for delivery are not reported, they are gone by the next call's end.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(callbacks) = self.callbacks.try_lock() {
+            for callback in callbacks.phase_changed.iter().chain(&callbacks.checkpoint) {
+                visit.call(callback)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let callbacks = std::mem::take(&mut *locked(&self.callbacks));
+        drop(callbacks);
     }
 
     /// Calls `callback(workflow_id, checkpoint_id, state)` after every checkpoint.

@@ -9,9 +9,12 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
-use turnout_core::{subject_matches, Ring, WireTime};
+use turnout_core::{subject_matches, Ring, Verdict, WireTime};
+
+use crate::event::Event;
 
 struct Entry {
     subject: Py<PyString>,
@@ -52,54 +55,74 @@ impl HistoryRing {
         drop(departed);
     }
 
-    /// The events of the records whose subject matches `filter`, in the order asked,
-    /// at most `limit`; matched once per distinct subject.
+    /// The events of the records whose subject matches `filter` and, given `since`,
+    /// whose event's time is at or after `since.0`, in the order asked, at most `limit`;
+    /// matched once per distinct subject. An event's time is read here when the bus
+    /// stamped it or it was decoded; else `since.1(event)` tells it, once the ring is
+    /// let go of.
     fn chosen(
         &self,
         py: Python<'_>,
         filter: &str,
         limit: usize,
         newest: bool,
+        since: Option<(i128, &Bound<'_, PyAny>)>,
     ) -> PyResult<Vec<Py<PyAny>>> {
         let now = self.now_ns(py)?;
-        let mut chosen = Vec::new();
-        let departed = {
+        let (departed, found) = {
             let mut ring = self.records();
             let departed = ring.expire(now);
             let mut verdicts: HashMap<*const pyo3::ffi::PyObject, bool> = HashMap::new();
-            let mut consider = |entry: &Entry| -> PyResult<bool> {
-                let subject = entry.subject.bind(py);
-                let verdict = match verdicts.get(&subject.as_ptr().cast_const()) {
-                    Some(&verdict) => verdict,
-                    None => {
-                        let verdict = subject_matches(subject.to_str()?, filter);
-                        verdicts.insert(subject.as_ptr().cast_const(), verdict);
-                        verdict
-                    }
-                };
-                if verdict {
-                    chosen.push(entry.event.clone_ref(py));
-                }
-                Ok(chosen.len() < limit)
-            };
-            if newest {
-                for record in ring.iter().rev() {
-                    if !consider(&record.value)? {
-                        break;
-                    }
-                }
-            } else {
-                for record in ring.iter() {
-                    if !consider(&record.value)? {
-                        break;
-                    }
-                }
-            }
-            departed
+            let found = ring
+                .select(limit, newest, |entry: &Entry| -> PyResult<Verdict> {
+                    let subject = entry.subject.bind(py);
+                    let matched = match verdicts.get(&subject.as_ptr().cast_const()) {
+                        Some(&matched) => matched,
+                        None => {
+                            let matched = subject_matches(subject.to_str()?, filter);
+                            verdicts.insert(subject.as_ptr().cast_const(), matched);
+                            matched
+                        }
+                    };
+                    Ok(match (matched, since) {
+                        (false, _) => Verdict::Skip,
+                        (true, None) => Verdict::Take,
+                        (true, Some((since_ns, _))) => {
+                            let event = entry.event.bind(py).cast::<Event>();
+                            match event.ok().and_then(|event| event.get().wire_time()) {
+                                Some(time) if time.unix_nanos >= since_ns => Verdict::Take,
+                                Some(_) => Verdict::Skip,
+                                None => Verdict::Undecided,
+                            }
+                        }
+                    })
+                })
+                .map(|found| {
+                    found
+                        .into_iter()
+                        .map(|(entry, verdict)| (entry.event.clone_ref(py), verdict))
+                        .collect::<Vec<_>>()
+                });
+            (departed, found)
         };
         drop(departed);
+        let mut chosen = Vec::new();
+        for (event, verdict) in found? {
+            let keep = match (verdict, since) {
+                (Verdict::Undecided, Some((since_ns, event_ns))) => {
+                    event_ns.call1((&event,))?.extract::<i128>()? >= since_ns
+                }
+                (verdict, _) => verdict == Verdict::Take,
+            };
+            if keep {
+                chosen.push(event);
+            }
+        }
+        let extra = chosen.len().saturating_sub(limit);
         if newest {
-            chosen.reverse();
+            chosen.drain(..extra);
+        } else {
+            chosen.truncate(limit);
         }
         Ok(chosen)
     }
@@ -173,17 +196,51 @@ impl HistoryRing {
         if limit == 0 {
             return Ok(PyList::empty(py));
         }
-        PyList::new(py, self.chosen(py, filter, limit, newest)?)
+        PyList::new(py, self.chosen(py, filter, limit, newest, None)?)
     }
 
-    /// Every retained event on a subject matching `filter`, oldest first.
-    fn matching<'py>(&self, py: Python<'py>, filter: &str) -> PyResult<Bound<'py, PyList>> {
-        PyList::new(py, self.chosen(py, filter, usize::MAX, false)?)
+    /// `select` keeping only the events whose own time is at or after `since_ns` (ns
+    /// since the epoch): read in Rust for an event the bus stamped or decoded, else
+    /// `event_ns(event)` (called without the ring's lock held).
+    #[pyo3(signature = (filter, since_ns, limit, newest, event_ns))]
+    fn select_since<'py>(
+        &self,
+        py: Python<'py>,
+        filter: &str,
+        since_ns: i128,
+        limit: i64,
+        newest: bool,
+        event_ns: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let limit = usize::try_from(limit).unwrap_or(0);
+        if limit == 0 {
+            return Ok(PyList::empty(py));
+        }
+        let since = Some((since_ns, event_ns));
+        PyList::new(py, self.chosen(py, filter, limit, newest, since)?)
     }
 
     /// The position of the oldest retained record, None when empty.
     fn first_position(&self) -> Option<i64> {
         self.records().first().map(|record| record.position)
+    }
+
+    /// Never waits for the ring: no holder of its lock runs Python code, so it is free
+    /// whenever the collector runs; were it not, nothing held would be reported (which
+    /// only keeps the records alive until a later collection).
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.clock)?;
+        if let Ok(ring) = self.ring.try_lock() {
+            for record in ring.iter() {
+                visit.call(&record.value.event)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let records = self.records().take_all();
+        drop(records);
     }
 
     /// `retained`, `appended`, `expired` and `evicted`, after expiring what is too old.

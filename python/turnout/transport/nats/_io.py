@@ -188,6 +188,7 @@ class NatsTransport:
             if callback is not None and not callable(callback):
                 raise TypeError(f"{name} must be a function, not {callback!r}")
         self._receive: Receive | None = None
+        self._receive_run: _RouteRun | None = None
 
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -382,6 +383,10 @@ class NatsTransport:
 
     def attach(self, receive: Receive) -> None:
         self._receive = receive
+
+    def attach_runs(self, receive_run: _RouteRun) -> None:
+        """The bus takes the plain messages of each read as one run."""
+        self._receive_run = receive_run
 
     def publish(self, subject: str, event: Event | None, data: bytes | None) -> None:
         if data is None:
@@ -639,24 +644,33 @@ class NatsTransport:
         """A run of messages on the publishing client's routed subscriptions."""
         plain = self._plain
         ack_sid = self._ack_sid
-        receive = self._receive
-        if receive is not None and ack_sid < 0 and plain.passes_all():
+        if ack_sid < 0 and plain.passes_all():
             # One NATS subscription and no handover: every copy counts, so the run goes
             # to the bus without a check per message.
-            for _sid, subject, data in run:
-                receive(subject, None, data, None)
             self._counters["received"] += len(run)
+            self._deliver_plain(run)
             return
-        received = 0
-        for sid, subject, data in run:
+        kept = []
+        for item in run:
+            sid, subject, data = item
             if sid == ack_sid:
                 if self._acks is not None:
                     self._acks.on_ack(subject, data)
             elif plain.passes(sid, subject, data):
-                received += 1
-                if receive is not None:
-                    receive(subject, None, data, None)
-        self._counters["received"] += received
+                kept.append(item)
+        self._counters["received"] += len(kept)
+        if kept:
+            self._deliver_plain(kept)
+
+    def _deliver_plain(self, run: list[tuple[int, str, bytes]]) -> None:
+        receive_run = self._receive_run
+        if receive_run is not None:
+            receive_run(run)
+            return
+        receive = self._receive
+        if receive is not None:
+            for _sid, subject, data in run:
+                receive(subject, None, data, None)
 
     def _route_queue(self, run: list[tuple[int, str, bytes]]) -> None:
         """A run of messages on the queue client's subscriptions."""

@@ -15,10 +15,10 @@ mod trie;
 mod values;
 
 use std::fmt;
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 
 pub use cache::CacheStats;
-use cache::{Lookup, MatchCache};
+use cache::{CachedResult, Lookup, MatchCache};
 use counter::StripedCounter;
 use front::{Entered, FrontCache};
 pub use matched::{Matched, Values};
@@ -98,6 +98,28 @@ pub struct SubjectIndex<V: Send + Sync> {
     empty: Arc<Matched<V>>,
 }
 
+/// What [`SubjectIndex::clear`] took out, for the caller to drop once it holds no lock.
+#[must_use]
+pub struct Cleared<V> {
+    _trie: Trie<V>,
+    _cached: Vec<CachedResult<V>>,
+}
+
+impl<V: Send + Sync> SubjectIndex<V> {
+    /// Calls `visit` on every stored value, each once (what a garbage collector walks:
+    /// a cached result only ever shares the lists the trie holds). Never waits: while a
+    /// writer holds the index it visits nothing.
+    pub fn try_visit_values<E>(&self, visit: impl FnMut(&V) -> Result<(), E>) -> Result<(), E> {
+        let trie = match self.trie.try_read() {
+            Ok(trie) => trie,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return Ok(()),
+        };
+        let visited = trie.values().try_for_each(visit);
+        visited
+    }
+}
+
 impl<V: Clone + Send + Sync> fmt::Debug for SubjectIndex<V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SubjectIndex")
@@ -164,6 +186,24 @@ impl<V: Clone + Send + Sync> SubjectIndex<V> {
         drop(trie);
         drop(replaced);
         Ok(handle)
+    }
+
+    /// Removes every entry (the counters stay, each entry counted as removed).
+    pub fn clear(&self) -> Cleared<V> {
+        self.clear_own_front();
+        let mut trie = self.write();
+        let cached = self
+            .cache
+            .as_ref()
+            .map(MatchCache::clear)
+            .unwrap_or_default();
+        let taken = trie.take_all();
+        self.front.bump();
+        drop(trie);
+        Cleared {
+            _trie: taken,
+            _cached: cached,
+        }
     }
 
     /// Removes the entry `handle` names and returns its value; `None` if there is none.
@@ -423,6 +463,34 @@ mod tests {
         }
         v.sort_unstable();
         v
+    }
+
+    #[test]
+    fn visits_every_value_once_and_clears() {
+        let idx = SubjectIndex::new(16);
+        idx.insert("a.b", None, 1).unwrap();
+        idx.insert("a.*", None, 2).unwrap();
+        idx.insert("a.>", Some("q"), 3).unwrap();
+        idx.insert("a.>", Some("q"), 4).unwrap();
+        let gone = idx.insert("x", None, 5).unwrap();
+        idx.remove(gone);
+        // Cached results share the trie's lists: still one visit a value.
+        assert_eq!(values(&idx.matches("a.b")), vec![1, 2, 3, 4]);
+        let mut seen = Vec::new();
+        idx.try_visit_values(|v| {
+            seen.push(*v);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        seen.sort_unstable();
+        assert_eq!(seen, vec![1, 2, 3, 4]);
+
+        drop(idx.clear());
+        assert!(idx.is_empty());
+        assert!(idx.matches("a.b").is_empty());
+        let stats = idx.stats();
+        assert_eq!((stats.inserts, stats.removes), (5, 5));
+        idx.try_visit_values(|_| Err(())).unwrap();
     }
 
     #[test]

@@ -171,6 +171,29 @@ impl<V> Trie<V> {
         self.nodes.len() - self.free_nodes.len()
     }
 
+    /// Every stored value, each once, in no particular order.
+    pub fn values(&self) -> impl Iterator<Item = &V> + '_ {
+        self.nodes.iter().flat_map(|node| {
+            let groups = node
+                .queues
+                .iter()
+                .flat_map(|groups| groups.iter())
+                .filter_map(|group| group.members.as_ref());
+            node.plain.iter().chain(groups).flat_map(ValueList::iter)
+        })
+    }
+
+    /// Takes every entry out, keeping the counters (a removal each); the caller drops
+    /// what it returns once it holds no lock.
+    pub fn take_all(&mut self) -> Self {
+        let empty = Self {
+            inserts: self.inserts,
+            removes: self.removes + self.entries as u64,
+            ..Self::default()
+        };
+        mem::replace(self, empty)
+    }
+
     /// The live entry `handle` names, if any.
     fn slot(&self, handle: Handle) -> Option<(usize, &Slot)> {
         let (slot, generation) = split_handle(handle);
