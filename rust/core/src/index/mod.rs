@@ -198,7 +198,7 @@ impl<V: Clone + Send + Sync> SubjectIndex<V> {
             .map(MatchCache::clear)
             .unwrap_or_default();
         let taken = trie.take_all();
-        self.front.bump();
+        self.bump_generation();
         drop(trie);
         Cleared {
             _trie: taken,
