@@ -6,6 +6,7 @@ put and its consumer one wake-up once the run is buffered; the rules of single d
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -157,6 +158,32 @@ async def test_a_run_into_a_small_mailbox_keeps_the_bound_and_counts_the_drops(
         assert bus.stats()["dropped"] == 15
 
 
+async def test_drop_oldest_reaches_into_the_run_the_handler_is_reading() -> None:
+    # The handler reads a run in place; the rest of that run still counts against
+    # maxsize, and its oldest items are the first to go.
+    async with Bus(node="n") as bus:
+        release = asyncio.Event()
+        started = asyncio.Event()
+        got: list[int] = []
+
+        async def slow(event: Event) -> None:
+            started.set()
+            await release.wait()
+            got.append(number(event))
+
+        sub = bus.subscribe("events.>", slow, maxsize=3, overflow="drop_oldest")
+        bus._receive_run(run_of(range(5)))  # before the worker first runs: 0 and 1 drop
+        assert (sub.dropped, sub.pending) == (2, 3)
+        await started.wait()  # 2 in hand, 3 and 4 behind it in the same run
+        assert sub.pending == 2
+        bus._receive_run(run_of(range(5, 8)))  # 3 and 4 drop, from the run being read
+        assert (sub.dropped, sub.pending) == (4, 3)
+        release.set()
+        await eventually(lambda: len(got) == 4, "the kept events handled")
+        assert got == [2, 5, 6, 7]
+        assert bus.stats()["dropped"] == 4
+
+
 async def test_a_run_into_a_full_block_mailbox_waits_for_the_consumer_it_wakes() -> None:
     # The first put of the run finds the consumer waiting; its wake-up is held until the
     # run is delivered, but a put that must wait for room releases it: otherwise the
@@ -264,3 +291,50 @@ async def test_a_closing_bus_flushes_runs_to_async_handlers(nats_server: NatsSer
         await bus.aclose()  # what was received is handled before it returns
     assert all(seen == list(range(2000)) for seen in got)
     assert bus.stats()["dropped"] == 0
+
+
+@pytest.mark.parametrize("overflow", ["drop_oldest", "drop_newest", "block"])
+async def test_runs_and_single_events_from_two_threads_lose_nothing_uncounted(
+    overflow: str,
+) -> None:
+    # A receiving thread hands runs of every length while another thread emits one event
+    # at a time and the handler takes them: each handler sees each thread's events in
+    # order, never more than maxsize waiting, and what it did not see was counted.
+    async with Bus(node="n") as bus:
+        got: list[int] = []
+        most_waiting = [0]
+        sub: Subscription[Event] | None = None
+
+        async def handler(event: Event) -> None:
+            assert sub is not None
+            most_waiting[0] = max(most_waiting[0], sub.pending)
+            got.append(number(event))
+            if len(got) % 7 == 0:
+                await asyncio.sleep(0)
+
+        sub = bus.subscribe("events.>", handler, maxsize=16, overflow=overflow)
+
+        def receive() -> None:
+            sizes = itertools.cycle([1, 5, 40, 2, 16, 17, 3])
+            start = 0
+            while start < 3000:
+                size = next(sizes)
+                bus._receive_run(run_of(range(start, start + size)))
+                start += size
+
+        def emit() -> None:
+            for i in range(100_000, 101_000):
+                bus.emit(numbered(i))
+
+        threads = [in_thread(receive, with_loop=False), in_thread(emit, with_loop=False)]
+        for thread in threads:
+            await joined(thread)
+        total = bus.stats()["received"] + 1000
+        await eventually(lambda: len(got) + sub.dropped == total, "every event seen or counted")
+        received = [i for i in got if i < 100_000]
+        emitted = [i for i in got if i >= 100_000]
+        assert received == sorted(received) and emitted == sorted(emitted)
+        assert most_waiting[0] <= 16
+        assert sub.overfilled == 0
+        if overflow == "block":
+            assert sub.dropped == 0 and len(got) == total

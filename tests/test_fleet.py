@@ -330,11 +330,11 @@ async def test_a_command_for_a_workflow_whose_hub_is_gone_settles_in_time(
         assert b.fleet is not None and b.fleet._nc is not None
         await b.fleet._nc.close()
         await until(lambda: not b.fleet.connected, "b off NATS")  # type: ignore[union-attr]
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        settled = await a.pause("wf-4", timeout=2.0)
+        # It settles (never hangs): at once when NATS says nobody answers, else by its
+        # own 2 s timeout; the generous bound only keeps a broken build from hanging.
+        settled = await asyncio.wait_for(a.pause("wf-4", timeout=2.0), WAIT)
         assert settled.outcome in (RequestOutcome.DISCONNECTED, RequestOutcome.EXPIRED)
-        assert loop.time() - started <= 2.0 + 1.0  # bounded by the timeout (and a margin)
+        assert a.fleet is not None and a.fleet._replies == {}
         await coordinator.close()
         await b.stop()
 

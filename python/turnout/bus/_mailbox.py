@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import operator
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Generic, Literal, TypeVar
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Generic, Literal, TypeVar, cast
 
 __all__ = ["OVERFLOW_POLICIES", "Mailbox", "MailboxClosed", "Overflow", "Wakeups"]
 
@@ -88,16 +89,34 @@ class Wakeups:
 
 
 class Mailbox(Generic[T]):
-    """A bounded single-producer, single-consumer buffer (see the module docstring)."""
+    """A bounded single-producer, single-consumer buffer (see the module docstring).
+
+    Items are buffered as runs: a run put in one call (:meth:`put_run`, one list shared
+    by every mailbox the run goes to) is read by the consumer through its own iterator
+    over that list, without a call per item; :meth:`put` is a run of one. What counts
+    against ``maxsize`` is every item not yet taken: those of the queued runs and the
+    rest of the run being read.
+
+    Threads. The producer (one thread at a time) appends runs and counts them in
+    ``_put``; the consumer takes the next run under ``_lock`` and counts what it took in
+    ``_taken``. Dropping the oldest items (``"drop_oldest"``) advances the iterators of
+    the run being read and of the queued runs, under ``_lock``, so that no run is taken
+    meanwhile; an iterator's step is one C call, so the consumer and a dropping producer
+    never get the same item."""
 
     __slots__ = (
         "_blocked_threads",
         "_closed",
+        "_current",
+        "_dropped_queued",
         "_getter",
-        "_items",
+        "_lock",
         "_loop",
+        "_put",
+        "_runs",
         "_space",
         "_space_waiters",
+        "_taken",
         "_unblocked",
         "_wakeups",
         "dropped",
@@ -122,21 +141,35 @@ class Mailbox(Generic[T]):
         self.overflow: Overflow = overflow
         self.dropped = 0
         self.overfilled = 0
-        self._items: deque[T] = deque()
+        self._runs: deque[Iterator[T]] = deque()  # queued, each over its own items
+        self._current: Iterator[T] = iter(())  # the run the consumer reads
+        self._lock = threading.Lock()  # taking a run; dropping from runs
+        self._put = 0  # items ever queued (the producer's count)
+        self._taken = 0  # items in runs when the consumer took them (the consumer's)
+        self._dropped_queued = 0  # items dropped from runs before they were taken
         self._loop = loop  # the consumer's; known once it first waits if not given
         self._getter: asyncio.Future[None] | None = None
         self._wakeups = wakeups  # the bus's, holding wake-ups during a run
         self._space = threading.Condition(threading.Lock())
         self._blocked_threads = 0
         self._space_waiters: list[asyncio.Future[None]] = []
-        # Whether a producer waits for room: read by the consumer after every take, so
-        # one flag, set under ``_space`` before the producer checks for room.
+        # Whether a producer waits for room: read by the consumer after each run it has
+        # read and each item a stream takes; set under ``_space`` before the producer
+        # checks for room.
         self.space_wanted = False
         self._unblocked = False  # set when closing: no producer may wait any more
         self._closed = False
 
     def __len__(self) -> int:
-        return len(self._items)
+        with self._lock:
+            return self._size()
+
+    def _size(self) -> int:
+        """Items not yet taken. Exact under ``_lock``; without it, at least the truth
+        (``_taken`` is read before the current run: a run taken in between counts
+        twice, never not at all)."""
+        queued = self._put - self._dropped_queued - self._taken
+        return max(queued + operator.length_hint(self._current), 0)
 
     @property
     def closed(self) -> bool:
@@ -144,35 +177,93 @@ class Mailbox(Generic[T]):
 
     @property
     def full(self) -> bool:
-        return len(self._items) >= self.maxsize and not self._unblocked
+        return len(self) >= self.maxsize and not self._unblocked
 
     def put(self, item: T) -> None:
         """Buffers ``item``, applying the overflow policy when full."""
-        items = self._items
-        if len(items) >= self.maxsize and not self._make_room():
+        self.put_run((item,))
+
+    def put_run(self, run: Sequence[T]) -> None:
+        """Buffers the items of ``run`` in order, as many :meth:`put` calls would, with
+        one wake-up of the consumer. ``run`` is read in place: it must not change."""
+        count = len(run)
+        if self._size() + count <= self.maxsize:
+            self._put += count
+            self._runs.append(iter(run))
+        elif self.overflow == "drop_newest":
+            with self._lock:
+                room = max(self.maxsize - self._size(), 0)
+                self.dropped += count - room
+                if room:
+                    self._put += room
+                    self._runs.append(iter(run[:room]))
+        elif self.overflow == "drop_oldest":
+            with self._lock:
+                self._put += count
+                self._runs.append(iter(run))
+                self.dropped += self._drop_oldest(self._size() - self.maxsize)
+        elif self._unblocked or asyncio._get_running_loop() is not None:
+            with self._lock:
+                self.overfilled += min(self._size() + count - self.maxsize, count)
+                self._put += count
+                self._runs.append(iter(run))
+        else:
+            self._put_waiting(run)
             return
-        items.append(item)
         if self._getter is not None:
             self._wake()
 
-    def put_run(self, run: list[T]) -> None:
-        """Buffers the items of ``run`` in order, as many :meth:`put` calls would, with
-        one wake-up of the consumer."""
-        items = self._items
-        if len(items) + len(run) <= self.maxsize:
-            items.extend(run)  # the consumer only takes: the room can only grow
-            if self._getter is not None:
-                self._wake()
-            return
-        room = self.maxsize - len(items)
-        if room > 0:
-            items.extend(run[:room])
-        else:
-            room = 0
+    def _drop_oldest(self, excess: int) -> int:
+        """Drops up to ``excess`` of the oldest items not taken; holding ``_lock``."""
+        dropped = 0
+        current = self._current
+        while dropped < excess and next(current, _NOTHING) is not _NOTHING:
+            dropped += 1
+        for run in self._runs:
+            while dropped < excess and next(run, _NOTHING) is not _NOTHING:
+                dropped += 1
+                self._dropped_queued += 1
+            if dropped >= excess:
+                break
+        return dropped
+
+    def _put_waiting(self, run: Sequence[T]) -> None:
+        """The ``"block"`` policy on a thread that may wait: what fits goes in, then the
+        rest as the consumer makes room (see the module docstring)."""
+        start = 0
+        while start < len(run):
+            room = self.maxsize - self._size()
+            if room <= 0:
+                if self._getter is not None:
+                    self._wake()
+                if self._wakeups is not None:
+                    self._wakeups.flush()  # the consumer that would make room may be held
+                room = self._wait_for_room()
+            stop = start + room if room > 0 else len(run)
+            chunk = run[start:stop]
+            if room <= 0:  # could not wait: beyond maxsize, counted
+                self.overfilled += len(chunk)
+            self._put += len(chunk)
+            self._runs.append(iter(chunk))
+            start = stop
         if self._getter is not None:
-            self._wake()  # before any wait for room: the consumer makes it
-        for item in run[room:]:
-            self.put(item)
+            self._wake()
+
+    def _wait_for_room(self) -> int:
+        """Waits until the consumer makes room; the room, or 0 if it can wait no more."""
+        with self._space:
+            self._blocked_threads += 1
+            self.space_wanted = True
+            try:
+                while self._size() >= self.maxsize and not self._unblocked:
+                    if self._loop is not None and self._loop.is_closed():
+                        self._unblocked = True  # no consumer can ever come back
+                        break
+                    self._space.wait(_LOOP_CHECK_SECONDS)
+            finally:
+                self._blocked_threads -= 1
+                self.space_wanted = self._blocked_threads > 0 or bool(self._space_waiters)
+        return max(self.maxsize - self._size(), 0)
 
     def _wake(self) -> None:
         getter = self._getter
@@ -185,67 +276,56 @@ class Mailbox(Generic[T]):
         else:
             _resolve_from_any_thread(getter)
 
-    def _make_room(self) -> bool:
-        """Applies the overflow policy to a full buffer; False if ``item`` is dropped."""
-        if self.overflow == "drop_newest":
-            self.dropped += 1
-            return False
-        if self.overflow == "drop_oldest":
-            try:
-                self._items.popleft()
-            except IndexError:  # the consumer emptied it meanwhile: nothing to drop
-                return True
-            self.dropped += 1
-            return True
-        if self._unblocked or asyncio._get_running_loop() is not None:
-            self.overfilled += 1
-            return True
-        if self._wakeups is not None:
-            self._wakeups.flush()  # the consumer that would make room may be held
-        with self._space:
-            self._blocked_threads += 1
-            self.space_wanted = True
-            try:
-                while len(self._items) >= self.maxsize and not self._unblocked:
-                    if self._loop is not None and self._loop.is_closed():
-                        self._unblocked = True  # no consumer can ever come back
-                        break
-                    self._space.wait(_LOOP_CHECK_SECONDS)
-            finally:
-                self._blocked_threads -= 1
-                self.space_wanted = self._blocked_threads > 0 or bool(self._space_waiters)
-        if len(self._items) >= self.maxsize:
-            self.overfilled += 1
-        return True
+    def _next_run(self) -> bool:
+        """The consumer moves on to the next queued run with items; False if none."""
+        with self._lock:
+            runs = self._runs
+            while runs:
+                run = runs.popleft()
+                count = operator.length_hint(run)
+                if count:
+                    # In this order: a producer reading _taken and then _current
+                    # meanwhile counts the run twice rather than not at all.
+                    self._current = run
+                    self._taken += count
+                    return True
+        return False
+
+    def _take(self) -> T | _Nothing:
+        """The next item, or ``_NOTHING`` if none is buffered."""
+        while True:
+            item = next(self._current, _NOTHING)
+            if item is not _NOTHING or not self._next_run():
+                if self.space_wanted:
+                    self.signal_space()
+                return item
 
     async def get(self) -> T:
         """The next item; raises :class:`MailboxClosed` once closed and drained."""
-        items = self._items
-        while not items:
+        while True:
+            item = self._take()
+            if item is not _NOTHING:
+                return cast(T, item)
             if self._closed:
                 raise MailboxClosed
             loop = asyncio.get_running_loop()
             self._loop = loop
             waiter: asyncio.Future[None] = loop.create_future()
             self._getter = waiter
-            if items or self._closed:  # a put raced with publishing the waiter
+            if self._runs or self._closed:  # a put raced with publishing the waiter
                 self._getter = None
                 continue
             try:
                 await waiter
             finally:
                 self._getter = None
-        item = items.popleft()
-        if self.space_wanted:
-            self.signal_space()
-        return item
 
     def get_nowait(self) -> T:
         """The next buffered item; raises ``IndexError`` when there is none."""
-        item = self._items.popleft()
-        if self.space_wanted:
-            self.signal_space()
-        return item
+        item = self._take()
+        if item is _NOTHING:
+            raise IndexError("no item is buffered")
+        return cast(T, item)
 
     async def feed(
         self,
@@ -253,23 +333,25 @@ class Mailbox(Generic[T]):
         failed: Callable[[Exception], object],
     ) -> None:
         """Awaits ``handler`` with each item in order, one at a time, until the mailbox is
-        closed and drained; ``failed`` gets what a call raised. While items are buffered
-        the next is taken without waiting (one C call and a flag read); only an empty
-        mailbox is waited on. One item at a time, never a batch, so that ``maxsize``
-        bounds everything not yet handled and ``drop_oldest`` can still drop the oldest
-        of them: only the item in the handler's hands is outside the mailbox."""
-        take = self._items.popleft
+        closed and drained; ``failed`` gets what a call raised. Within a run the next
+        item is one step of the run's iterator; only an empty mailbox is waited on. The
+        item in the handler's hands is the only one taken and not handled, so
+        ``maxsize`` bounds everything else not yet handled and ``drop_oldest`` can still
+        drop the oldest of them."""
         while True:
-            try:
-                item = take()
-            except IndexError:
+            for item in self._current:
                 try:
-                    item = await self.get()
-                except MailboxClosed:
-                    return
-            else:
-                if self.space_wanted:
-                    self.signal_space()
+                    await handler(item)
+                except Exception as exc:
+                    failed(exc)
+            if self.space_wanted:
+                self.signal_space()
+            if self._next_run():
+                continue
+            try:
+                item = await self.get()
+            except MailboxClosed:
+                return
             try:
                 await handler(item)
             except Exception as exc:
@@ -310,6 +392,13 @@ class Mailbox(Generic[T]):
             self.space_wanted = self._blocked_threads > 0
         for waiter in waiters:
             _resolve_from_any_thread(waiter)
+
+
+class _Nothing:
+    """What :meth:`Mailbox._take` returns when no item is buffered."""
+
+
+_NOTHING = _Nothing()
 
 
 def _resolve_from_any_thread(waiter: asyncio.Future[None]) -> None:
