@@ -93,7 +93,8 @@ from turnout.coordination.fleet import (
     generated_hub_id,
     validate_hub_id,
 )
-from turnout.events import Event
+from turnout.coordination.fleet_replay import SeenWindow
+from turnout.events import SUBJECT_PREFIX, Event
 from turnout.protocol import MessageType, ProtocolError, WSMessage
 from turnout.ws.dashboard import DASHBOARD_PATH, Dashboards, admit_request
 from turnout.ws.http import serve_control, serve_http, service_document, workflow_document
@@ -237,7 +238,20 @@ class Hub:
                 clock=self._now,
             )
             servers = [fleet] if isinstance(fleet, str) else list(fleet)
-            self.fleet = FleetLink(protocol, servers, self._local_documents, self._run_routed)
+            # A NATS bus carries the events to the other hubs' watchers: they are
+            # replayed across its reconnects (turnout.coordination.fleet_replay).
+            nats_bus = getattr(self.bus, "nats", None)
+            bus_state = None if nats_bus is None else _bus_state(nats_bus)
+            if bus_state is not None:
+                self.watchers.seen = SeenWindow()
+            self.fleet = FleetLink(
+                protocol,
+                servers,
+                self._local_documents,
+                self._run_routed,
+                bus_state=bus_state,
+                deliver=self.watchers.replay,
+            )
 
     def _now(self) -> float:
         loop = self._loop
@@ -845,8 +859,16 @@ class Hub:
                 )
 
     async def _emit(self, event_type: str, data: dict[str, object]) -> None:
+        fleet = self.fleet
         try:
-            await self.bus.aemit(Event(event_type, data=data))
+            if fleet is not None and fleet.replays:
+                # The exact bytes go to the fleet's ring too, for replays to match.
+                payload = Event(event_type, data=data)._stamped(self.bus.node).to_json()
+                subject = SUBJECT_PREFIX + event_type
+                await self.bus.apublish(subject, payload)
+                fleet.record(subject, payload)
+            else:
+                await self.bus.aemit(Event(event_type, data=data))
         except Exception as exc:
             self._counts["publish_errors"] += 1
             logger.error("cannot republish %s on the bus: %s", event_type, exc)
@@ -886,3 +908,13 @@ def _plain_headers(headers: Headers | Mapping[str, str]) -> dict[str, str]:
     if isinstance(headers, Headers):
         return dict(headers.raw_items())
     return dict(headers)
+
+
+def _bus_state(nats_bus: Any) -> Callable[[], tuple[bool, int]]:
+    """Whether a NATS bus's transport is connected, and how often it reconnected."""
+
+    def state() -> tuple[bool, int]:
+        stats = nats_bus.stats()
+        return bool(stats["connected"]), int(stats["reconnects"])
+
+    return state

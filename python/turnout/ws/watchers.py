@@ -12,6 +12,10 @@ patterns, once, in publish order, one text frame of the event's JSON each.
 - **A watcher never slows the hub**: once more than ``buffer`` bytes wait unsent for one,
   further events for it are dropped (drop_newest: the bytes already queued cannot be
   taken back) and counted in ``watcher_dropped``.
+- **In a fleet, each coordination event once**: with ``seen`` set, the coordination
+  events another hub replays (:meth:`Watchers.replay`, after this hub's NATS bus
+  reconnected) and those arriving live pass one :class:`SeenWindow`; the second copy of
+  an event is dropped, counted in ``watcher_duplicates``.
 - **A stalled watcher is closed** (1008, counted in ``watchers_closed_slow``): one that
   has stayed full (dropping) for longer than ``stall_after`` seconds, that took none of
   its unsent bytes over a whole check interval, or that did not answer the ping of the
@@ -30,13 +34,16 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
+from turnout._core import subject_matches
 from turnout.bus import Bus, Message
+from turnout.coordination.fleet_replay import SeenWindow
 
 __all__ = ["MAX_FLUSH_DEFERRALS", "Watchers"]
 
 #: The most event-loop turns watcher writes wait for more events to go out together.
 MAX_FLUSH_DEFERRALS = 8
 _POLICY_VIOLATION = 1008
+_COORDINATION_PREFIX = "events.coordination."
 
 
 class Watchers:
@@ -56,6 +63,8 @@ class Watchers:
         self._deliveries_seen = 0
         self._deferrals = 0
         self._checker: asyncio.TimerHandle | None = None
+        #: The coordination events given to the watchers lately (None: no replays).
+        self.seen: SeenWindow | None = None
         self.counts = dict.fromkeys(
             (
                 "watchers_served",
@@ -64,6 +73,8 @@ class Watchers:
                 "watcher_discarded",
                 "watcher_ignored",
                 "watchers_closed_slow",
+                "watcher_replayed",
+                "watcher_duplicates",
             ),
             0,
         )
@@ -118,6 +129,20 @@ class Watchers:
                     fanout.subscription.unsubscribe()
                     del self._fanouts[pattern]
 
+    def replay(self, subject: str, data: bytes) -> bool:
+        """Hands the watchers a coordination event replayed by another hub, unless they
+        had it already (False). On the hub's loop."""
+        message = Message(subject, data)
+        seen = self.seen
+        if seen is not None and not seen.admit(data, message):
+            self.counts["watcher_duplicates"] += 1
+            return False
+        self.counts["watcher_replayed"] += 1
+        for fanout in self._fanouts.values():
+            if subject_matches(subject, fanout.pattern):
+                fanout.hand_out(message)
+        return True
+
     def schedule_flush(self, watcher: _Watcher) -> None:
         self._dirty.append(watcher)
         if not self._flush_scheduled:
@@ -166,10 +191,11 @@ class Watchers:
 class _Fanout:
     """The watchers following one pattern, behind one bus subscription."""
 
-    __slots__ = ("_watchers", "subscription", "watchers")
+    __slots__ = ("_watchers", "pattern", "subscription", "watchers")
 
     def __init__(self, watchers: Watchers, pattern: str) -> None:
         self._watchers = watchers
+        self.pattern = pattern
         self.watchers: list[_Watcher] = []
         self.subscription = watchers.bus.subscribe(pattern, self.offer, raw=True)
 
@@ -185,6 +211,17 @@ class _Fanout:
                 owner.counts["watcher_discarded"] += len(self.watchers)
 
     def deliver(self, message: Message) -> None:
+        seen = self._watchers.seen
+        if (
+            seen is not None
+            and message.subject.startswith(_COORDINATION_PREFIX)
+            and not seen.admit(message.data, message)
+        ):
+            self._watchers.counts["watcher_duplicates"] += 1  # a replay brought it first
+            return
+        self.hand_out(message)
+
+    def hand_out(self, message: Message) -> None:
         self._watchers._deliveries += 1
         for watcher in self.watchers:
             watcher.take(message)

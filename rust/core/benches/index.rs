@@ -4,6 +4,8 @@
 //! `--` keep only the cases whose name contains one of them, e.g. `-- repeated W4`).
 //! `TURNOUT_BENCH_OPS=N` sets the operations per W1 case, so that two runs under
 //! `valgrind --tool=callgrind` with different N give instructions per operation.
+//! `TURNOUT_BENCH_CLOCK=cpu` times by the process's CPU time instead of the wall clock,
+//! so that time spent waiting for a core on a loaded machine is not counted.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -73,6 +75,41 @@ fn w1_patterns() -> Vec<String> {
     all
 }
 
+/// The process's CPU time in ns.
+fn cpu_time_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec to write to.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut now) };
+    assert_eq!(rc, 0, "clock_gettime");
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
+/// A stopwatch on the wall clock, or on CPU time with `TURNOUT_BENCH_CLOCK=cpu`.
+enum Stopwatch {
+    Wall(Instant),
+    Cpu(u64),
+}
+
+impl Stopwatch {
+    fn start() -> Self {
+        if std::env::var("TURNOUT_BENCH_CLOCK").is_ok_and(|c| c == "cpu") {
+            Self::Cpu(cpu_time_ns())
+        } else {
+            Self::Wall(Instant::now())
+        }
+    }
+
+    fn elapsed_ns(&self) -> f64 {
+        match self {
+            Self::Wall(start) => start.elapsed().as_nanos() as f64,
+            Self::Cpu(start) => (cpu_time_ns() - start) as f64,
+        }
+    }
+}
+
 /// Runs `op` over `inputs` `rounds` times and reports the best round's ns per op.
 fn time_per_op<T>(name: &str, inputs: &[T], rounds: usize, mut op: impl FnMut(&T)) -> f64 {
     if !selected(name) {
@@ -80,11 +117,11 @@ fn time_per_op<T>(name: &str, inputs: &[T], rounds: usize, mut op: impl FnMut(&T
     }
     let mut best = f64::INFINITY;
     for _ in 0..rounds {
-        let start = Instant::now();
+        let start = Stopwatch::start();
         for input in inputs {
             op(input);
         }
-        best = best.min(start.elapsed().as_nanos() as f64 / inputs.len() as f64);
+        best = best.min(start.elapsed_ns() / inputs.len() as f64);
     }
     println!("{name:<44} {best:>9.1} ns/op");
     best
@@ -183,11 +220,11 @@ fn w4() {
         let subjects: Vec<String> = (0..n).map(subject).collect();
         let before = resident_bytes();
         let idx = SubjectIndex::new(0);
-        let start = Instant::now();
+        let start = Stopwatch::start();
         for s in &subjects {
             idx.insert(s, None, 0u32).unwrap();
         }
-        let build = start.elapsed();
+        let build = std::time::Duration::from_nanos(start.elapsed_ns() as u64);
         let per_entry = resident_bytes().saturating_sub(before) as f64 / n as f64;
         println!(
             "{:<44} {:>9.1} ns/op ({:.2} s total, {per_entry:.0} B/entry resident)",

@@ -36,8 +36,66 @@ const SLOTS: usize = 64;
 
 struct Slot<V> {
     hash: u64,
-    key: Box<str>,
+    key: Key,
     result: Arc<Matched<V>>,
+}
+
+/// Subjects up to this long are kept in the slot itself: a probe then reads one cache
+/// line, and the slot is 64 bytes.
+const INLINE_KEY: usize = 39;
+
+/// A slot's subject.
+enum Key {
+    Inline { len: u8, bytes: [u8; INLINE_KEY] },
+    Heap(Box<str>),
+}
+
+impl Key {
+    fn new(key: &str) -> Self {
+        if key.len() > INLINE_KEY {
+            return Self::Heap(key.into());
+        }
+        let mut bytes = [0; INLINE_KEY];
+        bytes[..key.len()].copy_from_slice(key.as_bytes());
+        Self::Inline {
+            len: key.len() as u8,
+            bytes,
+        }
+    }
+
+    fn is(&self, key: &str) -> bool {
+        let stored = match self {
+            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Self::Heap(stored) => stored.as_bytes(),
+        };
+        stored.len() == key.len() && same_bytes(stored, key.as_bytes())
+    }
+}
+
+/// Whether two byte strings of the same length are equal, compared a word at a time
+/// (the last word overlapping the one before): for subject-sized strings this is a few
+/// instructions inline, where a call to `memcmp` costs more than the compare.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    debug_assert_eq!(a.len(), b.len());
+    let n = a.len();
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap());
+    if n < 8 {
+        let short = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().unwrap());
+        return if n < 4 {
+            a == b
+        } else {
+            short(a, 0) == short(b, 0) && short(a, n - 4) == short(b, n - 4)
+        };
+    }
+    let mut at = 0;
+    while at + 8 < n {
+        if word(a, at) != word(b, at) {
+            return false;
+        }
+        at += 8;
+    }
+    word(a, n - 8) == word(b, n - 8)
 }
 
 struct Table<V> {
@@ -113,7 +171,7 @@ impl<'a, V> Entered<'a, V> {
             return None;
         }
         let slot = table.slots[slot_of(hash)].as_ref()?;
-        if slot.hash != hash || *slot.key != *key {
+        if slot.hash != hash || !slot.key.is(key) {
             return None;
         }
         Some(&slot.result)
@@ -151,13 +209,13 @@ impl<'a, V> Entered<'a, V> {
         }
         let slot = &mut table.slots[slot_of(hash)];
         match slot {
-            Some(s) if s.hash == hash && *s.key == *key => {
+            Some(s) if s.hash == hash && s.key.is(key) => {
                 retired.push(mem::replace(&mut s.result, result.clone()));
             }
             _ => {
                 let new = Slot {
                     hash,
-                    key: key.into(),
+                    key: Key::new(key),
                     result: result.clone(),
                 };
                 retired.extend(slot.replace(new).map(|s| s.result));
@@ -235,5 +293,28 @@ impl<V: Send + Sync> FrontCache<V> {
 impl<V: Send + Sync> std::fmt::Debug for FrontCache<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FrontCache").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_compare_by_every_byte_at_every_length() {
+        for len in 0..=80 {
+            let key: String = (0..len)
+                .map(|i| char::from(b'a' + (i % 26) as u8))
+                .collect();
+            let stored = Key::new(&key);
+            assert!(stored.is(&key), "{len}");
+            assert!(!stored.is(&format!("{key}x")), "{len}: longer");
+            for at in 0..len {
+                let mut other = key.clone().into_bytes();
+                other[at] = b'.';
+                let other = String::from_utf8(other).unwrap();
+                assert!(!stored.is(&other), "{len}: byte {at}");
+            }
+        }
     }
 }

@@ -182,7 +182,7 @@ impl<V: Clone + Send + Sync> SubjectIndex<V> {
         let mut trie = self.write();
         self.invalidate(pattern, literal);
         let (handle, replaced) = trie.insert_checked(pattern, queue, value);
-        self.front.bump();
+        self.bump_generation();
         drop(trie);
         drop(replaced);
         Ok(handle)
@@ -198,7 +198,7 @@ impl<V: Clone + Send + Sync> SubjectIndex<V> {
             .map(MatchCache::clear)
             .unwrap_or_default();
         let taken = trie.take_all();
-        self.front.bump();
+        self.bump_generation();
         drop(trie);
         Cleared {
             _trie: taken,
@@ -218,7 +218,7 @@ impl<V: Clone + Send + Sync> SubjectIndex<V> {
             self.invalidate(&pattern, literal);
         }
         let (value, replaced) = trie.remove(handle)?;
-        self.front.bump();
+        self.bump_generation();
         drop(trie);
         drop(replaced);
         Some(value)
@@ -239,6 +239,13 @@ impl<V: Clone + Send + Sync> SubjectIndex<V> {
             drop(cache.forget(pattern));
         } else {
             drop(cache.clear());
+        }
+    }
+
+    /// Marks every thread's front stale; called under the write lock, after a change.
+    fn bump_generation(&self) {
+        if self.cache.is_some() {
+            self.front.bump();
         }
     }
 
