@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from turnout._core import KeyRouter as RustKeyRouter
+from turnout._core import RoundWaker
 from turnout.workspace import (
     ChannelClosedError,
     LazyBuildUpdate,
@@ -616,3 +617,126 @@ async def test_a_batch_read_mixes_both_decoders_in_order() -> None:
     assert [u.build_number for u in await channel.get_many(limit=3)] == [0, 1, 2]
     assert [u.build_number for u in await channel.get_many()] == [3]
     assert channel.undecodable == 1
+
+
+# --- readers woken together -------------------------------------------------------------------
+
+
+async def test_a_reader_cancelled_before_it_runs_leaves_its_updates_buffered() -> None:
+    dispatcher = WorkspaceDispatcher(["a"], buffer=8)
+    channel = dispatcher.channels["a"]
+    reader = asyncio.ensure_future(channel.get())
+    await until(lambda: channel._getters)  # waiting
+    await dispatcher.put_raw([update("a", 1).to_json()])  # wakes it ...
+    reader.cancel()  # ... and it is cancelled before it runs
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    assert channel.get_nowait() == update("a", 1)
+
+
+async def test_a_cancelled_reader_is_not_woken_and_the_next_reader_gets_the_update() -> None:
+    dispatcher = WorkspaceDispatcher(["a"], buffer=8)
+    channel = dispatcher.channels["a"]
+    first = asyncio.ensure_future(anext(aiter(channel.batches())))
+    await until(lambda: channel._getters)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert not channel._getters
+    second = asyncio.ensure_future(channel.get_many())
+    await until(lambda: channel._getters)
+    await dispatcher.put_raw([update("a", 1).to_json(), update("a", 2).to_json()])
+    assert [u.build_number for u in await second] == [1, 2]
+
+
+async def test_every_reader_a_batch_wakes_reads_its_share_in_order() -> None:
+    names = [f"w{i}" for i in range(50)]
+    dispatcher = WorkspaceDispatcher(names, buffer=64)
+    got: dict[str, list[int]] = {name: [] for name in names}
+
+    async def read(name: str) -> None:
+        async for batch in dispatcher.channels[name].batches():
+            got[name] += [u.build_number for u in batch]
+
+    readers = [asyncio.ensure_future(read(name)) for name in names]
+    for number in range(1, 4):
+        await until(lambda: all(c._getters for c in dispatcher.channels.values()))
+        await dispatcher.put_raw([update(name, number).to_json() for name in reversed(names)])
+    dispatcher.close()
+    await asyncio.gather(*readers)
+    assert got == {name: [1, 2, 3] for name in names}
+
+
+async def test_a_channel_wait_keeps_the_future_protocol() -> None:
+    loop = asyncio.get_running_loop()
+    waker = RoundWaker()
+    wait = waker.wait()
+    assert wait.get_loop() is loop
+    assert not wait.done()
+    with pytest.raises(asyncio.InvalidStateError):
+        wait.result()
+    called: list[object] = []
+    wait.add_done_callback(called.append)
+    wait.add_done_callback(print)
+    assert wait.remove_done_callback(print) == 1
+    waker.wake(waker.wait())  # another wait: one loop callback serves both
+    waker.wake(wait)
+    waker.wake(wait)  # a second wake does nothing
+    assert wait.done() and not wait.cancelled() and wait.result() is None
+    await until(lambda: called)
+    assert called == [wait]
+    late: list[object] = []
+    wait.add_done_callback(late.append)  # on a done wait: scheduled at once
+    await until(lambda: late)
+    assert not wait.cancel()
+
+    cancelled = waker.wait()
+    cancelled_seen: list[object] = []
+    cancelled.add_done_callback(cancelled_seen.append)
+    assert cancelled.cancel("stop")
+    assert cancelled.cancelled()
+    with pytest.raises(asyncio.CancelledError, match="stop"):
+        cancelled.result()
+    await until(lambda: cancelled_seen)
+    waker.wake(cancelled)  # nothing: it is done
+
+
+async def test_a_failing_wake_callback_goes_to_the_loop_and_the_others_still_run() -> None:
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    waker = RoundWaker()
+    first, second = waker.wait(), waker.wait()
+    ran: list[object] = []
+
+    def fail(_: object) -> None:
+        raise RuntimeError("boom")
+
+    first.add_done_callback(fail)
+    second.add_done_callback(ran.append)
+    waker.wake(first)
+    waker.wake(second)
+    await until(lambda: ran)
+    assert isinstance(reported[0]["exception"], RuntimeError)
+    loop.set_exception_handler(None)
+
+
+def test_a_waker_with_readers_to_wake_refuses_waits_from_another_loop() -> None:
+    waker = RoundWaker()
+
+    def wake_one() -> None:
+        waker.wake(waker.wait())  # its run is scheduled on this loop, which stops first
+        first.stop()
+
+    async def wait_on_another_loop() -> None:
+        with pytest.raises(RuntimeError, match="one event loop"):
+            waker.wait()
+
+    first, second = asyncio.new_event_loop(), asyncio.new_event_loop()
+    try:
+        first.call_soon(wake_one)
+        first.run_forever()
+        second.run_until_complete(wait_on_another_loop())
+    finally:
+        first.close()
+        second.close()

@@ -148,8 +148,9 @@ async def test_a_hub_whose_nats_server_restarts_gets_what_it_missed_once(
 ) -> None:
     """Hub B holds an event that never reached NATS (as one written to a dying
     server's connection); the server restarts, both hubs' buses reconnect and replay
-    each other's windows (each twice: its own replay and the other's resync). A's
-    watcher then has B's lost event once, and nothing else twice."""
+    each other's stretch (fetched, and pushed on the other's resync: overlapping on
+    purpose, while more events come live). A's watcher then has B's lost event once,
+    and nothing else twice."""
     pytest.importorskip("nats")
     import turnout.nats
     from turnout.ws import Coordinator, CoordinatorConfig, Hub
@@ -203,10 +204,6 @@ async def test_a_hub_whose_nats_server_restarts_gets_what_it_missed_once(
         await until(
             lambda: lost_key in {event_key(e) for e in seen[0]}, "B's lost event at A", WAIT
         )
-        a_link = hubs[0].fleet
-        assert a_link is not None
-        # Both of A's replays from B done: A's own and the one B's resync asked for.
-        await until(lambda: a_link.counts["replays_fetched"] >= 2, "both replays at A", WAIT)
         for coordinator in coordinators:
             for n in range(10):
                 coordinator.send_progress("wf", "after", float(n))
@@ -217,11 +214,11 @@ async def test_a_hub_whose_nats_server_restarts_gets_what_it_missed_once(
         for each in keys:
             assert len(each) == len(set(each)), "an event doubled"
         assert set(keys[0]) == set(keys[1]) | {lost_key}
-        # Whatever the windows held beyond the lost event, A's watcher had it already.
-        assert a_link.counts["replay_events_delivered"] == 1
+        # The lost event came by a replay (others may have, had A's bus missed them
+        # live); the copies A's watcher had already were dropped (no doubles above).
         stats = hubs[0].stats()
-        assert stats["watcher_replayed"] == 1
-        assert stats["fleet_replays"] >= 1
+        assert stats["fleet_replay_events_delivered"] == stats["watcher_replayed"] >= 1
+        await until(lambda: hubs[0].stats()["fleet_replays"] >= 1, "A saw its bus back", WAIT)
     finally:
         for watcher in watchers:
             watcher.cancel()

@@ -10,8 +10,9 @@ exact bytes), and a hub whose bus reconnected
 - asks every other hub for the events it published during the outage plus a margin
   (``turnout.fleet.replay.<hub>``, request/reply: :func:`replay_request` in,
   :func:`replay_reply` out), and
-- tells them (``turnout.fleet.resync``) so that each asks it for its own events of that
-  stretch.
+- tells them all (``turnout.fleet.resync``, with a reply subject): each answers there at
+  once with its own events of the stretch (the asking hub may have stopped listing it
+  during a long outage), and asks the hub for its events of the stretch in turn.
 
 The window is a duration measured on the asking hub's clock and applied to the answering
 hub's, so the hubs' clocks need not agree. A replay overlaps what arrived live on

@@ -156,11 +156,11 @@ _decoder = BUILD_UPDATE_DECODER
 _decode_common = _decoder.decode
 
 
-# ``decode_routed_many(items, name)``: ``items`` with the raw messages of the common shape
-# decoded in Rust, in one call (``None`` in place of the others, for
-# ``decode_routed_update``), and how many are ``None``; ``name`` is the workspace they were
-# routed to (its string is shared). The Rust method itself: a channel's read calls it with
-# no Python frame in between.
+# ``decode_routed_many(items, name)``: the items of ``items`` in a new list, the raw
+# messages of the common shape decoded in Rust (the others left as they are, for
+# ``decode_routed_update``), and how many raw ones are left; ``name`` is the workspace they
+# were routed to (its string is shared). The Rust method itself: a channel's read calls it
+# with no Python frame in between.
 decode_routed_many = _decoder.decode_many
 
 

@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Sequence
 from itertools import islice
 from typing import Literal
 
+from turnout._core import ChannelWait, RoundWaker
 from turnout._json_object import MalformedMessageError
 from turnout.workspace._build_update import (
     WorkspaceBuildUpdate,
@@ -57,9 +58,20 @@ class WorkspaceChannel:
         "_overflow",
         "_room",
         "_undecodable",
+        "_waker",
     )
 
-    def __init__(self, name: str, capacity: int, overflow: ChannelOverflow) -> None:
+    def __init__(
+        self,
+        name: str,
+        capacity: int,
+        overflow: ChannelOverflow,
+        *,
+        waker: RoundWaker | None = None,
+    ) -> None:
+        """``waker`` wakes the readers of every channel that shares it with one loop
+        callback per turn (the dispatcher gives all its channels one); by default each
+        channel has its own."""
         if capacity < 1:
             raise ValueError(f"buffer must be at least 1, not {capacity}")
         if overflow not in CHANNEL_OVERFLOW_POLICIES:
@@ -75,7 +87,8 @@ class WorkspaceChannel:
         )
         # None rather than an empty list when no reader waits: the check on every push
         # then reads no per-channel object (with thousands of channels, a cache miss).
-        self._getters: list[asyncio.Future[None]] | None = None
+        self._getters: list[ChannelWait] | None = None
+        self._waker = RoundWaker() if waker is None else waker
         self._room: asyncio.Future[None] | None = None  # the blocked dispatcher's wait
         self._closed = False
         self._dropped = 0
@@ -177,13 +190,12 @@ class WorkspaceChannel:
         while True:
             if items and limit is None:
                 # _take_many(None) inlined, for the same reason.
-                taken = list(items)
+                batch, uncommon = decode_routed_many(items, self._name)
                 items.clear()
                 if self._room is not None:
                     self._made_room()
-                batch, uncommon = decode_routed_many(taken, self._name)
                 if uncommon:
-                    batch = self._decode_uncommon(batch, taken)
+                    batch = self._decode_uncommon(batch)
                 if batch:
                     yield batch
             elif items:
@@ -193,7 +205,7 @@ class WorkspaceChannel:
             elif self._closed:
                 return
             else:
-                waiter = asyncio.get_running_loop().create_future()
+                waiter = self._waker.wait()
                 getters = self._getters
                 if getters is None:
                     self._getters = [waiter]
@@ -227,17 +239,14 @@ class WorkspaceChannel:
         decoded, uncommon = decode_routed_many(taken, self._name)
         if not uncommon:
             return decoded
-        return self._decode_uncommon(decoded, taken)
+        return self._decode_uncommon(decoded)
 
     def _decode_uncommon(
-        self, decoded: list[WorkspaceBuildUpdate | None], taken: list[WorkspaceBuildUpdate | bytes]
+        self, decoded: list[WorkspaceBuildUpdate | bytes]
     ) -> list[WorkspaceBuildUpdate]:
-        """``decoded`` with each ``None`` (a raw message of another shape than Go's) decoded
-        by Python's decoder, which has the last word, or dropped (and counted)."""
-        slow = (
-            self._decode(raw) if update is None and isinstance(raw, bytes) else update
-            for update, raw in zip(decoded, taken, strict=True)
-        )
+        """``decoded`` with each raw message left (of another shape than Go's) decoded by
+        Python's decoder, which has the last word, or dropped (and counted)."""
+        slow = (self._decode(item) if isinstance(item, bytes) else item for item in decoded)
         return [update for update in slow if update is not None]
 
     def _made_room(self) -> None:
@@ -259,7 +268,7 @@ class WorkspaceChannel:
             return None
 
     async def _wait_for_items(self) -> None:
-        waiter = asyncio.get_running_loop().create_future()
+        waiter = self._waker.wait()
         if self._getters is None:
             self._getters = []
         self._getters.append(waiter)
@@ -269,7 +278,7 @@ class WorkspaceChannel:
             self._forget(waiter)
             raise
 
-    def _forget(self, waiter: asyncio.Future[None]) -> None:
+    def _forget(self, waiter: ChannelWait) -> None:
         """Drops a reader's wait that ended without a wake-up (cancelled)."""
         # A waiter that was woken has already left the list; a cancelled one has not.
         getters = self._getters
@@ -321,7 +330,7 @@ class WorkspaceChannel:
             room.set_result(None)
 
     def _wake_getters(self) -> None:
-        getters, self._getters = self._getters or (), None
-        for getter in getters:
-            if not getter.done():
-                getter.set_result(None)
+        getters = self._getters
+        if getters is not None:
+            self._getters = None
+            self._waker.wake_all(getters)  # nothing for a cancelled one

@@ -32,6 +32,7 @@ from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 
 from turnout._core import KeyRouter as RustKeyRouter
+from turnout._core import RoundWaker
 from turnout.workspace._build_update import BUILD_UPDATE_DECODER, WorkspaceBuildUpdate
 from turnout.workspace._channel import ChannelOverflow, WorkspaceChannel
 
@@ -55,17 +56,20 @@ class WorkspaceDispatcher:
         *,
         channel_overflow: Mapping[str, ChannelOverflow] | None = None,
     ) -> None:
+        # One waker for all: the readers a batch wakes run in one loop callback.
+        waker = RoundWaker()
         channels: dict[str, WorkspaceChannel] = {}
         for name in names:
             if not isinstance(name, str):
                 raise TypeError(f"workspace names must be str, not {type(name).__name__}")
             if name not in channels:
-                channels[name] = WorkspaceChannel(name, buffer, overflow)
+                channels[name] = WorkspaceChannel(name, buffer, overflow, waker=waker)
         for name, policy in (channel_overflow or {}).items():
             if name not in channels:
                 raise ValueError(f"channel_overflow names an unknown workspace: {name!r}")
-            channels[name] = WorkspaceChannel(name, buffer, policy)
+            channels[name] = WorkspaceChannel(name, buffer, policy, waker=waker)
         self._channels = channels
+        self._waker = waker
         self._view: Mapping[str, WorkspaceChannel] = MappingProxyType(channels)
         self._router = RustKeyRouter(channels)
         self._routed = 0
@@ -131,6 +135,7 @@ class WorkspaceDispatcher:
         self._unknown += len(unknown)
         self._malformed += len(malformed)
         channels = self._channels
+        wake_all = self._waker.wake_all
         routed = 0
         for name, messages in grouped.items():
             channel = channels[name]
@@ -139,8 +144,10 @@ class WorkspaceDispatcher:
             items = channel._items
             if len(items) + len(messages) <= channel._capacity:
                 items.extend(messages)
-                if channel._getters is not None:
-                    channel._wake_getters()
+                getters = channel._getters
+                if getters is not None:
+                    channel._getters = None
+                    wake_all(getters)
                 routed += len(messages)
                 continue
             end = channel._offer_many(messages)

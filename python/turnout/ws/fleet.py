@@ -21,7 +21,8 @@ resume there. Needs the ``nats`` extra.
   (:mod:`turnout.coordination.fleet_replay`). The bus's state is looked at every
   heartbeat; a reconnect seen there starts a replay covering the time since the bus was
   last seen steady, plus :data:`~turnout.coordination.fleet_replay.REPLAY_MARGIN`.
-  A replay that could not reach every hub is tried again on the next heartbeat.
+  A request that fails is made again every heartbeat while its hub is listed, for up
+  to :data:`~turnout.coordination.fleet_replay.REPLAY_MAX_SECONDS`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from nats.aio.msg import Msg
 from turnout.coordination.fleet import FleetCommand, FleetProtocol, FleetReply, command_subject
 from turnout.coordination.fleet_replay import (
     REPLAY_MARGIN,
+    REPLAY_MAX_SECONDS,
     RESYNC_SUBJECT,
     EventRing,
     parse_replay_reply,
@@ -111,8 +113,12 @@ class FleetLink:
         self.ring = EventRing()
         self._bus_reconnects = 0
         self._bus_steady_at = 0.0  # when the bus was last seen connected, no new reconnect
-        self._replay_since: float | None = None  # the start of an outage not yet replayed
-        self._replaying = False
+        # The other hubs' events still to fetch: hub -> the start of the stretch, on
+        # this hub's clock; and the fetches under way.
+        self._owed: dict[str, float] = {}
+        self._fetching: set[str] = set()
+        self._resync_since: float | None = None  # a resync not yet published
+        self._pushes = ""  # where the others push their events when this hub resyncs
         self.counts = dict.fromkeys(
             (
                 "commands_routed",
@@ -194,6 +200,8 @@ class FleetLink:
             assert self._bus_state is not None
             await nc.subscribe(replay_subject(self.protocol.hub_id), cb=self._on_replay_request)
             await nc.subscribe(RESYNC_SUBJECT, cb=self._on_resync)
+            self._pushes = nc.new_inbox()
+            await nc.subscribe(self._pushes, cb=self._on_push)
             self._bus_reconnects = self._bus_state()[1]
             self._bus_steady_at = self._loop.time()
         await self._publish_snapshot()
@@ -248,8 +256,8 @@ class FleetLink:
         self._arm_heartbeat()
 
     def _check_bus(self) -> None:
-        """Starts a replay when the bus reconnected since the last look (or a replay
-        is still owed), once the bus is connected."""
+        """When the bus reconnected since the last look, owes this hub a replay from
+        every other hub, and them a resync; then starts what is owed."""
         if self._bus_state is None or self._loop is None:
             return
         connected, reconnects = self._bus_state()
@@ -258,37 +266,67 @@ class FleetLink:
         now = self._loop.time()
         if reconnects != self._bus_reconnects:
             self._bus_reconnects = reconnects
-            if self._replay_since is None:
-                self._replay_since = self._bus_steady_at
-        self._bus_steady_at = now
-        if self._replay_since is not None and not self._replaying:
-            self._replaying = True
-            self._spawn(self._replay(now - self._replay_since + REPLAY_MARGIN))
-
-    async def _replay(self, seconds: float) -> None:
-        """Asks every other hub for its events of the last ``seconds``, and tells them
-        to ask this one for its own."""
-        try:
-            nc = self._nc
-            if nc is None or not nc.is_connected:
-                return  # the next heartbeat tries again
+            since = self._bus_steady_at - REPLAY_MARGIN
             self.counts["replays"] += 1
-            me = self.protocol.hub_id
-            logger.info("fleet: replaying the last %.1f s of events hub=%s", seconds, me)
-            await nc.publish(RESYNC_SUBJECT, replay_request(me, seconds))
-            results = await asyncio.gather(
-                *(self._fetch(peer.hub_id, seconds) for peer in self.protocol.peers())
+            logger.info(
+                "fleet: NATS bus reconnected, replaying the last %.1f s hub=%s",
+                now - since,
+                self.protocol.hub_id,
             )
-            if all(results):
-                self._replay_since = None
+            self._resync_since = min(since, self._resync_since or since)
+            for peer in self.protocol.peers():
+                self._owe(peer.hub_id, since)
+        self._bus_steady_at = now
+        self._settle(now)
+
+    def _owe(self, hub_id: str, since: float) -> None:
+        self._owed[hub_id] = min(since, self._owed.get(hub_id, since))
+
+    def _settle(self, now: float) -> None:
+        """Publishes a pending resync and starts the fetches owed (each hub's one at a
+        time). What is owed for longer than the replays cover is given up."""
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            return  # the next heartbeat tries again
+        if self._resync_since is not None:
+            since, self._resync_since = self._resync_since, None
+            self._spawn(self._resync(since, now))
+        for hub_id, since in list(self._owed.items()):
+            if now - since > REPLAY_MAX_SECONDS + REPLAY_MARGIN:
+                del self._owed[hub_id]
+                self.counts["replay_truncated"] += 1
+                logger.warning("fleet: gave up the replay from hub %s", hub_id)
+            elif hub_id not in self._fetching:
+                self._fetching.add(hub_id)
+                self._spawn(self._fetch_owed(hub_id, since))
+
+    async def _resync(self, since: float, now: float) -> None:
+        """Tells the other hubs that this one's bus reconnected (the stretch since
+        ``since``): each pushes its events of it here and fetches this hub's."""
+        nc = self._nc
+        assert nc is not None
+        request = replay_request(self.protocol.hub_id, now - since)
+        try:
+            await nc.publish(RESYNC_SUBJECT, request, reply=self._pushes)
+        except nats.errors.Error as exc:
+            self.counts["replay_errors"] += 1
+            logger.warning("fleet: cannot publish the resync: %s", exc)
+            self._resync_since = min(since, self._resync_since or since)
+
+    async def _fetch_owed(self, hub_id: str, since: float) -> None:
+        assert self._loop is not None
+        try:
+            done = await self._fetch(hub_id, self._loop.time() - since)
         finally:
-            self._replaying = False
+            self._fetching.discard(hub_id)
+        if done and self._owed.get(hub_id) == since:
+            del self._owed[hub_id]
 
     async def _fetch(self, hub_id: str, seconds: float) -> bool:
         """Gives the watchers ``hub_id``'s events of the last ``seconds`` that they miss.
         True when done (or the hub is gone), False to try again."""
         nc = self._nc
-        assert nc is not None and self._deliver is not None
+        assert nc is not None
         try:
             answer = await nc.request(
                 replay_subject(hub_id),
@@ -297,24 +335,34 @@ class FleetLink:
             )
             events, truncated = parse_replay_reply(answer.data)
         except nats.errors.NoRespondersError:
-            return True  # the hub is gone: nothing of it to replay
+            # Gone, or on its way back to NATS: asked again while still listed.
+            if all(peer.hub_id != hub_id for peer in self.protocol.peers()):
+                return True
+            self.counts["replay_errors"] += 1
+            return False
         except (nats.errors.Error, asyncio.TimeoutError, ValueError) as exc:
             self.counts["replay_errors"] += 1
             logger.warning("fleet: no replay from hub %s: %s", hub_id, exc)
             return False
+        self.counts["replays_fetched"] += 1
+        self._take(hub_id, seconds, events, truncated)
+        return True
+
+    def _take(
+        self, hub_id: str, seconds: float, events: list[tuple[str, bytes]], truncated: bool
+    ) -> None:
+        assert self._deliver is not None
         if truncated:
             self.counts["replay_truncated"] += 1
             logger.warning("fleet: hub %s replayed only part of %.1f s", hub_id, seconds)
         delivered = sum(1 for subject, data in events if self._deliver(subject, data))
         counts = self.counts
-        counts["replays_fetched"] += 1
         counts["replay_events_received"] += len(events)
         counts["replay_events_delivered"] += delivered
         counts["replay_events_duplicate"] += len(events) - delivered
         logger.info(
             "fleet: hub %s replayed %d events, %d missed here", hub_id, len(events), delivered
         )
-        return True
 
     async def _on_replay_request(self, msg: Msg) -> None:
         try:
@@ -331,14 +379,35 @@ class FleetLink:
                 await msg.respond(replay_reply(events, truncated))
 
     async def _on_resync(self, msg: Msg) -> None:
+        """Another hub's bus reconnected: it gets this hub's events of the stretch (a
+        push, for it may not list this hub any more), and this hub owes itself that
+        hub's (which it retries until done)."""
         try:
             hub_id, seconds = parse_replay_request(msg.data)
         except ValueError as exc:
             self.counts["replay_requests_malformed"] += 1
             logger.warning("fleet: malformed resync: %s", exc)
             return
-        if hub_id != self.protocol.hub_id:
-            self._spawn(self._fetch(hub_id, seconds))
+        if hub_id == self.protocol.hub_id or self._loop is None:
+            return
+        now = self._loop.time()
+        if msg.reply:
+            events, truncated = self.ring.since(now, seconds)
+            self.counts["replays_served"] += 1
+            with contextlib.suppress(Exception):
+                await msg.respond(replay_reply(events, truncated))
+        self._owe(hub_id, now - seconds)
+        self._settle(now)
+
+    async def _on_push(self, msg: Msg) -> None:
+        try:
+            events, truncated = parse_replay_reply(msg.data)
+        except ValueError as exc:
+            self.counts["replay_errors"] += 1
+            logger.warning("fleet: malformed replay pushed: %s", exc)
+            return
+        self.counts["replays_fetched"] += 1
+        self._take("(pushed)", 0.0, events, truncated)
 
     async def _publish_snapshot(self) -> None:
         nc = self._nc

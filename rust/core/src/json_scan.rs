@@ -67,6 +67,38 @@ pub fn object_fields<'m, const N: usize>(
     message: &'m [u8],
     names: [&str; N],
 ) -> Option<[Option<Scalar<'m>>; N]> {
+    FieldNames::new(names).read(message)
+}
+
+/// The names [`object_fields`] reads, checked once: a decoder that reads the same fields
+/// of many messages keeps one.
+#[derive(Debug, Clone)]
+pub struct FieldNames<'n, const N: usize> {
+    /// Each name, and whether it is plain (no quote, backslash or control byte), so
+    /// that a key spelled exactly as it is can be matched byte for byte.
+    names: [(&'n str, bool); N],
+}
+
+impl<'n, const N: usize> FieldNames<'n, N> {
+    pub fn new(names: [&'n str; N]) -> Self {
+        Self {
+            names: names.map(|name| {
+                let plain = name.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
+                (name, plain)
+            }),
+        }
+    }
+
+    /// [`object_fields`] of `message` for these names.
+    pub fn read<'m>(&self, message: &'m [u8]) -> Option<[Option<Scalar<'m>>; N]> {
+        read_fields(message, &self.names)
+    }
+}
+
+fn read_fields<'m, const N: usize>(
+    message: &'m [u8],
+    names: &[(&str, bool); N],
+) -> Option<[Option<Scalar<'m>>; N]> {
     let mut scan = Scanner {
         bytes: message,
         at: 0,
@@ -75,9 +107,18 @@ pub fn object_fields<'m, const N: usize>(
     scan.space();
     scan.eat(b'{')?;
     scan.space();
+    // Writers put the fields in one order: the name after the last one found is tried
+    // first, byte for byte, before the key is scanned as any string.
+    let mut expected = 0;
     if !scan.eat_if(b'}') {
         loop {
-            let key = scan.string()?;
+            let position = match scan.plain_key(names.get(expected)) {
+                Some(()) => Some(expected),
+                None => {
+                    let key = scan.string()?;
+                    names.iter().position(|(name, _)| *name == key)
+                }
+            };
             scan.space();
             scan.eat(b':')?;
             scan.space();
@@ -93,8 +134,9 @@ pub fn object_fields<'m, const N: usize>(
                     _ => Scalar::Other,
                 }
             };
-            if let Some(at) = names.iter().position(|name| *name == key) {
+            if let Some(at) = position {
                 found[at] = Some(value);
+                expected = at + 1;
             }
             scan.space();
             if scan.eat_if(b'}') {
@@ -181,6 +223,23 @@ fn first_special_16(chunk: &[u8; 16]) -> Option<usize> {
 impl<'m> Scanner<'m> {
     fn bytes(&self) -> &'m [u8] {
         self.bytes
+    }
+
+    /// Reads the key `"name"` if the next bytes are exactly that and `name` is `plain`
+    /// (no quote, backslash or control byte): then they are the whole string, with nothing
+    /// to check or decode. `None` leaves the scanner where it was.
+    fn plain_key(&mut self, name: Option<&(&str, bool)>) -> Option<()> {
+        let (name, plain) = name?;
+        let name = name.as_bytes();
+        let rest = self.bytes.get(self.at..)?;
+        let end = name.len() + 2;
+        let quoted = rest.get(..end)?;
+        if *plain && quoted[0] == b'"' && quoted[end - 1] == b'"' && &quoted[1..end - 1] == name {
+            self.at += end;
+            Some(())
+        } else {
+            None
+        }
     }
 
     fn peek(&self) -> Option<u8> {
@@ -436,6 +495,45 @@ mod tests {
         ] {
             assert!(object_fields(bad, ["a"]).is_none(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn fields_are_found_in_any_order_and_the_last_repeat_wins() {
+        let names = ["a", "b", "c"];
+        let read = |message: &[u8]| {
+            object_fields(message, names).map(|f| {
+                f.map(|v| {
+                    v.map(|s| match s {
+                        Scalar::Int(n) => n,
+                        _ => -1,
+                    })
+                })
+            })
+        };
+        assert_eq!(
+            read(br#"{"a":1,"b":2,"c":3}"#),
+            Some([Some(1), Some(2), Some(3)])
+        );
+        assert_eq!(
+            read(br#"{"c":3,"b":2,"a":1}"#),
+            Some([Some(1), Some(2), Some(3)])
+        );
+        assert_eq!(
+            read(br#"{"a":1,"a":4,"b":2,"b":5}"#),
+            Some([Some(4), Some(5), None])
+        );
+        assert_eq!(
+            read(br#"{"a":1,"\u0062":2,"ab":9,"c":3}"#),
+            Some([Some(1), Some(2), Some(3)])
+        );
+        assert_eq!(read(br#"{"a":1,"b":2,"c"}"#), None);
+        // A name that is not plain text is never matched byte for byte.
+        let quoted = ["a\"b", "c"];
+        assert!(object_fields(br#"{"a"b":1}"#, quoted).is_none());
+        assert!(matches!(
+            object_fields(br#"{"a\"b":1}"#, quoted),
+            Some([Some(Scalar::Int(1)), None])
+        ));
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub use index::{
     check_queue_name, Handle, IndexStats, InsertError, Matched, QueueNameError, SubjectIndex,
     MAX_CACHE_SIZE,
 };
-pub use json_scan::{key_of, object_fields, Scalar};
+pub use json_scan::{key_of, object_fields, FieldNames, Scalar};
 pub use key_router::{KeyRouter, Route, RoutedBatch};
 pub use logbatch::{
     write_batch_frame, write_log_frame, LogBuffer, LogEntry, LogLevel, LogOverflow, Offered,

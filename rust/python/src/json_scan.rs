@@ -27,6 +27,10 @@ pub struct BuildUpdateDecoder {
     uuid_is_safe_name: Py<PyString>,
 }
 
+/// `FIELDS`, checked once for the scanner.
+static FIELD_NAMES: std::sync::LazyLock<core::FieldNames<'static, 6>> =
+    std::sync::LazyLock::new(|| core::FieldNames::new(FIELDS));
+
 const FIELDS: [&str; 6] = [
     "workspace_id",
     "workspace_name",
@@ -164,7 +168,7 @@ impl BuildUpdateDecoder {
     /// read as `key_of` reads it), and the other fields if the whole update is of the
     /// common shape. Needs no Python object, so it runs with the GIL released.
     pub(crate) fn scan<'m>(&self, message: &'m [u8]) -> (Option<Cow<'m, str>>, Option<Fields>) {
-        let Some(fields) = core::object_fields(message, FIELDS) else {
+        let Some(fields) = FIELD_NAMES.read(message) else {
             return (None, None);
         };
         let [workspace_id, workspace_name, build_id, transition, status, number] = fields;
@@ -271,34 +275,36 @@ impl BuildUpdateDecoder {
         slf.get().lazy(slf, bytes.as_bytes(), hint).transpose()
     }
 
-    /// `items` with each `bytes` item decoded (`None` where it is not of the common
-    /// shape) and every other item as it is; and how many are `None`. A channel's batch
-    /// read makes one call, not one per update; `name` is as for `decode`.
+    /// The items of `items` (any iterable) in a new list, each `bytes` item of the common
+    /// shape decoded, every other item as it is; and how many `bytes` items are left (for
+    /// Python's decoder, which knows every other form). A channel's batch read makes one
+    /// call, not one per update; `name` is as for `decode`.
     #[pyo3(signature = (items, name = None))]
     fn decode_many<'py>(
         slf: &Bound<'py, Self>,
-        items: &Bound<'py, PyList>,
+        items: &Bound<'py, PyAny>,
         name: Option<&Bound<'py, PyString>>,
     ) -> PyResult<(Bound<'py, PyList>, usize)> {
         let py = items.py();
         let this = slf.get();
         let hint = name.map(|n| (n, n.to_str().ok()));
-        let mut missing = 0;
-        let mut out = Vec::with_capacity(items.len());
-        for item in items.iter() {
-            if let Ok(bytes) = item.cast::<PyBytes>() {
-                match this.lazy(slf, bytes.as_bytes(), hint).transpose()? {
-                    Some(update) => out.push(update.into_any()),
-                    None => {
-                        missing += 1;
-                        out.push(py.None().into_bound(py));
-                    }
+        let mut left = 0;
+        let out = PyList::empty(py);
+        for item in items.try_iter()? {
+            let item = item?;
+            let decoded = match item.cast::<PyBytes>() {
+                Ok(bytes) => this.lazy(slf, bytes.as_bytes(), hint).transpose()?,
+                Err(_) => None,
+            };
+            match decoded {
+                Some(update) => out.append(update)?,
+                None => {
+                    left += usize::from(item.is_instance_of::<PyBytes>());
+                    out.append(item)?;
                 }
-            } else {
-                out.push(item);
             }
         }
-        Ok((PyList::new(py, out)?, missing))
+        Ok((out, left))
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod args;
 mod bus;
+mod channel_wake;
 mod clock;
 mod event;
 mod go_json;
@@ -33,6 +34,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     index::register(m)?;
     key_router::register(m)?;
     json_scan::register(m)?;
+    channel_wake::register(m)?;
     clock::register(m)?;
     event::register(m)?;
     go_json::register(m)?;
