@@ -12,6 +12,12 @@ one consumer takes them on its event loop. When full, the overflow policy decide
   ``overfilled`` counts it. Async producers get real backpressure through
   :meth:`Mailbox.wait_for_space` (``Bus.aemit``).
 
+Runs. What one put brings (a run: the events of a received run, one list shared by every
+mailbox it goes to; a single event is a run of one) is read by an async handler's worker
+in place, through its own iterator, with no call per item; the rest of the run being read
+still counts against ``maxsize``. A producer waiting for room is told after each run the
+worker finishes (a stream's reader tells it after each item).
+
 Wake-ups. A put that finds the consumer waiting wakes it; from another thread that is a
 write to its loop's self-pipe, which gives up the GIL to the consumer's thread. A bus
 delivering a run of messages holds those wake-ups in its :class:`Wakeups` until the whole

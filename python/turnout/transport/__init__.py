@@ -11,6 +11,10 @@ streams and queue groups of the process are its index's values. A transport only
   subscriptions, so a transport subscribes remotely only to what someone here wants;
 - what arrives from elsewhere goes to ``receive(subject, event, data, queue)``, exactly once
   per message for plain interest, from any thread;
+- a transport that reads messages in runs may also have ``attach_runs(receive_run)``: the
+  bus then calls it once with a function taking a whole run of plain-interest messages,
+  ``receive_run([(sid, subject, data), ...])`` (the first element is the transport's own,
+  unused), delivered as one (each mailbox gets the run in one put);
 - ``owns_queue_groups``: when true, the transport (like NATS) picks the one member of a
   queue group across all processes. The bus then routes its own publishes to plain
   subscriptions only, and the transport delivers queue-group messages back through
