@@ -213,7 +213,11 @@ impl BuildUpdateDecoder {
             job_status: fields.job_status,
             build_number: fields.build_number,
         };
-        Bound::new(slf.py(), update)
+        let object = Bound::new(slf.py(), update)?;
+        // SAFETY: untracking a live object is always allowed, and the deallocator
+        // tolerates an untracked one. See the struct's comment for why it is safe here.
+        unsafe { pyo3::ffi::PyObject_GC_UnTrack(object.as_ptr().cast()) };
+        Ok(object)
     }
 }
 
@@ -314,9 +318,10 @@ impl BuildUpdateDecoder {
 /// `WorkspaceBuildUpdate` to `isinstance` (registered there), equal to and hashing as one
 /// with the same fields, and pickles as one.
 ///
-/// Not tracked by the garbage collector (no `__traverse__`): it holds a `str` and the
-/// decoder, which refers only to classes and enum members fixed at import, so it can be
-/// part of no cycle, and a batch of thousands of updates adds nothing to collect.
+/// Left untracked by the garbage collector: it holds a `str` and the decoder, which
+/// refers only to classes and enum members fixed at import, so it is part of no cycle
+/// (were one made through those classes, it would be kept, never freed early), and a
+/// batch of thousands of updates adds nothing for the collector to walk.
 #[pyclass(frozen, module = "turnout.workspace", name = "LazyBuildUpdate")]
 pub struct LazyBuildUpdate {
     decoder: Py<BuildUpdateDecoder>,

@@ -258,9 +258,12 @@ impl<V: Send + Sync> FrontCache<V> {
         self.generation.0.load(Ordering::Acquire)
     }
 
-    /// Marks every front stale. Called under the trie's write lock, after the change.
+    /// Marks every front stale. Called under the trie's write lock, after the change:
+    /// writers are serialised by that lock, so a load and a store bump it (no
+    /// read-modify-write), and the release store publishes the change with it.
     pub fn bump(&self) {
-        self.generation.0.fetch_add(1, Ordering::Release);
+        let generation = &self.generation.0;
+        generation.store(generation.load(Ordering::Relaxed) + 1, Ordering::Release);
     }
 
     /// This thread's table, unless it is in use further up this thread's stack.
