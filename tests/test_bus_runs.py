@@ -141,6 +141,44 @@ async def test_a_run_also_going_to_sync_handlers_wakes_the_async_ones_once_at_it
         assert got == [-1, *range(50)]
 
 
+async def test_runs_arriving_while_the_loop_is_busy_wake_it_with_one_call() -> None:
+    # Each call into a loop from another thread writes to its self-pipe, which hands the
+    # GIL to that loop's thread: consumers woken while a call is pending join it.
+    async with Bus(node="n") as bus:
+        got: dict[str, list[int]] = {"a": [], "b": []}
+        for name in got:
+
+            async def keep(event: Event, seen: list[int] = got[name]) -> None:
+                seen.append(number(event))
+
+            bus.subscribe(f"events.{name}.x", keep)
+        bus.emit(Event("a.x", "", None, {"i": -1}))
+        bus.emit(Event("b.x", "", None, {"i": -1}))
+        await eventually(lambda: got == {"a": [-1], "b": [-1]}, "the warm-up handled")
+        loop = asyncio.get_running_loop()
+        calls: list[object] = []
+        call_soon_threadsafe = loop.call_soon_threadsafe
+
+        def counted(callback: Callable[..., object], *args: Any) -> asyncio.Handle:
+            calls.append(callback)
+            return call_soon_threadsafe(callback, *args)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        try:
+
+            def deliver() -> None:
+                bus._receive_run(run_of(range(3), "events.a.x"))  # wakes a's consumer
+                bus._receive_run(run_of(range(3), "events.b.x"))  # b's joins that call
+
+            thread = in_thread(deliver, with_loop=True)
+            thread.join(PATIENCE)  # this loop is busy (blocked) meanwhile
+            assert not thread.is_alive()
+        finally:
+            del loop.call_soon_threadsafe
+        assert len(calls) == 1
+        await eventually(lambda: got == {"a": [-1, 0, 1, 2], "b": [-1, 0, 1, 2]}, "both runs")
+
+
 @pytest.mark.parametrize(
     ("overflow", "kept"),
     [("drop_newest", range(5)), ("drop_oldest", range(15, 20))],

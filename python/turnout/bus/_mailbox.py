@@ -54,13 +54,18 @@ class Wakeups:
     """The consumer wake-ups a bus holds while it delivers a run (see the module docstring).
 
     Only the thread holding the bus's dispatch lock puts into its mailboxes, holds and
-    releases, so no lock guards it."""
+    releases. Waking a loop from another thread writes to its self-pipe, and that write
+    gives the GIL to the loop's thread whenever it is asking for it, busy or not; so
+    while a call into a loop is pending, wake-ups of later runs for that loop join it
+    instead of writing again (``_scheduled``, shared with that loop's thread)."""
 
-    __slots__ = ("_held", "holding")
+    __slots__ = ("_held", "_lock", "_scheduled", "holding")
 
     def __init__(self) -> None:
         self.holding = False
         self._held: list[asyncio.Future[None]] = []
+        self._lock = threading.Lock()  # guards _scheduled
+        self._scheduled: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
 
     def hold(self) -> None:
         self.holding = True
@@ -74,14 +79,11 @@ class Wakeups:
         self.flush()
 
     def flush(self) -> None:
-        """Wakes every consumer held so far, with one call into each event loop."""
+        """Wakes every consumer held so far, with at most one call into each event loop."""
         held = self._held
         if not held:
             return
         self._held = []
-        if len(held) == 1:
-            _resolve_from_any_thread(held[0])
-            return
         by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for getter in held:
             by_loop.setdefault(getter.get_loop(), []).append(getter)
@@ -89,9 +91,24 @@ class Wakeups:
         for loop, getters in by_loop.items():
             if loop is running:
                 _resolve_all(getters)
-            else:
-                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
-                    loop.call_soon_threadsafe(_resolve_all, getters)
+                continue
+            with self._lock:
+                pending = self._scheduled.get(loop)
+                if pending is not None:  # the call already on its way wakes these too
+                    pending.extend(getters)
+                    continue
+                self._scheduled[loop] = getters
+            try:
+                loop.call_soon_threadsafe(self._wake, loop)
+            except RuntimeError:  # a closed loop: nobody waits there any more
+                with self._lock:
+                    del self._scheduled[loop]
+
+    def _wake(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On ``loop``: wakes the consumers gathered for it."""
+        with self._lock:
+            getters = self._scheduled.pop(loop, [])
+        _resolve_all(getters)
 
 
 class Mailbox(Generic[T]):
