@@ -214,8 +214,10 @@ class Mailbox(Generic[T]):
             self._put += count
             self._runs.append(iter(run))
         elif self.overflow == "drop_newest":
+            # Exact under the lock: read without it, the size may have counted a run the
+            # consumer was taking twice, and the whole run may fit after all.
             with self._lock:
-                room = max(self.maxsize - self._size(), 0)
+                room = min(max(self.maxsize - self._size(), 0), count)
                 self.dropped += count - room
                 if room:
                     self._put += room
@@ -227,7 +229,7 @@ class Mailbox(Generic[T]):
                 self.dropped += self._drop_oldest(self._size() - self.maxsize)
         elif self._unblocked or asyncio._get_running_loop() is not None:
             with self._lock:
-                self.overfilled += min(self._size() + count - self.maxsize, count)
+                self.overfilled += min(max(self._size() + count - self.maxsize, 0), count)
                 self._put += count
                 self._runs.append(iter(run))
         else:

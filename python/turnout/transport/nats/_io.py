@@ -82,6 +82,12 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 _WRITE_BATCH = 512
 # How long the I/O loop lets a burst of subscriptions gather before subscribing on NATS.
 _SUBSCRIBE_COALESCE_SECONDS = 0.002
+# How long a taken-over subscription stays after the server surely has the one taking
+# over: a publisher's connection that matched a message against the server's interest
+# before the new subscription existed delivers it on the old one only, and the server
+# drops it if the old one is gone by then. That publisher matched before our first PONG,
+# so this only has to outlast its stall between matching and delivering (seen under load).
+_HANDOVER_GRACE_SECONDS = 0.05
 # How often a blocked publisher rechecks that the transport is still open.
 _ROOM_CHECK_SECONDS = 0.1
 
@@ -604,6 +610,7 @@ class NatsTransport:
             # Both deliver for a while (one round trip), which the pairing is for; the
             # old ones go only once the server surely has the new one.
             await self._pub.flush()
+            await asyncio.sleep(_HANDOVER_GRACE_SECONDS)
         except Exception as exc:  # the connection went: nats-py resubscribes the new one
             self._on_error(exc)
         try:
