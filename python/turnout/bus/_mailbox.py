@@ -371,16 +371,17 @@ class Mailbox(Generic[T]):
             return
         try:
             while True:
-                drain = inline.drain()
+                driver = inline.driver
+                if driver is None:
+                    driver = inline.driver = inline.make_driver()
                 try:
-                    yielded = drain.send(None)
-                except StopIteration:
-                    pass
+                    yielded = driver.send(None)
                 except BaseException as exc:  # the worker raises it, as if it ran it
+                    inline.driver = None
                     self._handover = _Handover(None, None, exc)
                     break
-                else:
-                    self._handover = _Handover(drain, yielded, None)
+                if yielded is not _IDLE:  # suspended in a handler
+                    self._handover = _Handover(driver, yielded, None)
                     break
                 if getter.done() or self._closed:  # woken (closed, cancelled): its task goes on
                     break
@@ -395,6 +396,8 @@ class Mailbox(Generic[T]):
 
     def _next_run(self) -> bool:
         """The consumer moves on to the next queued run with items; False if none."""
+        if not self._runs:  # only the consumer takes runs: none queued stays none taken
+            return False
         with self._lock:
             runs = self._runs
             while runs:
@@ -461,8 +464,8 @@ class Mailbox(Generic[T]):
         run the handler inline instead of waking the task (see the module docstring)."""
         task = asyncio.current_task()
         if context is not None and task is not None and _enter_task and _leave_task:
-            drain = functools.partial(self._drain, handler, failed)
-            self._inline = _Inline(drain, context, task)
+            make_driver = functools.partial(self._drive, handler, failed)
+            self._inline = _Inline(make_driver, context, task)
         try:
             while True:
                 handover = self._handover
@@ -492,6 +495,25 @@ class Mailbox(Generic[T]):
                 self.signal_space()
             if not self._next_run():
                 return
+
+    async def _drive(
+        self,
+        handler: Callable[[T], Awaitable[object]],
+        failed: Callable[[Exception], object],
+    ) -> None:
+        """The inline runs' coroutine, one per worker, made once: each ``send(None)``
+        drains the mailbox as :meth:`_drain` does and yields ``_IDLE`` once it is empty;
+        anything else it yields is a handler suspending (see :class:`_Handover`)."""
+        while True:
+            for item in self._current:
+                try:
+                    await handler(item)
+                except Exception as exc:
+                    failed(exc)
+            if self.space_wanted:
+                self.signal_space()
+            if not self._next_run():
+                await _IDLE
 
     async def _park(self) -> None:
         """The worker waits until a put or closing wakes it, or an inline run hands it
@@ -575,28 +597,43 @@ def _resolve(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-class _Inline:
-    """What running an async handler inline takes: its drain (a new coroutine over the
-    mailbox each call), and the worker task and that task's context to run it as."""
+class _Idle:
+    """What the inline driver awaits once the mailbox is empty: it yields itself, to the
+    inline run or the handover driving it (never to a task, which would refuse it)."""
 
-    __slots__ = ("context", "drain", "task")
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        yield self
+
+
+_IDLE = _Idle()
+
+
+class _Inline:
+    """What running an async handler inline takes: the worker task and that task's
+    context to run it as, and its driver (:meth:`Mailbox._drive`), made on first need and
+    again after a handler raised beyond ``Exception`` through it."""
+
+    __slots__ = ("context", "driver", "make_driver", "task")
 
     def __init__(
         self,
-        drain: Callable[[], Coroutine[Any, Any, None]],
+        make_driver: Callable[[], Coroutine[Any, Any, None]],
         context: contextvars.Context,
         task: asyncio.Task[Any],
     ) -> None:
-        self.drain = drain
+        self.make_driver = make_driver
+        self.driver: Coroutine[Any, Any, None] | None = None
         self.context = context
         self.task = task
 
 
 class _Handover:
-    """What an inline run leaves to the worker task, which awaits it: the drain
-    coroutine that suspended and what it yielded (a future it waits on, or None for a
-    bare yield), continued as if the task had run it all along; or what it raised
-    beyond ``Exception``, raised again."""
+    """What an inline run leaves to the worker task, which awaits it: the driver that
+    suspended in a handler and what it yielded (a future it waits on, or None for a bare
+    yield), continued as if the task had run it all along until the driver is idle
+    again; or what it raised beyond ``Exception``, raised again."""
 
     __slots__ = ("cancelled", "coro", "raised", "yielded")
 
@@ -624,7 +661,7 @@ class _Handover:
                 yielded = coro.throw(self.cancelled)
             except StopIteration:
                 return
-        while True:
+        while yielded is not _IDLE:
             try:
                 sent = yield yielded
             except GeneratorExit:
