@@ -5,7 +5,9 @@ documents between them; then two real hubs in this process whose NATS server res
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,12 +16,14 @@ from waiting import until
 from turnout.bus import Message
 from turnout.coordination.fleet_replay import (
     REPLAY_MAX_SECONDS,
+    RESYNC_SUBJECT,
     EventRing,
     SeenWindow,
     parse_replay_reply,
     parse_replay_request,
     replay_reply,
     replay_request,
+    replay_subject,
 )
 from turnout.events import Event
 from turnout.testing.nats_server import NatsServer
@@ -229,3 +233,76 @@ async def test_a_hub_whose_nats_server_restarts_gets_what_it_missed_once(
             await hub.stop()
         for bus in buses:
             await bus.aclose()
+
+
+class SmallPayloadServer(NatsServer):
+    """A nats-server that refuses messages over 4 KiB: a replay answer bigger than
+    that cannot be sent."""
+
+    def _command(self) -> list[str]:
+        config = self.store / "small.conf"
+        config.write_text("max_payload: 4096\n")
+        return [*super()._command(), "-c", str(config)]
+
+
+async def test_a_replay_answer_that_cannot_be_sent_is_counted_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hub answers replay requests and resyncs from its ring; once the ring holds more
+    than the server's max_payload, the answer is refused by the client (nats-py's
+    MaxPayloadError) and counted, not lost silently."""
+    pytest.importorskip("nats")
+    import nats
+
+    from turnout.coordination.fleet import FleetCommand, FleetProtocol, FleetReply
+    from turnout.ws.fleet import FleetLink
+
+    async def run(command: FleetCommand) -> FleetReply:
+        raise AssertionError("no command is routed here")
+
+    tag = secrets.token_hex(4)
+    server = SmallPayloadServer(tmp_path, jetstream=False).start()
+    link = FleetLink(
+        FleetProtocol(f"a-{tag}"),
+        [server.url],
+        lambda: ([], []),
+        run,
+        bus_state=lambda: (True, 0),
+        deliver=lambda subject, data: True,
+    )
+    client: Any = None
+    try:
+        await link.start()
+        client = await nats.connect(server.url)
+        asking = replay_request(f"b-{tag}", 10.0)
+
+        async def ask_until(subject: str, counter: str) -> None:
+            # Published again until counted: the link's subscription may reach the
+            # server after its start() returned.
+            before = link.counts[counter]
+            for _ in range(600):
+                await client.publish(subject, asking, reply=client.new_inbox())
+                await client.flush()
+                if link.counts[counter] > before:
+                    return
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"{counter} not counted")
+
+        # An empty ring: answered.
+        await ask_until(replay_subject(link.protocol.hub_id), "replays_served")
+        assert link.counts["replay_reply_errors"] == 0
+        served = link.counts["replays_served"]
+        for _ in range(8):
+            link.record("events.coordination.progress.svc.wf", b"x" * 1024)
+        with caplog.at_level(logging.WARNING, logger="turnout.ws.hub"):
+            await ask_until(replay_subject(link.protocol.hub_id), "replay_reply_errors")
+            await ask_until(RESYNC_SUBJECT, "replay_reply_errors")
+        assert link.counts["replays_served"] == served  # none of these was answered
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert any("cannot answer the replay request" in w for w in warnings)
+        assert any("cannot answer the resync" in w for w in warnings)
+    finally:
+        if client is not None:
+            await client.close()
+        await link.stop()
+        server.stop()

@@ -131,6 +131,7 @@ class FleetLink:
                 "replays_fetched",
                 "replays_served",
                 "replay_requests_malformed",
+                "replay_reply_errors",
                 "replay_errors",
                 "replay_truncated",
                 "replay_events_received",
@@ -365,39 +366,41 @@ class FleetLink:
         )
 
     async def _on_replay_request(self, msg: Msg) -> None:
-        try:
-            _, seconds = parse_replay_request(msg.data)
-        except ValueError as exc:
-            self.counts["replay_requests_malformed"] += 1
-            logger.warning("fleet: malformed replay request: %s", exc)
-            return
-        assert self._loop is not None
-        events, truncated = self.ring.since(self._loop.time(), seconds)
-        self.counts["replays_served"] += 1
-        if msg.reply:
-            with contextlib.suppress(Exception):
-                await msg.respond(replay_reply(events, truncated))
+        await self._answer_replay(msg, "replay request")
 
     async def _on_resync(self, msg: Msg) -> None:
         """Another hub's bus reconnected: it gets this hub's events of the stretch (a
         push, for it may not list this hub any more), and this hub owes itself that
         hub's (which it retries until done)."""
+        asking = await self._answer_replay(msg, "resync")
+        if asking is not None and self._loop is not None:
+            hub_id, since = asking
+            self._owe(hub_id, since)
+            self._settle(self._loop.time())
+
+    async def _answer_replay(self, msg: Msg, what: str) -> tuple[str, float] | None:
+        """Answers a replay request or a resync (the same document) with this hub's
+        events of the stretch asked for. Returns the asking hub and when its stretch
+        started on this hub's clock; None when malformed or asked by this hub."""
         try:
             hub_id, seconds = parse_replay_request(msg.data)
         except ValueError as exc:
             self.counts["replay_requests_malformed"] += 1
-            logger.warning("fleet: malformed resync: %s", exc)
-            return
+            logger.warning("fleet: malformed %s: %s", what, exc)
+            return None
         if hub_id == self.protocol.hub_id or self._loop is None:
-            return
+            return None
         now = self._loop.time()
         if msg.reply:
             events, truncated = self.ring.since(now, seconds)
-            self.counts["replays_served"] += 1
-            with contextlib.suppress(Exception):
+            try:
                 await msg.respond(replay_reply(events, truncated))
-        self._owe(hub_id, now - seconds)
-        self._settle(now)
+            except (nats.errors.Error, OSError) as exc:  # closed, over max_payload, ...
+                self.counts["replay_reply_errors"] += 1
+                logger.warning("fleet: cannot answer the %s of hub %s: %r", what, hub_id, exc)
+            else:
+                self.counts["replays_served"] += 1
+        return hub_id, now - seconds
 
     async def _on_push(self, msg: Msg) -> None:
         try:
