@@ -749,10 +749,20 @@ async def test_a_cluster_carries_events_and_survives_losing_a_server(
         # Every event acknowledged, each stored once (those sent again after the
         # loss may be stored after later ones).
         assert stats["acked"] == 200
-        assert sorted(stored) == list(range(200))
+        assert sorted(stored) == list(range(200)), await stream_state(second, persist)
     finally:
         await publisher.aclose()
         await listener.aclose()
+
+
+async def stream_state(url: str, persist: PersistConfig) -> str:
+    """The stream as one server of the cluster sees it, for a failure's message."""
+    client = await nats.connect(url)
+    try:
+        info = await client.jsm().stream_info(persist.stream_name)
+        return f"stream {info.state!r}, cluster {info.cluster!r}"
+    finally:
+        await client.close()
 
 
 async def listener_history(listener: NatsBus, persist: PersistConfig, url: str) -> list[Event]:
