@@ -505,11 +505,11 @@ async def test_turnout_ctl_names_each_entrys_hub(
 
 
 async def test_malformed_routed_commands_are_answered_and_counted(fleet: list[Hub]) -> None:
-    import nats
+    from plain_nats import connect_plain
 
     a, _ = fleet
     assert a.fleet is not None
-    client = await nats.connect(a.fleet.servers)
+    client = await connect_plain(a.fleet.servers)
     try:
         for data in (b"not json", b'{"command": "reboot", "workflow_id": "w"}'):
             answer = await client.request(command_subject(a.hub_id), data, timeout=WAIT)
@@ -543,7 +543,7 @@ async def test_a_hub_that_stops_leaves_the_others_views_at_once(nats_server: Nat
 async def test_a_routed_command_settles_disconnected_expired_or_error_at_the_link(
     fleet: list[Hub],
 ) -> None:
-    import nats
+    from plain_nats import connect_plain
 
     a, _ = fleet
     assert a.fleet is not None
@@ -551,7 +551,7 @@ async def test_a_routed_command_settles_disconnected_expired_or_error_at_the_lin
     # nobody subscribes to that hub's subject: NATS says so at once
     gone = await a.fleet.route(f"never-{fleet_id()}", data, WAIT)
     assert gone.outcome == "disconnected" and "gone" in gone.error
-    client = await nats.connect(a.fleet.servers)
+    client = await connect_plain(a.fleet.servers)
     try:
         silent, bad = f"silent-{fleet_id()}", f"bad-{fleet_id()}"
         await client.subscribe(command_subject(silent))  # takes commands, never answers

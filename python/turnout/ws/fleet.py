@@ -36,7 +36,6 @@ from typing import Any
 
 import nats
 import nats.errors
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from turnout.coordination.fleet import FleetCommand, FleetProtocol, FleetReply, command_subject
@@ -51,6 +50,7 @@ from turnout.coordination.fleet_replay import (
     replay_request,
     replay_subject,
 )
+from turnout.transport.nats._client import OrderedClient
 
 __all__ = ["CHANGE_DELAY", "HELLO_SUBJECT", "FleetLink"]
 
@@ -494,7 +494,7 @@ class FleetLink:
             return FleetReply("error", error=f"hub {hub_id} answered badly: {exc}", hub=hub_id)
 
 
-class _DirectClient(Client):
+class _DirectClient(OrderedClient):
     """A nats-py client that hands each message of the subscriptions in ``direct`` (by
     subscription id) to its function as it is read, instead of queueing it for the
     subscription's task, and writes what it publishes at once, instead of on the flusher
@@ -518,11 +518,7 @@ class _DirectClient(Client):
         take(Msg(self, subject=subject.decode(), reply=reply.decode(), data=data, _sid=sid))
 
     async def _flush_pending(self, force_flush: bool = False) -> Any:
-        transport = self._transport
-        if self.is_connected and transport is not None and self._pending_data_size > 0:
-            transport.writelines(self._pending[:])
-            self._pending = []
-            self._pending_data_size = 0
+        self.write_pending()
         # The flusher still runs, with nothing left to write: it waits for the transport
         # to drain (backpressure), as for any publish.
         return await super()._flush_pending(force_flush)
