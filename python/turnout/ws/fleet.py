@@ -104,8 +104,12 @@ class FleetLink:
         self._soon: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
-        # Routed commands waiting for their reply, by the last token of the reply subject.
+        # Routed commands waiting for their reply, by the last token of the reply
+        # subject, with when they give up; one timer for them all, at the earliest.
         self._replies: dict[str, asyncio.Future[Msg | None]] = {}
+        self._deadlines: dict[str, float] = {}
+        self._expiry: asyncio.TimerHandle | None = None
+        self._expiry_at = 0.0
         self._reply_prefix = ""
         self._reply_numbers = itertools.count()
         self._bus_state = bus_state
@@ -215,7 +219,7 @@ class FleetLink:
         if self._nc is None or self._stopping:
             return
         self._stopping = True
-        for timer in (self._heartbeat, self._soon):
+        for timer in (self._heartbeat, self._soon, self._expiry):
             if timer is not None:
                 timer.cancel()
         for task in list(self._tasks):
@@ -469,7 +473,9 @@ class FleetLink:
         token = str(next(self._reply_numbers))
         waiting: asyncio.Future[Msg | None] = loop.create_future()
         self._replies[token] = waiting
-        timer = loop.call_later(wait, _give_up, waiting)
+        deadline = self._deadlines[token] = loop.time() + wait
+        if self._expiry is None or deadline < self._expiry_at:
+            self._arm_expiry(deadline)
         try:
             await nc.publish(
                 command_subject(hub_id),
@@ -480,8 +486,8 @@ class FleetLink:
         except nats.errors.Error as exc:  # the connection is closed
             return FleetReply("disconnected", error=f"cannot reach hub {hub_id}: {exc}", hub=hub_id)
         finally:
-            timer.cancel()
             self._replies.pop(token, None)
+            self._deadlines.pop(token, None)
         if answer is None:
             return FleetReply("expired", error=f"no answer from hub {hub_id} in time", hub=hub_id)
         if answer.headers and answer.headers.get("Status") == _NO_RESPONDERS:
@@ -492,6 +498,30 @@ class FleetLink:
             return FleetReply.parse(answer.data)
         except ValueError as exc:
             return FleetReply("error", error=f"hub {hub_id} answered badly: {exc}", hub=hub_id)
+
+    def _arm_expiry(self, deadline: float) -> None:
+        assert self._loop is not None
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._expiry_at = deadline
+        self._expiry = self._loop.call_at(deadline, self._expire)
+
+    def _expire(self) -> None:
+        """Gives up the routed commands past their deadline; the timer then waits for
+        the earliest left (commands routed one after another with the same timeout arm
+        it once a timeout, not once a command)."""
+        assert self._loop is not None
+        self._expiry = None
+        # call_at may fire within the clock's resolution before the deadline.
+        now = max(self._loop.time(), self._expiry_at)
+        for token, deadline in list(self._deadlines.items()):
+            if deadline <= now:
+                del self._deadlines[token]
+                waiting = self._replies.get(token)
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(None)
+        if self._deadlines and not self._stopping:
+            self._arm_expiry(min(self._deadlines.values()))
 
 
 class _DirectClient(OrderedClient):
@@ -519,11 +549,13 @@ class _DirectClient(OrderedClient):
 
     async def _flush_pending(self, force_flush: bool = False) -> Any:
         self.write_pending()
-        # The flusher still runs, with nothing left to write: it waits for the transport
-        # to drain (backpressure), as for any publish.
+        writer = getattr(self._transport, "_io_writer", None)  # a TCP connection's
+        if (
+            not self._pending
+            and writer is not None
+            and not writer.transport.get_write_buffer_size()
+        ):
+            return None  # all in the socket: the flusher has nothing to wait for
+        # The flusher runs, with nothing left to write: it waits for the transport to
+        # drain (backpressure), as for any publish.
         return await super()._flush_pending(force_flush)
-
-
-def _give_up(waiting: asyncio.Future[Msg | None]) -> None:
-    if not waiting.done():
-        waiting.set_result(None)
