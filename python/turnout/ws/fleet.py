@@ -31,7 +31,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import sys
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from typing import Any
 
 import nats
@@ -439,7 +441,12 @@ class FleetLink:
         self._take_command(msg)
 
     def _take_command(self, msg: Msg) -> None:
-        self._spawn(self._serve_command(msg))
+        # Started at once: the command's frame goes to the service in the loop turn
+        # that read it, not on the next one.
+        task = _start_now(self._serve_command(msg))
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _serve_command(self, msg: Msg) -> None:
         try:
@@ -559,3 +566,42 @@ class _DirectClient(OrderedClient):
         # The flusher runs, with nothing left to write: it waits for the transport to
         # drain (backpressure), as for any publish.
         return await super()._flush_pending(force_flush)
+
+
+def _start_now(coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
+    """Runs ``coroutine`` here up to its first wait, then as a task (an eager task, as
+    Python 3.12 has them); None when it finished without waiting."""
+    if sys.version_info >= (3, 12):
+        task = asyncio.Task(coroutine, eager_start=True)
+        return None if task.done() else task
+    try:
+        waited = coroutine.send(None)
+    except StopIteration:
+        return None
+    except Exception:  # as a task's would be, not raised into the caller (a read loop)
+        logger.exception("fleet: a routed command failed")
+        return None
+    return asyncio.create_task(_carry_on(coroutine, waited))
+
+
+async def _carry_on(coroutine: Coroutine[Any, Any, None], waited: Any) -> None:
+    await _resume(coroutine, waited)
+
+
+@types.coroutine
+def _resume(coroutine: Coroutine[Any, Any, None], waited: Any) -> Generator[Any, Any, None]:
+    """Hands the task what ``coroutine`` waits on, then what the task sends (or throws:
+    a cancellation) to the coroutine, as ``await`` would have from the start."""
+    while True:
+        try:
+            sent = yield waited
+        except BaseException as exc:  # a cancellation: the coroutine's to handle
+            try:
+                waited = coroutine.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                waited = coroutine.send(sent)
+            except StopIteration:
+                return
