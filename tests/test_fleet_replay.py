@@ -246,12 +246,12 @@ class SmallPayloadServer(NatsServer):
         return [*super()._command(), "-c", str(config)]
 
 
-async def test_a_replay_answer_that_cannot_be_sent_is_counted_and_logged(
+async def test_an_answer_that_cannot_be_sent_is_counted_and_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A hub answers replay requests and resyncs from its ring; once the ring holds more
     than the server's max_payload, the answer is refused by the client (nats-py's
-    MaxPayloadError) and counted, not lost silently."""
+    MaxPayloadError) and counted, not lost silently; so is a routed command's reply."""
     pytest.importorskip("nats")
     import nats
 
@@ -310,6 +310,9 @@ async def test_a_replay_answer_that_cannot_be_sent_is_counted_and_logged(
             await ask_until(RESYNC_SUBJECT, warned("cannot answer the resync"), "a failed resync")
         assert link.counts["replay_reply_errors"] >= 2
         assert link.counts["replays_served"] == served  # none of these was answered
+        # A routed command's reply over the limit: counted as well.
+        link._answer(client.new_inbox(), FleetReply("answered", {"status": "x" * 8192}))
+        assert link.counts["command_reply_errors"] == 1
     finally:
         if client is not None:
             await client.close()

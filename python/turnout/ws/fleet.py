@@ -12,8 +12,9 @@ resume there. Needs the ``nats`` extra.
 - ``turnout.fleet.state.<hub>``: snapshots, every ``heartbeat_interval`` seconds and
   soon (:data:`CHANGE_DELAY`) after a change; ``turnout.fleet.hello``: a hub that starts
   asks the others for theirs at once.
-- ``turnout.fleet.command.<hub>``: commands for the services this hub holds; each runs
-  as its own task and is answered when its request settles. The commands this hub routes
+- ``turnout.fleet.command.<hub>``: commands for the services this hub holds; each is
+  sent to its service in the loop turn that read it, and its reply written as its
+  request settles (no task between them). The commands this hub routes
   to others are answered on one subscription of its own, ``<inbox>.<n>``, made once at
   start: a routed command costs one publish, one reply and one timer, nothing to set up.
 - ``turnout.fleet.replay.<hub>`` and ``turnout.fleet.resync``: the coordination events
