@@ -571,8 +571,9 @@ class _DirectClient(OrderedClient):
 def _start_now(coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
     """Runs ``coroutine`` here up to its first wait, then as a task (an eager task, as
     Python 3.12 has them); None when it finished without waiting."""
+    loop = asyncio.get_running_loop()
     if sys.version_info >= (3, 12):
-        task = asyncio.Task(coroutine, eager_start=True)
+        task = asyncio.Task(coroutine, loop=loop, eager_start=True)
         return None if task.done() else task
     try:
         waited = coroutine.send(None)
@@ -581,7 +582,11 @@ def _start_now(coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None] | Non
     except Exception:  # as a task's would be, not raised into the caller (a read loop)
         logger.exception("fleet: a routed command failed")
         return None
-    return asyncio.create_task(_carry_on(coroutine, waited))
+    task = loop.create_task(_carry_on(coroutine, waited))
+    # A task cancelled before its first step never hands the coroutine over: closed
+    # then, it still runs its finally clauses (a no-op once it finished).
+    task.add_done_callback(lambda _: coroutine.close())
+    return task
 
 
 async def _carry_on(coroutine: Coroutine[Any, Any, None], waited: Any) -> None:
