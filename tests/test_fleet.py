@@ -505,11 +505,11 @@ async def test_turnout_ctl_names_each_entrys_hub(
 
 
 async def test_malformed_routed_commands_are_answered_and_counted(fleet: list[Hub]) -> None:
-    import nats
+    from plain_nats import connect_plain
 
     a, _ = fleet
     assert a.fleet is not None
-    client = await nats.connect(a.fleet.servers)
+    client = await connect_plain(a.fleet.servers)
     try:
         for data in (b"not json", b'{"command": "reboot", "workflow_id": "w"}'):
             answer = await client.request(command_subject(a.hub_id), data, timeout=WAIT)
@@ -543,7 +543,7 @@ async def test_a_hub_that_stops_leaves_the_others_views_at_once(nats_server: Nat
 async def test_a_routed_command_settles_disconnected_expired_or_error_at_the_link(
     fleet: list[Hub],
 ) -> None:
-    import nats
+    from plain_nats import connect_plain
 
     a, _ = fleet
     assert a.fleet is not None
@@ -551,7 +551,7 @@ async def test_a_routed_command_settles_disconnected_expired_or_error_at_the_lin
     # nobody subscribes to that hub's subject: NATS says so at once
     gone = await a.fleet.route(f"never-{fleet_id()}", data, WAIT)
     assert gone.outcome == "disconnected" and "gone" in gone.error
-    client = await nats.connect(a.fleet.servers)
+    client = await connect_plain(a.fleet.servers)
     try:
         silent, bad = f"silent-{fleet_id()}", f"bad-{fleet_id()}"
         await client.subscribe(command_subject(silent))  # takes commands, never answers
@@ -568,3 +568,45 @@ async def test_a_routed_command_settles_disconnected_expired_or_error_at_the_lin
     finally:
         await client.close()
     assert a.fleet._replies == {}  # nothing left waiting
+
+
+async def test_a_routed_command_starts_at_once_and_can_be_cancelled_while_it_waits() -> None:
+    """The holding hub runs a routed command up to its first wait in the loop turn that
+    read it (an eager task); the rest runs as a task, which a stop cancels."""
+    from turnout.ws.fleet import _start_now
+
+    loop = asyncio.get_running_loop()
+    steps: list[object] = []
+    answer: asyncio.Future[int] = loop.create_future()
+
+    async def command() -> None:
+        steps.append("sent")
+        steps.append(await answer)
+
+    task = _start_now(command())
+    assert steps == ["sent"] and task is not None
+    answer.set_result(7)
+    await task
+    assert steps == ["sent", 7]
+
+    async def at_once() -> None:
+        steps.append("done")
+
+    assert _start_now(at_once()) is None and steps[-1] == "done"
+
+    async def waits() -> None:
+        try:
+            await loop.create_future()  # never done
+        finally:
+            steps.append("left")
+
+    for stepped in (False, True):  # cancelled before the task's first step, then after
+        task = _start_now(waits())
+        assert task is not None
+        if stepped:
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert steps[-1] == "left"
+        steps.append("-")

@@ -5,7 +5,10 @@ documents between them; then two real hubs in this process whose NATS server res
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,12 +17,14 @@ from waiting import until
 from turnout.bus import Message
 from turnout.coordination.fleet_replay import (
     REPLAY_MAX_SECONDS,
+    RESYNC_SUBJECT,
     EventRing,
     SeenWindow,
     parse_replay_reply,
     parse_replay_request,
     replay_reply,
     replay_request,
+    replay_subject,
 )
 from turnout.events import Event
 from turnout.testing.nats_server import NatsServer
@@ -229,3 +234,87 @@ async def test_a_hub_whose_nats_server_restarts_gets_what_it_missed_once(
             await hub.stop()
         for bus in buses:
             await bus.aclose()
+
+
+class SmallPayloadServer(NatsServer):
+    """A nats-server that refuses messages over 4 KiB: a replay answer bigger than
+    that cannot be sent."""
+
+    def _command(self) -> list[str]:
+        config = self.store / "small.conf"
+        config.write_text("max_payload: 4096\n")
+        return [*super()._command(), "-c", str(config)]
+
+
+async def test_an_answer_that_cannot_be_sent_is_counted_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hub answers replay requests and resyncs from its ring; once the ring holds more
+    than the server's max_payload, the answer is refused by the client (nats-py's
+    MaxPayloadError) and counted, not lost silently; so is a routed command's reply."""
+    pytest.importorskip("nats")
+    import nats
+
+    from turnout.coordination.fleet import FleetCommand, FleetProtocol, FleetReply
+    from turnout.ws.fleet import FleetLink
+
+    async def run(command: FleetCommand, answer: Callable[[FleetReply], None]) -> None:
+        raise AssertionError("no command is routed here")
+
+    tag = secrets.token_hex(4)
+    server = SmallPayloadServer(tmp_path, jetstream=False).start()
+    link = FleetLink(
+        FleetProtocol(f"a-{tag}"),
+        [server.url],
+        lambda: ([], []),
+        run,
+        bus_state=lambda: (True, 0),
+        deliver=lambda subject, data: True,
+    )
+    client: Any = None
+    try:
+        await link.start()
+        client = await nats.connect(server.url)
+        asking = replay_request(f"b-{tag}", 10.0)
+
+        async def ask_until(subject: str, done: Callable[[], bool], what: str) -> None:
+            # Published again until done: the link's subscription may reach the
+            # server after its start() returned.
+            for _ in range(600):
+                await client.publish(subject, asking, reply=client.new_inbox())
+                await client.flush()
+                if done():
+                    return
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"timed out waiting for {what}")
+
+        def warned(text: str) -> Callable[[], bool]:
+            return lambda: any(text in r.getMessage() for r in caplog.records)
+
+        # An empty ring: answered.
+        await ask_until(
+            replay_subject(link.protocol.hub_id),
+            lambda: link.counts["replays_served"] > 0,
+            "an answer",
+        )
+        assert link.counts["replay_reply_errors"] == 0
+        served = link.counts["replays_served"]
+        for _ in range(8):
+            link.record("events.coordination.progress.svc.wf", b"x" * 1024)
+        with caplog.at_level(logging.WARNING, logger="turnout.ws.hub"):
+            await ask_until(
+                replay_subject(link.protocol.hub_id),
+                warned("cannot answer the replay request"),
+                "a failed answer",
+            )
+            await ask_until(RESYNC_SUBJECT, warned("cannot answer the resync"), "a failed resync")
+        assert link.counts["replay_reply_errors"] >= 2
+        assert link.counts["replays_served"] == served  # none of these was answered
+        # A routed command's reply over the limit: counted as well.
+        link._answer(client.new_inbox(), FleetReply("answered", {"status": "x" * 8192}))
+        assert link.counts["command_reply_errors"] == 1
+    finally:
+        if client is not None:
+            await client.close()
+        await link.stop()
+        server.stop()

@@ -17,6 +17,7 @@ import nats
 import orjson
 import pytest
 from nats.js.api import StreamConfig
+from plain_nats import connect_plain
 
 from turnout.bus import Message
 from turnout.events import Event, tool_installed
@@ -64,7 +65,7 @@ def numbers(events: list[Event]) -> list[int]:
 async def test_a_plain_subscriber_reads_the_jb_mesh_envelope_byte_for_byte(
     nats_server: NatsServer, persist: PersistConfig | None
 ) -> None:
-    plain = await nats.connect(nats_server.url)
+    plain = await connect_plain(nats_server.url)
     bus = await connect(nats_server.url, node="n1", persist=persist)
     try:
         wire: list[bytes] = []
@@ -97,7 +98,7 @@ async def test_a_turnout_subscriber_reads_what_a_plain_client_publishes(
     nats_server: NatsServer,
 ) -> None:
     bus = await connect(nats_server.url, node="n2")
-    plain = await nats.connect(nats_server.url)
+    plain = await connect_plain(nats_server.url)
     try:
         events: list[Event] = []
         raw: list[Message] = []
@@ -302,7 +303,7 @@ async def test_order_from_a_remote_publisher_is_kept(nats_server: NatsServer) ->
 
 async def test_queue_groups_balance_across_processes(nats_server: NatsServer) -> None:
     buses = [await connect(nats_server.url, node=f"w{n}") for n in range(2)]
-    plain = await nats.connect(nats_server.url)
+    plain = await connect_plain(nats_server.url)
     try:
         taken: list[tuple[str, int]] = []
         for bus in buses:
@@ -748,10 +749,20 @@ async def test_a_cluster_carries_events_and_survives_losing_a_server(
         # Every event acknowledged, each stored once (those sent again after the
         # loss may be stored after later ones).
         assert stats["acked"] == 200
-        assert sorted(stored) == list(range(200))
+        assert sorted(stored) == list(range(200)), await stream_state(second, persist)
     finally:
         await publisher.aclose()
         await listener.aclose()
+
+
+async def stream_state(url: str, persist: PersistConfig) -> str:
+    """The stream as one server of the cluster sees it, for a failure's message."""
+    client = await nats.connect(url)
+    try:
+        info = await client.jsm().stream_info(persist.stream_name)
+        return f"stream {info.state!r}, cluster {info.cluster!r}"
+    finally:
+        await client.close()
 
 
 async def listener_history(listener: NatsBus, persist: PersistConfig, url: str) -> list[Event]:

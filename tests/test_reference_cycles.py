@@ -160,3 +160,38 @@ def test_a_phase_manager_whose_callbacks_refer_back_is_collected() -> None:
         return weakref.ref(holder)
 
     assert collected(make)
+
+
+class WorkspaceName(str):
+    """A ``str`` subclass: its instances have attributes, so they can refer back."""
+
+    update: Any = None
+
+
+def test_a_build_update_named_by_a_str_subclass_that_refers_back_is_collected() -> None:
+    # A build update decoded in Rust is left untracked by the collector: it must hold no
+    # object that could lead back to it, so a routed name of a ``str`` subclass is copied
+    # to a plain ``str`` rather than shared.
+    from uuid import UUID
+
+    from turnout.workspace import WorkspaceBuildUpdate
+    from turnout.workspace._build_update import decode_routed_many, decode_routed_update
+
+    uuid = UUID("0b9e6a4c-6f6e-4d1e-9a57-3c2f0d1e2a3b")
+    message = WorkspaceBuildUpdate(uuid, "ws-1", uuid, "start", "running", 1).to_json()
+
+    def decoded_one() -> weakref.ref[Any]:
+        name = WorkspaceName("ws-1")
+        name.update = decode_routed_update(message, name)
+        assert type(name.update.workspace_name) is str
+        assert name.update.workspace_name == name
+        return weakref.ref(name)
+
+    def decoded_in_a_batch() -> weakref.ref[Any]:
+        name = WorkspaceName("ws-1")
+        (name.update,), left = decode_routed_many([message], name)
+        assert left == 0 and type(name.update.workspace_name) is str
+        return weakref.ref(name)
+
+    assert collected(decoded_one)
+    assert collected(decoded_in_a_batch)

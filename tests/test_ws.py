@@ -12,9 +12,9 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-import nats
 import orjson
 import pytest
+from plain_nats import connect_plain
 from waiting import until
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
@@ -674,7 +674,7 @@ async def test_turnout_hub_on_nats_republishes_onto_the_nats_server(
 ) -> None:
     port = free_port()
     process = await start_hub_process(port, "--nats", nats_server.url, "--node", "hub-n")
-    plain = await nats.connect(nats_server.url)
+    plain = await connect_plain(nats_server.url)
     try:
         subscription = await plain.subscribe("events.coordination.>")
         await plain.flush()

@@ -9,7 +9,7 @@ Commands:
 - ``turnout watch``: follows events, from a hub's watcher path or a NATS server, one line
   each.
 - ``turnout pub``: emits one event on a NATS server.
-- ``turnout bench``: runs the standard workloads (W1-W11) on turnout and on each
+- ``turnout bench``: runs the standard workloads (W1-W12) on turnout and on each
   workload's baselines (the pure-Python reference index, plain Python, third-party
   libraries), showing progress on stderr and printing a comparison table on stdout;
   ``--json`` and ``--svg`` also write the results and a chart of the speedups.
@@ -35,7 +35,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 # The keys of turnout._bench.catalog.WORKLOADS, repeated so that building the parser
 # (and so `turnout --help`) loads no benchmark code; tests/test_cli.py checks they agree.
-_WORKLOAD_KEYS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10", "W11")
+_WORKLOAD_KEYS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10", "W11", "W12")
 _EXIT_FAILED = 1
 _EXIT_USAGE = 2
 _EXIT_INTERRUPTED = 130
@@ -73,8 +73,9 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="run the standard workloads and compare turnout with its baselines",
         description=(
             "Runs the standard workloads: W1-W4 on the subject index (nats-server's sublist "
-            "set, fan-out, churn, scale) beside the pure-Python reference; W5-W11 on the "
-            "bus, the dispatcher, logs, phases, NATS, the hub and a fleet of hubs beside "
+            "set, fan-out, churn, scale) beside the pure-Python reference; W5-W12 on the "
+            "bus, the dispatcher, logs, phases, NATS, the hub, a fleet of hubs and the "
+            "history beside "
             "plain-Python and "
             "third-party baselines. Prints, per workload, turnout's ops/s, time per "
             "operation and P50/P95/P99, and how many times faster it is than each baseline "

@@ -1,4 +1,4 @@
-"""Every standard workload (W1-W11) that ``turnout bench`` runs, in run order.
+"""Every standard workload (W1-W12) that ``turnout bench`` runs, in run order.
 
 A workload is measured once per implementation it lists, close together in time, and the
 table puts them side by side with the speedup over its baseline: the pure-Python subject
@@ -26,6 +26,7 @@ from turnout._bench.implementations import (
     BLINKER,
     FASTSTREAM,
     NATS_PY,
+    PLAIN_DEQUE,
     PLAIN_DICT_BUS,
     PLAIN_DICT_ROUTER,
     PLAIN_FORWARDER,
@@ -183,6 +184,12 @@ WORKLOADS: dict[str, Workload] = {
                 "fan-out: a service's messages to 100 watchers": "each event crosses NATS to "
                 "every hub before the hubs write it to their watchers",
             },
+        ),
+        Workload(
+            "W12",
+            "history: history_since over 100,000 retained events",
+            "turnout._bench.w12_history",
+            (RUST, PLAIN_DEQUE),
         ),
     )
 }

@@ -97,6 +97,7 @@ PLAIN_DICT_BUS = Implementation(name="reference", label="plain dict bus", module
 PLAIN_DICT_ROUTER = Implementation(name="reference", label="plain dict router", module="turnout")
 PLAIN_FORWARDER = Implementation(name="reference", label="plain forwarder", module="turnout")
 PLAIN_PHASE_DICT = Implementation(name="reference", label="plain phase dict", module="turnout")
+PLAIN_DEQUE = Implementation(name="reference", label="plain deque filter", module="turnout")
 BLINKER = Implementation(name="blinker", label="blinker", module="blinker", install=_BENCH_EXTRA)
 PYEE = Implementation(name="pyee", label="pyee", module="pyee", install=_BENCH_EXTRA)
 TRANSITIONS = Implementation(

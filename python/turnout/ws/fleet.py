@@ -12,8 +12,9 @@ resume there. Needs the ``nats`` extra.
 - ``turnout.fleet.state.<hub>``: snapshots, every ``heartbeat_interval`` seconds and
   soon (:data:`CHANGE_DELAY`) after a change; ``turnout.fleet.hello``: a hub that starts
   asks the others for theirs at once.
-- ``turnout.fleet.command.<hub>``: commands for the services this hub holds; each runs
-  as its own task and is answered when its request settles. The commands this hub routes
+- ``turnout.fleet.command.<hub>``: commands for the services this hub holds; each is
+  sent to its service in the loop turn that read it, and its reply written as its
+  request settles (no task between them). The commands this hub routes
   to others are answered on one subscription of its own, ``<inbox>.<n>``, made once at
   start: a routed command costs one publish, one reply and one timer, nothing to set up.
 - ``turnout.fleet.replay.<hub>`` and ``turnout.fleet.resync``: the coordination events
@@ -29,15 +30,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import sys
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from typing import Any
 
 import nats
 import nats.errors
-from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.protocol.command import pub_cmd
 
 from turnout.coordination.fleet import FleetCommand, FleetProtocol, FleetReply, command_subject
 from turnout.coordination.fleet_replay import (
@@ -51,6 +55,7 @@ from turnout.coordination.fleet_replay import (
     replay_request,
     replay_subject,
 )
+from turnout.transport.nats._client import OrderedClient
 
 __all__ = ["CHANGE_DELAY", "HELLO_SUBJECT", "FleetLink"]
 
@@ -64,7 +69,8 @@ CHANGE_DELAY = 0.02
 HELLO_SUBJECT = "turnout.fleet.hello"
 
 Snapshot = Callable[[], tuple[list[dict[str, Any]], list[dict[str, Any]]]]
-Runner = Callable[[FleetCommand], Awaitable[FleetReply]]
+#: Runs a routed command; calls the function given with its reply, once.
+Runner = Callable[[FleetCommand, Callable[[FleetReply], None]], Awaitable[None]]
 #: The hub's bus: whether it is connected to NATS, and how many times it reconnected.
 BusState = Callable[[], tuple[bool, int]]
 #: Hands the watchers a replayed event; False when they had it already.
@@ -104,8 +110,12 @@ class FleetLink:
         self._soon: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
-        # Routed commands waiting for their reply, by the last token of the reply subject.
+        # Routed commands waiting for their reply, by the last token of the reply
+        # subject, with when they give up; one timer for them all, at the earliest.
         self._replies: dict[str, asyncio.Future[Msg | None]] = {}
+        self._deadlines: dict[str, float] = {}
+        self._expiry: asyncio.TimerHandle | None = None
+        self._expiry_at = 0.0
         self._reply_prefix = ""
         self._reply_numbers = itertools.count()
         self._bus_state = bus_state
@@ -124,6 +134,7 @@ class FleetLink:
                 "commands_routed",
                 "commands_served",
                 "commands_malformed",
+                "command_reply_errors",
                 "publish_errors",
                 "nats_disconnects",
                 "nats_reconnects",
@@ -131,6 +142,7 @@ class FleetLink:
                 "replays_fetched",
                 "replays_served",
                 "replay_requests_malformed",
+                "replay_reply_errors",
                 "replay_errors",
                 "replay_truncated",
                 "replay_events_received",
@@ -214,7 +226,7 @@ class FleetLink:
         if self._nc is None or self._stopping:
             return
         self._stopping = True
-        for timer in (self._heartbeat, self._soon):
+        for timer in (self._heartbeat, self._soon, self._expiry):
             if timer is not None:
                 timer.cancel()
         for task in list(self._tasks):
@@ -365,39 +377,41 @@ class FleetLink:
         )
 
     async def _on_replay_request(self, msg: Msg) -> None:
-        try:
-            _, seconds = parse_replay_request(msg.data)
-        except ValueError as exc:
-            self.counts["replay_requests_malformed"] += 1
-            logger.warning("fleet: malformed replay request: %s", exc)
-            return
-        assert self._loop is not None
-        events, truncated = self.ring.since(self._loop.time(), seconds)
-        self.counts["replays_served"] += 1
-        if msg.reply:
-            with contextlib.suppress(Exception):
-                await msg.respond(replay_reply(events, truncated))
+        await self._answer_replay(msg, "replay request")
 
     async def _on_resync(self, msg: Msg) -> None:
         """Another hub's bus reconnected: it gets this hub's events of the stretch (a
         push, for it may not list this hub any more), and this hub owes itself that
         hub's (which it retries until done)."""
+        asking = await self._answer_replay(msg, "resync")
+        if asking is not None and self._loop is not None:
+            hub_id, since = asking
+            self._owe(hub_id, since)
+            self._settle(self._loop.time())
+
+    async def _answer_replay(self, msg: Msg, what: str) -> tuple[str, float] | None:
+        """Answers a replay request or a resync (the same document) with this hub's
+        events of the stretch asked for. Returns the asking hub and when its stretch
+        started on this hub's clock; None when malformed or asked by this hub."""
         try:
             hub_id, seconds = parse_replay_request(msg.data)
         except ValueError as exc:
             self.counts["replay_requests_malformed"] += 1
-            logger.warning("fleet: malformed resync: %s", exc)
-            return
+            logger.warning("fleet: malformed %s: %s", what, exc)
+            return None
         if hub_id == self.protocol.hub_id or self._loop is None:
-            return
+            return None
         now = self._loop.time()
         if msg.reply:
             events, truncated = self.ring.since(now, seconds)
-            self.counts["replays_served"] += 1
-            with contextlib.suppress(Exception):
+            try:
                 await msg.respond(replay_reply(events, truncated))
-        self._owe(hub_id, now - seconds)
-        self._settle(now)
+            except (nats.errors.Error, OSError) as exc:  # closed, over max_payload, ...
+                self.counts["replay_reply_errors"] += 1
+                logger.warning("fleet: cannot answer the %s of hub %s: %r", what, hub_id, exc)
+            else:
+                self.counts["replays_served"] += 1
+        return hub_id, now - seconds
 
     async def _on_push(self, msg: Msg) -> None:
         try:
@@ -432,20 +446,34 @@ class FleetLink:
         self._take_command(msg)
 
     def _take_command(self, msg: Msg) -> None:
-        self._spawn(self._serve_command(msg))
+        # Started at once: the command's frame goes to the service in the loop turn
+        # that read it, not on the next one.
+        task = _start_now(self._serve_command(msg))
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _serve_command(self, msg: Msg) -> None:
+        answer = functools.partial(self._answer, msg.reply)
         try:
             command = FleetCommand.parse(msg.data)
         except ValueError as exc:
             self.counts["commands_malformed"] += 1
-            reply = FleetReply("error", error=f"malformed routed command: {exc}")
-        else:
-            self.counts["commands_served"] += 1
-            reply = await self._run(command)
-        if msg.reply:
-            with contextlib.suppress(Exception):
-                await msg.respond(reply.to_json())
+            answer(FleetReply("error", error=f"malformed routed command: {exc}"))
+            return
+        self.counts["commands_served"] += 1
+        await self._run(command, answer)
+
+    def _answer(self, reply_subject: str, reply: FleetReply) -> None:
+        """Writes a routed command's reply now (called as its request settles)."""
+        nc = self._nc
+        if not reply_subject or nc is None or self._stopping:
+            return
+        try:
+            nc.publish_now(reply_subject, reply.to_json())
+        except (nats.errors.Error, OSError) as exc:  # closed, over max_payload, ...
+            self.counts["command_reply_errors"] += 1
+            logger.warning("fleet: cannot answer a routed command: %r", exc)
 
     async def _on_reply(self, msg: Msg) -> None:
         self._take_reply(msg)
@@ -466,7 +494,9 @@ class FleetLink:
         token = str(next(self._reply_numbers))
         waiting: asyncio.Future[Msg | None] = loop.create_future()
         self._replies[token] = waiting
-        timer = loop.call_later(wait, _give_up, waiting)
+        deadline = self._deadlines[token] = loop.time() + wait
+        if self._expiry is None or deadline < self._expiry_at:
+            self._arm_expiry(deadline)
         try:
             await nc.publish(
                 command_subject(hub_id),
@@ -477,8 +507,8 @@ class FleetLink:
         except nats.errors.Error as exc:  # the connection is closed
             return FleetReply("disconnected", error=f"cannot reach hub {hub_id}: {exc}", hub=hub_id)
         finally:
-            timer.cancel()
             self._replies.pop(token, None)
+            self._deadlines.pop(token, None)
         if answer is None:
             return FleetReply("expired", error=f"no answer from hub {hub_id} in time", hub=hub_id)
         if answer.headers and answer.headers.get("Status") == _NO_RESPONDERS:
@@ -490,8 +520,32 @@ class FleetLink:
         except ValueError as exc:
             return FleetReply("error", error=f"hub {hub_id} answered badly: {exc}", hub=hub_id)
 
+    def _arm_expiry(self, deadline: float) -> None:
+        assert self._loop is not None
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._expiry_at = deadline
+        self._expiry = self._loop.call_at(deadline, self._expire)
 
-class _DirectClient(Client):
+    def _expire(self) -> None:
+        """Gives up the routed commands past their deadline; the timer then waits for
+        the earliest left (commands routed one after another with the same timeout arm
+        it once a timeout, not once a command)."""
+        assert self._loop is not None
+        self._expiry = None
+        # call_at may fire within the clock's resolution before the deadline.
+        now = max(self._loop.time(), self._expiry_at)
+        for token, deadline in list(self._deadlines.items()):
+            if deadline <= now:
+                del self._deadlines[token]
+                waiting = self._replies.get(token)
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(None)
+        if self._deadlines and not self._stopping:
+            self._arm_expiry(min(self._deadlines.values()))
+
+
+class _DirectClient(OrderedClient):
     """A nats-py client that hands each message of the subscriptions in ``direct`` (by
     subscription id) to its function as it is read, instead of queueing it for the
     subscription's task, and writes what it publishes at once, instead of on the flusher
@@ -514,17 +568,81 @@ class _DirectClient(Client):
         self.stats["in_bytes"] += len(data)
         take(Msg(self, subject=subject.decode(), reply=reply.decode(), data=data, _sid=sid))
 
+    def publish_now(self, subject: str, payload: bytes) -> None:
+        """Publishes ``payload`` and writes it to the socket now, from code that cannot
+        wait (kept for the reconnect while disconnected, as nats-py does); raises what
+        ``publish`` raises."""
+        if self.is_closed:
+            raise nats.errors.ConnectionClosedError
+        if self.is_draining_pubs:
+            raise nats.errors.ConnectionDrainingError
+        if len(payload) > self._max_payload:
+            raise nats.errors.MaxPayloadError
+        command = pub_cmd(subject, "", payload)
+        if not self.is_connected and (
+            self._max_pending_size <= 0
+            or len(command) + self._pending_data_size > self._max_pending_size
+        ):
+            raise nats.errors.OutboundBufferLimitError
+        self._pending.append(command)
+        self._pending_data_size += len(command)
+        self.stats["out_msgs"] += 1
+        self.stats["out_bytes"] += len(payload)
+        self.write_pending()
+
     async def _flush_pending(self, force_flush: bool = False) -> Any:
-        transport = self._transport
-        if self.is_connected and transport is not None and self._pending_data_size > 0:
-            transport.writelines(self._pending[:])
-            self._pending = []
-            self._pending_data_size = 0
-        # The flusher still runs, with nothing left to write: it waits for the transport
-        # to drain (backpressure), as for any publish.
+        self.write_pending()
+        writer = getattr(self._transport, "_io_writer", None)  # a TCP connection's
+        if (
+            not self._pending
+            and writer is not None
+            and not writer.transport.get_write_buffer_size()
+        ):
+            return None  # all in the socket: the flusher has nothing to wait for
+        # The flusher runs, with nothing left to write: it waits for the transport to
+        # drain (backpressure), as for any publish.
         return await super()._flush_pending(force_flush)
 
 
-def _give_up(waiting: asyncio.Future[Msg | None]) -> None:
-    if not waiting.done():
-        waiting.set_result(None)
+def _start_now(coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
+    """Runs ``coroutine`` here up to its first wait, then as a task (an eager task, as
+    Python 3.12 has them); None when it finished without waiting."""
+    loop = asyncio.get_running_loop()
+    if sys.version_info >= (3, 12):
+        task = asyncio.Task(coroutine, loop=loop, eager_start=True)
+        return None if task.done() else task
+    try:
+        waited = coroutine.send(None)
+    except StopIteration:
+        return None
+    except Exception:  # as a task's would be, not raised into the caller (a read loop)
+        logger.exception("fleet: a routed command failed")
+        return None
+    task = loop.create_task(_carry_on(coroutine, waited))
+    # A task cancelled before its first step never hands the coroutine over: closed
+    # then, it still runs its finally clauses (a no-op once it finished).
+    task.add_done_callback(lambda _: coroutine.close())
+    return task
+
+
+async def _carry_on(coroutine: Coroutine[Any, Any, None], waited: Any) -> None:
+    await _resume(coroutine, waited)
+
+
+@types.coroutine
+def _resume(coroutine: Coroutine[Any, Any, None], waited: Any) -> Generator[Any, Any, None]:
+    """Hands the task what ``coroutine`` waits on, then what the task sends (or throws:
+    a cancellation) to the coroutine, as ``await`` would have from the start."""
+    while True:
+        try:
+            sent = yield waited
+        except BaseException as exc:  # a cancellation: the coroutine's to handle
+            try:
+                waited = coroutine.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                waited = coroutine.send(sent)
+            except StopIteration:
+                return

@@ -146,12 +146,20 @@ impl BuildUpdateDecoder {
         (Some(workspace_name), fields)
     }
 
-    /// The `LazyBuildUpdate` of checked fields, named by `workspace_name`.
+    /// The `LazyBuildUpdate` of checked fields, named by `workspace_name`: that object
+    /// when it is a `str`, else (a subclass, whose instances may refer to anything) a
+    /// `str` of the same text, so that the update refers to nothing that could lead back
+    /// to it (see the struct's comment).
     pub(crate) fn update<'py>(
         slf: &Bound<'py, Self>,
         fields: Fields,
         workspace_name: Bound<'py, PyString>,
     ) -> PyResult<Bound<'py, LazyBuildUpdate>> {
+        let workspace_name = if workspace_name.is_exact_instance_of::<PyString>() {
+            workspace_name
+        } else {
+            PyString::new(slf.py(), workspace_name.to_str()?)
+        };
         let update = LazyBuildUpdate {
             decoder: slf.clone().unbind(),
             workspace_name: workspace_name.unbind(),
@@ -266,10 +274,12 @@ impl BuildUpdateDecoder {
 /// `WorkspaceBuildUpdate` to `isinstance` (registered there), equal to and hashing as one
 /// with the same fields, and pickles as one.
 ///
-/// Left untracked by the garbage collector: it holds a `str` and the decoder, which
-/// refers only to classes and enum members fixed at import, so it is part of no cycle
-/// (were one made through those classes, it would be kept, never freed early), and a
-/// batch of thousands of updates adds nothing for the collector to walk.
+/// Left untracked by the garbage collector, with no `__traverse__`: it holds an exact
+/// `str` (never a subclass instance, whose attributes could lead back to the update; see
+/// `BuildUpdateDecoder::update`), which refers to nothing, and the decoder, which refers
+/// only to classes and enum members fixed at import, so it is part of no cycle (were one
+/// made through those classes, it would be kept, never freed early), and a batch of
+/// thousands of updates adds nothing for the collector to walk.
 #[pyclass(frozen, module = "turnout.workspace", name = "LazyBuildUpdate")]
 pub struct LazyBuildUpdate {
     decoder: Py<BuildUpdateDecoder>,

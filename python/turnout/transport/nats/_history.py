@@ -346,7 +346,12 @@ class JetStreamHistory:
                 try:
                     batch = await sub.fetch(min(remaining, _FETCH_BATCH), timeout=5.0)
                 except asyncio.TimeoutError:
-                    break  # the rest expired meanwhile
+                    # Nothing came: the rest expired meanwhile (the stream's limits), or
+                    # the consumer's server is slow to answer (a cluster that just lost a
+                    # server). Only the first ends the read; a short answer must not pass
+                    # for the whole history. The query's own timeout bounds the retries.
+                    remaining = int((await sub.consumer_info()).num_pending or 0)
+                    continue
                 for msg in batch:
                     remaining -= 1
                     event = self._decode(msg.data)

@@ -66,6 +66,7 @@ from turnout._core import NatsFrames
 from turnout.events import Event
 from turnout.transport import Receive
 from turnout.transport.nats._acks import Acks
+from turnout.transport.nats._client import OrderedClient
 from turnout.transport.nats._interest import PlainInterest, QueueInterest
 
 __all__ = ["NatsConnectError", "NatsTransport"]
@@ -145,7 +146,7 @@ class _FrameParser(Parser):
                 route_run(item)
 
 
-class _RoutingClient(Client):
+class _RoutingClient(OrderedClient):
     """A nats-py client whose messages on the transport's subscriptions (routed by
     :class:`_FrameParser`) go to the transport as they are read, instead of being
     queued per subscription for a task each."""

@@ -85,6 +85,17 @@ pub struct IndexStats {
     pub cache: CacheStats,
 }
 
+/// Where [`SubjectIndex::find`] found a match's result.
+enum Found<'a, V> {
+    /// In this thread's front: lent in place, the front busy until the borrow ends.
+    InFront(&'a Arc<Matched<V>>),
+    /// In the shared cache or the trie, this thread's front no longer entered.
+    BehindFront(Arc<Matched<V>>),
+    /// From the trie with the cache off or thrashing, not yet shared (`None`: malformed).
+    /// Lent, not moved: a lender then reads it where it lies instead of copying it.
+    Uncached(&'a mut Option<Matched<V>>),
+}
+
 /// A thread-safe map from subject patterns to values, matched by subject.
 pub struct SubjectIndex<V: Send + Sync> {
     trie: RwLock<Trie<V>>,
@@ -270,20 +281,11 @@ impl<V: Clone + Send + Sync> SubjectIndex<V> {
     /// The result is shared: handing it out costs an atomic increment, and the caller's
     /// drop a decrement; [`match_with`](Self::match_with) lends it instead.
     pub fn matches(&self, subject: &str) -> Arc<Matched<V>> {
-        let Some(cache) = self.cache.as_ref().filter(|c| c.worth_a_lookup()) else {
-            self.uncached_matches.add(1);
-            return self.shared(self.read().collect(subject));
-        };
-        let hash = cache.hash(subject);
-        let generation = self.front.generation();
-        let front = self.front.enter();
-        if let Some(front) = &front {
-            if let Some(found) = front.find(generation, hash, subject) {
-                front.count_hit();
-                return found.clone();
-            }
-        }
-        self.match_behind_front(cache, hash, generation, subject, front)
+        self.find(subject, |found| match found {
+            Found::InFront(result) => result.clone(),
+            Found::BehindFront(result) => result,
+            Found::Uncached(matched) => self.shared(matched.take()),
+        })
     }
 
     /// Calls `read` with the values of every entry matching `subject` (as
@@ -293,11 +295,24 @@ impl<V: Clone + Send + Sync> SubjectIndex<V> {
     /// count. `read` may match on this index again, or change it; the result it was
     /// given stays as it was.
     pub fn match_with<R>(&self, subject: &str, read: impl FnOnce(&Matched<V>) -> R) -> R {
+        self.find(subject, |found| match found {
+            Found::InFront(result) => read(result),
+            Found::BehindFront(result) => read(&result),
+            Found::Uncached(matched) => read(matched.as_ref().unwrap_or(&self.empty)),
+        })
+    }
+
+    /// The lookup `matches` and `match_with` share: this thread's front, else the shared
+    /// cache or the trie. `take` gets the result where it was found, each caller choosing
+    /// whether to share it or lend it. Inlined into both, so that `take`'s `match` folds
+    /// away at each of its three calls and a front hit costs what a hand-written one did.
+    #[inline(always)]
+    fn find<R>(&self, subject: &str, take: impl FnOnce(Found<'_, V>) -> R) -> R {
         let Some(cache) = self.cache.as_ref().filter(|c| c.worth_a_lookup()) else {
             self.uncached_matches.add(1);
-            // Bound first, so the read lock is released before `read` runs.
-            let found = self.read().collect(subject);
-            return read(found.as_ref().unwrap_or(&self.empty));
+            // Bound first, so the read lock is released before `take` runs.
+            let mut found = self.read().collect(subject);
+            return take(Found::Uncached(&mut found));
         };
         let hash = cache.hash(subject);
         let generation = self.front.generation();
@@ -305,10 +320,12 @@ impl<V: Clone + Send + Sync> SubjectIndex<V> {
         if let Some(front) = &front {
             if let Some(found) = front.find(generation, hash, subject) {
                 front.count_hit();
-                return read(found);
+                return take(Found::InFront(found));
             }
         }
-        read(&self.match_behind_front(cache, hash, generation, subject, front))
+        take(Found::BehindFront(
+            self.match_behind_front(cache, hash, generation, subject, front),
+        ))
     }
 
     /// A match this thread's front did not serve: the shared cache, else the trie. The
