@@ -662,7 +662,7 @@ def receive_path(
         while tally.count < expected:
             await asyncio.sleep(0.001)
         cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
-        io.join()
+        await asyncio.to_thread(io.join)  # a paced feeder may still wait on this loop
         await bus.aclose()
         per = 1e6 / (messages // run * run)
         return {"wall_us": wall * per, "io_cpu_us": io_cpu[0] * per, "handler_cpu_us": cpu * per}
