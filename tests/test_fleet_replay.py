@@ -276,28 +276,24 @@ async def test_a_replay_answer_that_cannot_be_sent_is_counted_and_logged(
         client = await nats.connect(server.url)
         asking = replay_request(f"b-{tag}", 10.0)
 
-        async def ask_until(subject: str, counter: str) -> None:
-            # Published again until counted: the link's subscription may reach the
-            # server after its start() returned.
-            before = link.counts[counter]
-            for _ in range(600):
-                await client.publish(subject, asking, reply=client.new_inbox())
-                await client.flush()
-                if link.counts[counter] > before:
-                    return
-                await asyncio.sleep(0.05)
-            raise AssertionError(f"{counter} not counted")
+        async def ask(subject: str) -> None:
+            await client.publish(subject, asking, reply=client.new_inbox())
+            await client.flush()
 
+        # One request at a time, each waited for by its own count: start() returned once
+        # its subscriptions were on the server, and a request asked again while one was
+        # still on its way would be counted (and logged) after the wait had ended.
         # An empty ring: answered.
-        await ask_until(replay_subject(link.protocol.hub_id), "replays_served")
-        assert link.counts["replay_reply_errors"] == 0
-        served = link.counts["replays_served"]
+        await ask(replay_subject(link.protocol.hub_id))
+        await until(lambda: link.counts["replays_served"] == 1, "the replay request answered")
         for _ in range(8):
             link.record("events.coordination.progress.svc.wf", b"x" * 1024)
         with caplog.at_level(logging.WARNING, logger="turnout.ws.hub"):
-            await ask_until(replay_subject(link.protocol.hub_id), "replay_reply_errors")
-            await ask_until(RESYNC_SUBJECT, "replay_reply_errors")
-        assert link.counts["replays_served"] == served  # none of these was answered
+            await ask(replay_subject(link.protocol.hub_id))
+            await until(lambda: link.counts["replay_reply_errors"] == 1, "the replay refused")
+            await ask(RESYNC_SUBJECT)
+            await until(lambda: link.counts["replay_reply_errors"] == 2, "the resync refused")
+        assert link.counts["replays_served"] == 1  # none of these was answered
         warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
         assert any("cannot answer the replay request" in w for w in warnings)
         assert any("cannot answer the resync" in w for w in warnings)
