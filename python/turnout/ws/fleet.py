@@ -498,11 +498,7 @@ class FleetLink:
         if self._expiry is None or deadline < self._expiry_at:
             self._arm_expiry(deadline)
         try:
-            await nc.publish(
-                command_subject(hub_id),
-                command,
-                reply=self._reply_prefix + token,
-            )
+            nc.publish_now(command_subject(hub_id), command, self._reply_prefix + token)
             answer = await waiting
         except nats.errors.Error as exc:  # the connection is closed
             return FleetReply("disconnected", error=f"cannot reach hub {hub_id}: {exc}", hub=hub_id)
@@ -549,9 +545,9 @@ class _DirectClient(OrderedClient):
     """A nats-py client that hands each message of the subscriptions in ``direct`` (by
     subscription id) to its function as it is read, instead of queueing it for the
     subscription's task, and writes what it publishes at once, instead of on the flusher
-    task's next turn: each saves a routed command an event-loop turn, each way. A message
-    with headers (NATS's no-responders status) goes nats-py's own way, to the
-    subscription's callback."""
+    task's next turn (:meth:`publish_now` without awaiting at all): each saves a routed
+    command an event-loop turn, each way. A message with headers (NATS's no-responders
+    status) goes nats-py's own way, to the subscription's callback."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -568,17 +564,17 @@ class _DirectClient(OrderedClient):
         self.stats["in_bytes"] += len(data)
         take(Msg(self, subject=subject.decode(), reply=reply.decode(), data=data, _sid=sid))
 
-    def publish_now(self, subject: str, payload: bytes) -> None:
+    def publish_now(self, subject: str, payload: bytes, reply: str = "") -> None:
         """Publishes ``payload`` and writes it to the socket now, from code that cannot
-        wait (kept for the reconnect while disconnected, as nats-py does); raises what
-        ``publish`` raises."""
+        wait or need not (kept for the reconnect while disconnected, as nats-py does);
+        raises what ``publish`` raises."""
         if self.is_closed:
             raise nats.errors.ConnectionClosedError
         if self.is_draining_pubs:
             raise nats.errors.ConnectionDrainingError
         if len(payload) > self._max_payload:
             raise nats.errors.MaxPayloadError
-        command = pub_cmd(subject, "", payload)
+        command = pub_cmd(subject, reply, payload)
         if not self.is_connected and (
             self._max_pending_size <= 0
             or len(command) + self._pending_data_size > self._max_pending_size
