@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -245,19 +246,19 @@ class SmallPayloadServer(NatsServer):
         return [*super()._command(), "-c", str(config)]
 
 
-async def test_a_replay_answer_that_cannot_be_sent_is_counted_and_logged(
+async def test_an_answer_that_cannot_be_sent_is_counted_and_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A hub answers replay requests and resyncs from its ring; once the ring holds more
     than the server's max_payload, the answer is refused by the client (nats-py's
-    MaxPayloadError) and counted, not lost silently."""
+    MaxPayloadError) and counted, not lost silently; so is a routed command's reply."""
     pytest.importorskip("nats")
     import nats
 
     from turnout.coordination.fleet import FleetCommand, FleetProtocol, FleetReply
     from turnout.ws.fleet import FleetLink
 
-    async def run(command: FleetCommand) -> FleetReply:
+    async def run(command: FleetCommand, answer: Callable[[FleetReply], None]) -> None:
         raise AssertionError("no command is routed here")
 
     tag = secrets.token_hex(4)
@@ -276,27 +277,42 @@ async def test_a_replay_answer_that_cannot_be_sent_is_counted_and_logged(
         client = await nats.connect(server.url)
         asking = replay_request(f"b-{tag}", 10.0)
 
-        async def ask(subject: str) -> None:
-            await client.publish(subject, asking, reply=client.new_inbox())
-            await client.flush()
+        async def ask_until(subject: str, done: Callable[[], bool], what: str) -> None:
+            # Published again until done: the link's subscription may reach the
+            # server after its start() returned.
+            for _ in range(600):
+                await client.publish(subject, asking, reply=client.new_inbox())
+                await client.flush()
+                if done():
+                    return
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"timed out waiting for {what}")
 
-        # One request at a time, each waited for by its own count: start() returned once
-        # its subscriptions were on the server, and a request asked again while one was
-        # still on its way would be counted (and logged) after the wait had ended.
+        def warned(text: str) -> Callable[[], bool]:
+            return lambda: any(text in r.getMessage() for r in caplog.records)
+
         # An empty ring: answered.
-        await ask(replay_subject(link.protocol.hub_id))
-        await until(lambda: link.counts["replays_served"] == 1, "the replay request answered")
+        await ask_until(
+            replay_subject(link.protocol.hub_id),
+            lambda: link.counts["replays_served"] > 0,
+            "an answer",
+        )
+        assert link.counts["replay_reply_errors"] == 0
+        served = link.counts["replays_served"]
         for _ in range(8):
             link.record("events.coordination.progress.svc.wf", b"x" * 1024)
         with caplog.at_level(logging.WARNING, logger="turnout.ws.hub"):
-            await ask(replay_subject(link.protocol.hub_id))
-            await until(lambda: link.counts["replay_reply_errors"] == 1, "the replay refused")
-            await ask(RESYNC_SUBJECT)
-            await until(lambda: link.counts["replay_reply_errors"] == 2, "the resync refused")
-        assert link.counts["replays_served"] == 1  # none of these was answered
-        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-        assert any("cannot answer the replay request" in w for w in warnings)
-        assert any("cannot answer the resync" in w for w in warnings)
+            await ask_until(
+                replay_subject(link.protocol.hub_id),
+                warned("cannot answer the replay request"),
+                "a failed answer",
+            )
+            await ask_until(RESYNC_SUBJECT, warned("cannot answer the resync"), "a failed resync")
+        assert link.counts["replay_reply_errors"] >= 2
+        assert link.counts["replays_served"] == served  # none of these was answered
+        # A routed command's reply over the limit: counted as well.
+        link._answer(client.new_inbox(), FleetReply("answered", {"status": "x" * 8192}))
+        assert link.counts["command_reply_errors"] == 1
     finally:
         if client is not None:
             await client.close()

@@ -32,8 +32,9 @@ off by the server; turnout must deliver everything, or it is a
 
 ``python -m turnout._bench.w9_nats`` prints the figures with the targets;
 ``TURNOUT_BENCH_QUICK=1`` selects the small scale. ``python -m turnout._bench.w9_nats
-receive-path sync|async HANDLERS MESSAGES`` times the bus's side alone, in one process
-(:func:`receive_path`).
+receive-path sync|async HANDLERS MESSAGES [RUN [paced]]`` times the bus's side alone, in
+one process, handed runs of RUN messages (200 unless given), each once the handlers
+caught up with the last if ``paced`` (:func:`receive_path`).
 """
 
 from __future__ import annotations
@@ -606,11 +607,15 @@ def main() -> None:
 # -- the receive path in one process ------------------------------------------------------
 
 
-def receive_path(kind: str, handlers: int, messages: int, run: int = 200) -> dict[str, float]:
+def receive_path(
+    kind: str, handlers: int, messages: int, run: int = 200, paced: bool = False
+) -> dict[str, float]:
     """The bus's side of W9 without sockets: runs of ``run`` envelopes handed to
     ``Bus._receive_run`` (what the NATS transport calls once per read) from a thread
     running its own event loop, as the transport's I/O thread does; the handlers (sync or
-    async, as in W9) on this thread's loop. CPU time of each thread per message, in µs;
+    async, as in W9) on this thread's loop. ``paced``: each run is handed once the
+    handlers have handled the one before (a receiver that keeps up, as over a socket:
+    every run finds every handler waiting). CPU time of each thread per message, in µs;
     under ``valgrind --tool=callgrind`` the instruction count of two message counts gives
     the instructions per message."""
     from turnout.bus import Bus
@@ -625,11 +630,28 @@ def receive_path(kind: str, handlers: int, messages: int, run: int = 200) -> dic
             handler = tally.async_handler() if kind == "async" else tally.sync_handler()
             bus.subscribe(PATTERNS[n % len(PATTERNS)], handler, maxsize=1 << 20)
         io_cpu = [0.0]
+        handler_loop = asyncio.get_running_loop()
+
+        def caught_up(target: int) -> None:
+            """Waits until the handlers handled ``target`` deliveries: checked on their
+            loop after what is scheduled there."""
+            done = threading.Event()
+
+            def check() -> None:
+                if tally.count >= target:
+                    done.set()
+                else:
+                    handler_loop.call_soon(check)
+
+            handler_loop.call_soon_threadsafe(check)
+            done.wait()
 
         async def feed() -> None:
             start = time.thread_time()
-            for _ in range(messages // run):
+            for number in range(messages // run):
                 bus._receive_run(list(frames))
+                if paced:
+                    caught_up((number + 1) * run * handlers)
                 await asyncio.sleep(0)
             io_cpu[0] = time.thread_time() - start
 
@@ -637,10 +659,12 @@ def receive_path(kind: str, handlers: int, messages: int, run: int = 200) -> dic
         wall, cpu = time.perf_counter(), time.thread_time()
         io.start()
         expected = messages // run * run * handlers
+        if paced:  # the feeder ends once the handlers handled its last run
+            await asyncio.to_thread(io.join)
         while tally.count < expected:
             await asyncio.sleep(0.001)
         cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
-        io.join()
+        await asyncio.to_thread(io.join)  # a paced feeder may still wait on this loop
         await bus.aclose()
         per = 1e6 / (messages // run * run)
         return {"wall_us": wall * per, "io_cpu_us": io_cpu[0] * per, "handler_cpu_us": cpu * per}
@@ -653,7 +677,9 @@ def _child_main(argv: list[str]) -> None:
     if role == "publish":
         _publish(int(argv[1]), int(argv[2]), argv[3] == "True")
     elif role == "receive-path":
-        figures = receive_path(argv[1], int(argv[2]), int(argv[3]))
+        run = int(argv[4]) if len(argv) > 4 else 200
+        paced = len(argv) > 5 and argv[5] == "paced"
+        figures = receive_path(argv[1], int(argv[2]), int(argv[3]), run, paced)
         print(" ".join(f"{name} {value:.2f}" for name, value in figures.items()))
     elif role == "receive":
         case = next(c for c in CASES if c.name == argv[2])

@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import functools
 import inspect
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -750,20 +752,40 @@ class Bus(BusCore):
                 self._retire(sub)
 
     def _start_worker(self, sub: Subscription[Any], loop: asyncio.AbstractEventLoop) -> None:
-        worker = self._consume(sub)
+        """Starts the async handler's worker task on ``loop``, in a copy of the
+        subscriber's context. Made with that context (Python 3.11+), the mailbox holds the
+        task's own context and may run the handler inline in it (see
+        :mod:`turnout.bus._mailbox`)."""
+        if sys.version_info < (3, 11):
+            worker = self._consume(sub, None)
+            if _running_loop() is loop:
+                sub._worker = loop.create_task(worker)
+            else:
+                sub._worker = asyncio.run_coroutine_threadsafe(worker, loop)
+            return
+        context = contextvars.copy_context()
+        worker = self._consume(sub, context)
         if _running_loop() is loop:
-            sub._worker = loop.create_task(worker)
-        else:
-            sub._worker = asyncio.run_coroutine_threadsafe(worker, loop)
+            sub._worker = loop.create_task(worker, context=context)
+            return
 
-    async def _consume(self, sub: Subscription[Any]) -> None:
+        def start() -> None:
+            sub._worker = loop.create_task(worker, context=context)
+
+        try:
+            loop.call_soon_threadsafe(start)
+        except RuntimeError:  # a closed loop: the worker never runs
+            worker.close()
+            raise
+
+    async def _consume(self, sub: Subscription[Any], context: contextvars.Context | None) -> None:
         """An async handler's worker: its events, one at a time, in order
         (:meth:`Mailbox.feed`)."""
         mailbox = sub._mailbox
         assert mailbox is not None
         handler = cast(Callable[[Any], Awaitable[object]], sub.handler)
         try:
-            await mailbox.feed(handler, functools.partial(self._handler_failed, sub))
+            await mailbox.feed(handler, functools.partial(self._handler_failed, sub), context)
         finally:
             self._worker_finished(sub)
 

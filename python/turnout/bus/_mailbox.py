@@ -23,17 +23,33 @@ write to its loop's self-pipe, which gives up the GIL to the consumer's thread. 
 delivering a run of messages holds those wake-ups in its :class:`Wakeups` until the whole
 run is buffered: the consumers then find the run waiting and take it without waiting, and
 each loop is woken once per run rather than once per message.
+
+Inline runs. An async handler's worker that has caught up waits on its mailbox; what
+wakes it is a call into its loop (a plain callback, outside any task). Waking the task
+there would cost a task step per handler and run (a future resolved, a callback
+scheduled, the worker's coroutines resumed and suspended again), which with many
+handlers and small runs is most of the work. Instead that callback runs the handler
+right there, inline, as Python 3.12's eager tasks run a new task's first step: in the
+worker task's own context, with ``asyncio.current_task()`` set to the worker task. An
+event whose handler finishes without suspending costs no task step. When one suspends
+(it awaits something not ready), the rest, that handler call first, is handed to the
+worker task: the task resumes the suspended coroutine and goes on with the mailbox, so
+no later event of that handler starts before it finished. Only on Python 3.11 and later
+(the worker task is made with a context the mailbox holds), and only for a wake-up from
+another thread: a put on the consumer's own loop wakes the worker task as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import operator
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Generic, Literal, TypeVar, cast
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterator, Sequence
+from typing import Any, Generic, Literal, TypeVar, cast
 
 __all__ = ["OVERFLOW_POLICIES", "Mailbox", "MailboxClosed", "Overflow", "Wakeups"]
 
@@ -41,9 +57,20 @@ Overflow = Literal["block", "drop_oldest", "drop_newest"]
 OVERFLOW_POLICIES: tuple[Overflow, ...] = ("block", "drop_oldest", "drop_newest")
 
 T = TypeVar("T")
+# A consumer to wake: its mailbox and the future it waits on.
+_Woken = tuple["Mailbox[Any]", "asyncio.Future[None]"]
 
 # A blocked producer rechecks this often whether the consumer's loop has gone away.
 _LOOP_CHECK_SECONDS = 0.25
+
+# What makes a task the current one while a callback runs its code (what asyncio's own
+# eager tasks use); without them handlers are never run inline.
+_enter_task: Callable[[asyncio.AbstractEventLoop, asyncio.Task[Any]], None] | None = getattr(
+    asyncio.tasks, "_enter_task", None
+)
+_leave_task: Callable[[asyncio.AbstractEventLoop, asyncio.Task[Any]], None] | None = getattr(
+    asyncio.tasks, "_leave_task", None
+)
 
 
 class MailboxClosed(Exception):
@@ -63,15 +90,15 @@ class Wakeups:
 
     def __init__(self) -> None:
         self.holding = False
-        self._held: list[asyncio.Future[None]] = []
+        self._held: list[_Woken] = []
         self._lock = threading.Lock()  # guards _scheduled
-        self._scheduled: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        self._scheduled: dict[asyncio.AbstractEventLoop, list[_Woken]] = {}
 
     def hold(self) -> None:
         self.holding = True
 
-    def add(self, getter: asyncio.Future[None]) -> None:
-        self._held.append(getter)
+    def add(self, mailbox: Mailbox[Any], getter: asyncio.Future[None]) -> None:
+        self._held.append((mailbox, getter))
 
     def release(self) -> None:
         """Stops holding and wakes every consumer held."""
@@ -84,13 +111,14 @@ class Wakeups:
         if not held:
             return
         self._held = []
-        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-        for getter in held:
-            by_loop.setdefault(getter.get_loop(), []).append(getter)
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Woken]] = {}
+        for woken in held:
+            by_loop.setdefault(woken[1].get_loop(), []).append(woken)
         running = asyncio._get_running_loop()
         for loop, getters in by_loop.items():
-            if loop is running:
-                _resolve_all(getters)
+            if loop is running:  # maybe inside a task: the workers are woken as tasks
+                for _mailbox, getter in getters:
+                    _resolve(getter)
                 continue
             with self._lock:
                 pending = self._scheduled.get(loop)
@@ -105,10 +133,11 @@ class Wakeups:
                     del self._scheduled[loop]
 
     def _wake(self, loop: asyncio.AbstractEventLoop) -> None:
-        """On ``loop``: wakes the consumers gathered for it."""
+        """On ``loop``, outside any task: wakes the consumers gathered for it."""
         with self._lock:
-            getters = self._scheduled.pop(loop, [])
-        _resolve_all(getters)
+            woken = self._scheduled.pop(loop, [])
+        for mailbox, getter in woken:
+            mailbox._wakened(getter)
 
 
 class Mailbox(Generic[T]):
@@ -133,8 +162,11 @@ class Mailbox(Generic[T]):
         "_current",
         "_dropped_queued",
         "_getter",
+        "_handover",
+        "_inline",
         "_lock",
         "_loop",
+        "_parked",
         "_put",
         "_runs",
         "_space",
@@ -172,6 +204,12 @@ class Mailbox(Generic[T]):
         self._dropped_queued = 0  # items dropped from runs before they were taken
         self._loop = loop  # the consumer's; known once it first waits if not given
         self._getter: asyncio.Future[None] | None = None
+        # The future an async handler's worker task waits on while it has nothing to do,
+        # and what running its handler inline needs; what an inline run left to the task.
+        # Only the consumer's loop thread touches these.
+        self._parked: asyncio.Future[None] | None = None
+        self._inline: _Inline | None = None
+        self._handover: _Handover | None = None
         self._wakeups = wakeups  # the bus's, holding wake-ups during a run
         self._space = threading.Condition(threading.Lock())
         self._blocked_threads = 0
@@ -297,12 +335,69 @@ class Mailbox(Generic[T]):
         self._getter = None
         wakeups = self._wakeups
         if wakeups is not None and wakeups.holding:
-            wakeups.add(getter)
-        else:
-            _resolve_from_any_thread(getter)
+            wakeups.add(self, getter)
+            return
+        loop = getter.get_loop()
+        if asyncio._get_running_loop() is loop:
+            _resolve(getter)
+            return
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+            loop.call_soon_threadsafe(self._wakened, getter)
+
+    def _wakened(self, getter: asyncio.Future[None]) -> None:
+        """On the consumer's loop, outside any task: a put woke the consumer waiting on
+        ``getter``. An async handler's worker with nothing to do has its handler run
+        right here (see "Inline runs" in the module docstring); any other is woken."""
+        if getter.done():
+            return
+        inline = self._inline
+        if inline is None or self._parked is not getter or self._closed:
+            getter.set_result(None)
+            return
+        inline.context.run(self._run_inline, inline, getter)
+
+    def _run_inline(self, inline: _Inline, getter: asyncio.Future[None]) -> None:
+        """Drains the mailbox through the handler, in the worker task's context and as
+        that task, until it is empty (the worker stays waiting on ``getter``) or a
+        handler suspends or raises beyond ``Exception`` (handed to the worker task)."""
+        loop = getter.get_loop()
+        task = inline.task
+        enter, leave = _enter_task, _leave_task
+        assert enter is not None and leave is not None  # else nothing is run inline
+        try:
+            enter(loop, task)
+        except RuntimeError:  # another task is running: no inline run from here
+            getter.set_result(None)
+            return
+        try:
+            while True:
+                driver = inline.driver
+                if driver is None:
+                    driver = inline.driver = inline.make_driver()
+                try:
+                    yielded = driver.send(None)
+                except BaseException as exc:  # the worker raises it, as if it ran it
+                    inline.driver = None
+                    self._handover = _Handover(None, None, exc)
+                    break
+                if yielded is not _IDLE:  # suspended in a handler
+                    self._handover = _Handover(driver, yielded, None)
+                    break
+                if getter.done() or self._closed:  # woken (closed, cancelled): its task goes on
+                    break
+                self._getter = getter  # waiting again, on the same future
+                if not self._runs:
+                    return
+                self._getter = None  # a put raced with waiting again
+        finally:
+            leave(loop, task)
+        if not getter.done():
+            getter.set_result(None)
 
     def _next_run(self) -> bool:
         """The consumer moves on to the next queued run with items; False if none."""
+        if not self._runs:  # only the consumer takes runs: none queued stays none taken
+            return False
         with self._lock:
             runs = self._runs
             while runs:
@@ -356,13 +451,40 @@ class Mailbox(Generic[T]):
         self,
         handler: Callable[[T], Awaitable[object]],
         failed: Callable[[Exception], object],
+        context: contextvars.Context | None = None,
     ) -> None:
         """Awaits ``handler`` with each item in order, one at a time, until the mailbox is
         closed and drained; ``failed`` gets what a call raised. Within a run the next
         item is one step of the run's iterator; only an empty mailbox is waited on. The
         item in the handler's hands is the only one taken and not handled, so
         ``maxsize`` bounds everything else not yet handled and ``drop_oldest`` can still
-        drop the oldest of them."""
+        drop the oldest of them.
+
+        Run as a task made with ``context`` (its own), a wake-up from another thread may
+        run the handler inline instead of waking the task (see the module docstring)."""
+        task = asyncio.current_task()
+        if context is not None and task is not None and _enter_task and _leave_task:
+            make_driver = functools.partial(self._drive, handler, failed)
+            self._inline = _Inline(make_driver, context, task)
+        try:
+            while True:
+                handover = self._handover
+                if handover is not None:  # an inline run suspended in a handler, or raised
+                    self._handover = None
+                    await handover
+                await self._drain(handler, failed)
+                if self._closed and not self._runs:
+                    return
+                await self._park()
+        finally:
+            self._inline = None
+
+    async def _drain(
+        self,
+        handler: Callable[[T], Awaitable[object]],
+        failed: Callable[[Exception], object],
+    ) -> None:
+        """Awaits ``handler`` with each item taken in order until none is buffered."""
         while True:
             for item in self._current:
                 try:
@@ -371,16 +493,51 @@ class Mailbox(Generic[T]):
                     failed(exc)
             if self.space_wanted:
                 self.signal_space()
-            if self._next_run():
-                continue
-            try:
-                item = await self.get()
-            except MailboxClosed:
+            if not self._next_run():
                 return
-            try:
-                await handler(item)
-            except Exception as exc:
-                failed(exc)
+
+    async def _drive(
+        self,
+        handler: Callable[[T], Awaitable[object]],
+        failed: Callable[[Exception], object],
+    ) -> None:
+        """The inline runs' coroutine, one per worker, made once: each ``send(None)``
+        drains the mailbox as :meth:`_drain` does and yields ``_IDLE`` once it is empty;
+        anything else it yields is a handler suspending (see :class:`_Handover`)."""
+        while True:
+            for item in self._current:
+                try:
+                    await handler(item)
+                except Exception as exc:
+                    failed(exc)
+            if self.space_wanted:
+                self.signal_space()
+            if not self._next_run():
+                await _IDLE
+
+    async def _park(self) -> None:
+        """The worker waits until a put or closing wakes it, or an inline run hands it
+        the rest of what it started."""
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._getter = waiter
+        if self._runs or self._closed:  # a put raced with publishing the waiter
+            self._getter = None
+            return
+        self._parked = waiter
+        try:
+            await waiter
+        except asyncio.CancelledError as exc:
+            # Cancelled after an inline run handed over a suspended handler but before
+            # this task took it: the cancellation is the handler's, as in a task.
+            handover = self._handover
+            if handover is None or handover.coro is None:
+                raise
+            handover.cancelled = exc
+        finally:
+            self._getter = None
+            self._parked = None
 
     async def wait_for_space(self) -> None:
         """Returns once the mailbox has room (or can no longer make anyone wait)."""
@@ -440,7 +597,83 @@ def _resolve(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-def _resolve_all(waiters: list[asyncio.Future[None]]) -> None:
-    for waiter in waiters:
-        if not waiter.done():
-            waiter.set_result(None)
+class _Idle:
+    """What the inline driver awaits once the mailbox is empty: it yields itself, to the
+    inline run or the handover driving it (never to a task, which would refuse it)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        yield self
+
+
+_IDLE = _Idle()
+
+
+class _Inline:
+    """What running an async handler inline takes: the worker task and that task's
+    context to run it as, and its driver (:meth:`Mailbox._drive`), made on first need and
+    again after a handler raised beyond ``Exception`` through it."""
+
+    __slots__ = ("context", "driver", "make_driver", "task")
+
+    def __init__(
+        self,
+        make_driver: Callable[[], Coroutine[Any, Any, None]],
+        context: contextvars.Context,
+        task: asyncio.Task[Any],
+    ) -> None:
+        self.make_driver = make_driver
+        self.driver: Coroutine[Any, Any, None] | None = None
+        self.context = context
+        self.task = task
+
+
+class _Handover:
+    """What an inline run leaves to the worker task, which awaits it: the driver that
+    suspended in a handler and what it yielded (a future it waits on, or None for a bare
+    yield), continued as if the task had run it all along until the driver is idle
+    again; or what it raised beyond ``Exception``, raised again."""
+
+    __slots__ = ("cancelled", "coro", "raised", "yielded")
+
+    def __init__(
+        self,
+        coro: Coroutine[Any, Any, None] | None,
+        yielded: object,
+        raised: BaseException | None,
+    ) -> None:
+        self.coro = coro
+        self.yielded = yielded
+        self.raised = raised
+        self.cancelled: BaseException | None = None  # the task was cancelled before it
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro = self.coro
+        if coro is None:
+            assert self.raised is not None
+            raise self.raised
+        yielded = self.yielded
+        # Cancelled meanwhile, do what Task.cancel() does: cancel the future waited on,
+        # else throw the cancellation in.
+        if self.cancelled is not None and not (asyncio.isfuture(yielded) and yielded.cancel()):
+            try:
+                yielded = coro.throw(self.cancelled)
+            except StopIteration:
+                return
+        while yielded is not _IDLE:
+            try:
+                sent = yield yielded
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # thrown in by the task: cancellation
+                try:
+                    yielded = coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    yielded = coro.send(sent)
+                except StopIteration:
+                    return

@@ -12,8 +12,9 @@ resume there. Needs the ``nats`` extra.
 - ``turnout.fleet.state.<hub>``: snapshots, every ``heartbeat_interval`` seconds and
   soon (:data:`CHANGE_DELAY`) after a change; ``turnout.fleet.hello``: a hub that starts
   asks the others for theirs at once.
-- ``turnout.fleet.command.<hub>``: commands for the services this hub holds; each runs
-  as its own task and is answered when its request settles. The commands this hub routes
+- ``turnout.fleet.command.<hub>``: commands for the services this hub holds; each is
+  sent to its service in the loop turn that read it, and its reply written as its
+  request settles (no task between them). The commands this hub routes
   to others are answered on one subscription of its own, ``<inbox>.<n>``, made once at
   start: a routed command costs one publish, one reply and one timer, nothing to set up.
 - ``turnout.fleet.replay.<hub>`` and ``turnout.fleet.resync``: the coordination events
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import sys
@@ -39,6 +41,7 @@ from typing import Any
 import nats
 import nats.errors
 from nats.aio.msg import Msg
+from nats.protocol.command import pub_cmd
 
 from turnout.coordination.fleet import FleetCommand, FleetProtocol, FleetReply, command_subject
 from turnout.coordination.fleet_replay import (
@@ -66,7 +69,8 @@ CHANGE_DELAY = 0.02
 HELLO_SUBJECT = "turnout.fleet.hello"
 
 Snapshot = Callable[[], tuple[list[dict[str, Any]], list[dict[str, Any]]]]
-Runner = Callable[[FleetCommand], Awaitable[FleetReply]]
+#: Runs a routed command; calls the function given with its reply, once.
+Runner = Callable[[FleetCommand, Callable[[FleetReply], None]], Awaitable[None]]
 #: The hub's bus: whether it is connected to NATS, and how many times it reconnected.
 BusState = Callable[[], tuple[bool, int]]
 #: Hands the watchers a replayed event; False when they had it already.
@@ -130,6 +134,7 @@ class FleetLink:
                 "commands_routed",
                 "commands_served",
                 "commands_malformed",
+                "command_reply_errors",
                 "publish_errors",
                 "nats_disconnects",
                 "nats_reconnects",
@@ -449,17 +454,26 @@ class FleetLink:
             task.add_done_callback(self._tasks.discard)
 
     async def _serve_command(self, msg: Msg) -> None:
+        answer = functools.partial(self._answer, msg.reply)
         try:
             command = FleetCommand.parse(msg.data)
         except ValueError as exc:
             self.counts["commands_malformed"] += 1
-            reply = FleetReply("error", error=f"malformed routed command: {exc}")
-        else:
-            self.counts["commands_served"] += 1
-            reply = await self._run(command)
-        if msg.reply:
-            with contextlib.suppress(Exception):
-                await msg.respond(reply.to_json())
+            answer(FleetReply("error", error=f"malformed routed command: {exc}"))
+            return
+        self.counts["commands_served"] += 1
+        await self._run(command, answer)
+
+    def _answer(self, reply_subject: str, reply: FleetReply) -> None:
+        """Writes a routed command's reply now (called as its request settles)."""
+        nc = self._nc
+        if not reply_subject or nc is None or self._stopping:
+            return
+        try:
+            nc.publish_now(reply_subject, reply.to_json())
+        except (nats.errors.Error, OSError) as exc:  # closed, over max_payload, ...
+            self.counts["command_reply_errors"] += 1
+            logger.warning("fleet: cannot answer a routed command: %r", exc)
 
     async def _on_reply(self, msg: Msg) -> None:
         self._take_reply(msg)
@@ -484,11 +498,7 @@ class FleetLink:
         if self._expiry is None or deadline < self._expiry_at:
             self._arm_expiry(deadline)
         try:
-            await nc.publish(
-                command_subject(hub_id),
-                command,
-                reply=self._reply_prefix + token,
-            )
+            nc.publish_now(command_subject(hub_id), command, self._reply_prefix + token)
             answer = await waiting
         except nats.errors.Error as exc:  # the connection is closed
             return FleetReply("disconnected", error=f"cannot reach hub {hub_id}: {exc}", hub=hub_id)
@@ -535,9 +545,9 @@ class _DirectClient(OrderedClient):
     """A nats-py client that hands each message of the subscriptions in ``direct`` (by
     subscription id) to its function as it is read, instead of queueing it for the
     subscription's task, and writes what it publishes at once, instead of on the flusher
-    task's next turn: each saves a routed command an event-loop turn, each way. A message
-    with headers (NATS's no-responders status) goes nats-py's own way, to the
-    subscription's callback."""
+    task's next turn (:meth:`publish_now` without awaiting at all): each saves a routed
+    command an event-loop turn, each way. A message with headers (NATS's no-responders
+    status) goes nats-py's own way, to the subscription's callback."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -553,6 +563,28 @@ class _DirectClient(OrderedClient):
         self.stats["in_msgs"] += 1
         self.stats["in_bytes"] += len(data)
         take(Msg(self, subject=subject.decode(), reply=reply.decode(), data=data, _sid=sid))
+
+    def publish_now(self, subject: str, payload: bytes, reply: str = "") -> None:
+        """Publishes ``payload`` and writes it to the socket now, from code that cannot
+        wait or need not (kept for the reconnect while disconnected, as nats-py does);
+        raises what ``publish`` raises."""
+        if self.is_closed:
+            raise nats.errors.ConnectionClosedError
+        if self.is_draining_pubs:
+            raise nats.errors.ConnectionDrainingError
+        if len(payload) > self._max_payload:
+            raise nats.errors.MaxPayloadError
+        command = pub_cmd(subject, reply, payload)
+        if not self.is_connected and (
+            self._max_pending_size <= 0
+            or len(command) + self._pending_data_size > self._max_pending_size
+        ):
+            raise nats.errors.OutboundBufferLimitError
+        self._pending.append(command)
+        self._pending_data_size += len(command)
+        self.stats["out_msgs"] += 1
+        self.stats["out_bytes"] += len(payload)
+        self.write_pending()
 
     async def _flush_pending(self, force_flush: bool = False) -> Any:
         self.write_pending()

@@ -128,6 +128,8 @@ ROUTE_ALLOWANCE = 0.25
 # The messages that change what the fleet sees of this hub (progress and logs wait for
 # the next heartbeat).
 _FLEET_CHANGES = frozenset({MessageType.PHASE_CHANGED, MessageType.WORKFLOW_CREATED})
+#: What waits for a request to settle: a command's task, or a routed command's answer.
+_Waiter = asyncio.Future[RequestSettled] | Callable[[RequestSettled], None]
 
 
 class Hub:
@@ -214,7 +216,7 @@ class Hub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
         self._stopping = False
-        self._waiters: dict[str, asyncio.Future[RequestSettled]] = {}
+        self._waiters: dict[str, _Waiter] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._pruner: asyncio.TimerHandle | None = None
@@ -608,9 +610,12 @@ class Hub:
                 raise LookupError(f"hub {entry['hub']} answered badly: {exc}") from None
         return RequestSettled(request, RequestOutcome(reply.outcome), response)
 
-    async def _run_routed(self, command: FleetCommand) -> FleetReply:
+    async def _run_routed(
+        self, command: FleetCommand, answer: Callable[[FleetReply], None]
+    ) -> None:
         """Runs a command another hub routed here, as this hub's own (the operator's
-        hub checked the permission)."""
+        hub checked the permission). ``answer`` gets the reply from inside the request's
+        settling, so that it is written at once, not on a task's next turn."""
         logger.debug(
             "routed command=%s workflow_id=%s origin=%s operator=%s",
             command.command,
@@ -628,34 +633,47 @@ class Hub:
             ),
             "status": lambda d: protocol.status(workflow_id, deadline=d),
         }
+
+        def settle(settled: RequestSettled) -> None:
+            response = settled.response
+            answer(
+                FleetReply(
+                    settled.outcome.value,
+                    None if response is None else response.document(),
+                    hub=self.hub_id,
+                )
+            )
+
         try:
-            settled = await self._request(makers[command.command], command.timeout)
+            await self._send_request(makers[command.command], command.timeout, settle)
         except (LookupError, RuntimeError) as exc:
-            return FleetReply("error", error=str(exc), hub=self.hub_id)
-        response = settled.response
-        return FleetReply(
-            settled.outcome.value,
-            None if response is None else response.document(),
-            hub=self.hub_id,
-        )
+            answer(FleetReply("error", error=str(exc), hub=self.hub_id))
 
     async def _request(
         self, make: Callable[[float], Request], timeout: float | None
     ) -> RequestSettled:
+        settled: asyncio.Future[RequestSettled] = self._running_loop().create_future()
+        request = await self._send_request(make, timeout, settled)
+        try:
+            return await settled
+        finally:
+            self._waiters.pop(request.id, None)
+
+    async def _send_request(
+        self, make: Callable[[float], Request], timeout: float | None, waiter: _Waiter
+    ) -> Request:
+        """Makes the request, sends it to its service and leaves ``waiter`` for its
+        settling (a future set, or a function called)."""
         loop = self._running_loop()
         request = make(loop.time() + (self.request_timeout if timeout is None else timeout))
-        settled: asyncio.Future[RequestSettled] = loop.create_future()
-        self._waiters[request.id] = settled
+        self._waiters[request.id] = waiter
         self._arm_timer()
         connection = request.connection
         assert isinstance(connection, ServerConnection)
         # A closed connection's reader settles the request as DISCONNECTED.
         with contextlib.suppress(ConnectionClosed):
             await connection.send(request.frame, text=True)
-        try:
-            return await settled
-        finally:
-            self._waiters.pop(request.id, None)
+        return request
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
@@ -682,10 +700,16 @@ class Hub:
             self._settle(settled)
         self._arm_timer()
 
-    def _settle(self, settled: RequestSettled) -> None:
+    def _settle(self, settled: RequestSettled) -> bool:
+        """Hands ``settled`` to its waiter; True when that wakes a task."""
         waiter = self._waiters.pop(settled.request.id, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(settled)
+        if isinstance(waiter, asyncio.Future):
+            if not waiter.done():
+                waiter.set_result(settled)
+                return True
+        elif waiter is not None:
+            waiter(settled)
+        return False
 
     def _arm_pruner(self) -> None:
         assert self._loop is not None
@@ -813,16 +837,15 @@ class Hub:
                 self._services_gone.set()
 
     async def _apply(self, out: Output[HubEvent], peer: str) -> None:
-        settled = False
+        woken = False
         for event in out.events:
             if isinstance(event, RequestSettled):
-                self._settle(event)
-                settled = True
-        if settled and out.publish and self.fleet is not None:
+                woken = self._settle(event) or woken
+        if woken and out.publish and self.fleet is not None:
             # The answers go first: handing an event to a fleet's NATS bus wakes its I/O
-            # thread, which takes the GIL for a while. One turn lets the waiters send
-            # their answers (a routed one is written at once, see turnout.ws.fleet). On
-            # an embedded bus the hand-over is cheap: no turn spent.
+            # thread, which takes the GIL for a while. One turn lets the waiting tasks
+            # send their answers (a routed command's was written as it settled). On an
+            # embedded bus the hand-over is cheap: no turn spent.
             await asyncio.sleep(0)
         for publication in out.publish:
             await self._emit(publication.event_type, publication.data)

@@ -77,21 +77,87 @@ pub struct FieldNames<'n, const N: usize> {
     /// Each name, and whether it is plain (no quote, backslash or control byte), so
     /// that a key spelled exactly as it is can be matched byte for byte.
     names: [(&'n str, bool); N],
+    /// When every name is plain: the bytes before each value in the compact form a
+    /// writer such as Go's makes (`{"a":`, then `,"b":`, ...), for [`Self::read_compact`].
+    compact: Option<[Box<[u8]>; N]>,
 }
 
 impl<'n, const N: usize> FieldNames<'n, N> {
     pub fn new(names: [&'n str; N]) -> Self {
-        Self {
-            names: names.map(|name| {
-                let plain = name.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
-                (name, plain)
-            }),
-        }
+        let names = names.map(|name| {
+            let plain = name.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
+            (name, plain)
+        });
+        let compact = names.iter().all(|&(_, plain)| plain).then(|| {
+            let mut first = true;
+            names.map(|(name, _)| {
+                let lead = if std::mem::take(&mut first) { "{" } else { "," };
+                format!("{lead}\"{name}\":").into_bytes().into_boxed_slice()
+            })
+        });
+        Self { names, compact }
     }
 
     /// [`object_fields`] of `message` for these names.
     pub fn read<'m>(&self, message: &'m [u8]) -> Option<[Option<Scalar<'m>>; N]> {
-        read_fields(message, &self.names)
+        self.read_compact(message)
+            .or_else(|| read_fields(message, &self.names))
+    }
+
+    /// The fields of a message that is exactly the compact form of these names in order
+    /// (no whitespace, no other field), each value a string without escapes or non-ASCII
+    /// bytes or an integer of up to 18 digits: such a message is valid JSON by its shape,
+    /// so one pass reads it with nothing else to check. `None` for any other message,
+    /// valid or not, which [`read_fields`] then reads in full.
+    fn read_compact<'m>(&self, message: &'m [u8]) -> Option<[Option<Scalar<'m>>; N]> {
+        let keys = self.compact.as_ref()?;
+        let mut found: [Option<Scalar<'m>>; N] = std::array::from_fn(|_| None);
+        let mut at = 0;
+        for (slot, key) in found.iter_mut().zip(keys) {
+            let end = at + key.len();
+            if !same_bytes(message.get(at..end)?, key) {
+                return None;
+            }
+            at = end;
+            let value = match *message.get(at)? {
+                b'"' => {
+                    let start = at + 1;
+                    at = skip_plain(message, start);
+                    while message
+                        .get(at)
+                        .is_some_and(|&b| (0x20..0x80).contains(&b) && b != b'"' && b != b'\\')
+                    {
+                        at += 1;
+                    }
+                    if *message.get(at)? != b'"' {
+                        return None;
+                    }
+                    // SAFETY: every byte of the body was seen above and is ASCII.
+                    let body = unsafe { std::str::from_utf8_unchecked(&message[start..at]) };
+                    at += 1;
+                    Scalar::Str(Cow::Borrowed(body))
+                }
+                b'-' | b'0'..=b'9' => {
+                    let negative = message[at] == b'-';
+                    at += usize::from(negative);
+                    let start = at;
+                    let mut value: i64 = 0;
+                    while let Some(&digit @ b'0'..=b'9') = message.get(at) {
+                        value = value * 10 + i64::from(digit - b'0');
+                        at += 1;
+                    }
+                    let digits = at - start;
+                    // No digit, a leading zero, or too many digits to add up unchecked.
+                    if digits == 0 || digits > 18 || (digits > 1 && message[start] == b'0') {
+                        return None;
+                    }
+                    Scalar::Int(if negative { -value } else { value })
+                }
+                _ => return None,
+            };
+            *slot = Some(value);
+        }
+        (message.get(at..)? == b"}").then_some(found)
     }
 }
 
@@ -148,6 +214,25 @@ fn read_fields<'m, const N: usize>(
     }
     scan.space();
     (scan.at == message.len()).then_some(found)
+}
+
+/// `a == b` for slices of one length, eight bytes at a time: for keys of a dozen bytes
+/// a call to `memcmp` costs more than the comparison.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() || n < 8 {
+        return a == b;
+    }
+    let word =
+        |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("eight bytes"));
+    let mut at = 0;
+    while at + 8 < n {
+        if word(a, at) != word(b, at) {
+            return false;
+        }
+        at += 8;
+    }
+    word(a, n - 8) == word(b, n - 8)
 }
 
 /// Nesting deeper than this is refused rather than recursed into.
@@ -534,6 +619,58 @@ mod tests {
             object_fields(br#"{"a\"b":1}"#, quoted),
             Some([Some(Scalar::Int(1)), None])
         ));
+    }
+
+    #[test]
+    fn the_compact_form_reads_as_the_full_scan_does() {
+        let names = FieldNames::new(["id", "name", "n"]);
+        let seeds: [&[u8]; 3] = [
+            br#"{"id":"0b6e-4f","name":"ws-1","n":-12}"#,
+            br#"{"id":"","name":"caf\u00e9","n":0}"#,
+            br#"{"id":"x","name":"y","n":123456789012345678}"#,
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let alphabet = b"{}\":,.-+e0123456789\\n \x7f\xc3\x01";
+        for seed in seeds {
+            assert_eq!(names.read(seed), read_fields(seed, &names.names));
+            for _ in 0..20_000 {
+                let mut m = seed.to_vec();
+                for _ in 0..=(next() % 2) {
+                    let at = (next() as usize) % (m.len() + 1);
+                    let byte = alphabet[(next() as usize) % alphabet.len()];
+                    match next() % 3 {
+                        0 if at < m.len() => m[at] = byte,
+                        1 if at < m.len() => {
+                            m.remove(at);
+                        }
+                        _ => m.insert(at, byte),
+                    }
+                }
+                assert_eq!(
+                    names.read(&m),
+                    read_fields(&m, &names.names),
+                    "{}",
+                    String::from_utf8_lossy(&m)
+                );
+            }
+        }
+        assert!(names.read_compact(seeds[0]).is_some());
+        assert!(names
+            .read_compact(br#"{"id":"a","name":"b","n":1.5}"#)
+            .is_none());
+        assert!(names
+            .read_compact(br#"{"id":"a","name":"b","n":1} "#)
+            .is_none());
+        assert!(names
+            .read_compact(br#"{"id":"a","n":1,"name":"b"}"#)
+            .is_none());
+        assert!(FieldNames::new(["a\"b"]).compact.is_none());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! turnout's pure Rust core: NATS subject rules, the subject index, the JSON field scanner,
-//! the key router, workflow phases, and batched log frames.
+//! UUID text, the key router, workflow phases, and batched log frames.
 //!
 //! Nothing here knows about Python; the bindings crate wraps it.
 
@@ -15,6 +15,7 @@ pub mod phase;
 pub mod phase_manager;
 pub mod ring;
 pub mod subject;
+pub mod uuid_text;
 
 pub use go_json::{html_safe, write_decimal, write_go_float, write_go_json, write_json_str};
 pub use go_time::{CivilTime, TimeError, WireTime, ZERO_TIME_UNIX_NANOS};
@@ -35,3 +36,4 @@ pub use subject::{
     check, is_subset, is_valid_literal, is_valid_subject, subject_matches, subjects_collide,
     tokens, SubjectError, SubjectKind, MAX_SUBJECT_LENGTH, MAX_TOKENS,
 };
+pub use uuid_text::parse_hyphenated as parse_uuid_text;

@@ -40,58 +40,6 @@ const FIELDS: [&str; 6] = [
     "build_number",
 ];
 
-/// The value of each byte as a hex digit, or `NOT_HEX`.
-const HEX_VALUES: [u8; 256] = {
-    let mut table = [NOT_HEX; 256];
-    let mut at = 0;
-    while at < 10 {
-        table[b'0' as usize + at] = at as u8;
-        at += 1;
-    }
-    let mut at = 0;
-    while at < 6 {
-        table[b'a' as usize + at] = 10 + at as u8;
-        table[b'A' as usize + at] = 10 + at as u8;
-        at += 1;
-    }
-    table
-};
-const NOT_HEX: u8 = 0xff;
-
-/// The value of a UUID in its 36-character hyphenated form (either case).
-fn uuid_value(text: &str) -> Option<u128> {
-    let bytes = text.as_bytes();
-    if bytes.len() != 36 || [8, 13, 18, 23].iter().any(|&at| bytes[at] != b'-') {
-        return None;
-    }
-    // Two 64-bit halves: a table lookup per digit, no 128-bit shift per digit.
-    let half = |positions: &[usize]| {
-        let (mut value, mut seen) = (0u64, 0u8);
-        for &at in positions {
-            let digit = HEX_VALUES[usize::from(bytes[at])];
-            seen |= digit;
-            value = (value << 4) | u64::from(digit);
-        }
-        (seen & 0xf0 == 0).then_some(value)
-    };
-    let (high, low) = UUID_DIGITS.split_at(16);
-    Some((u128::from(half(high)?) << 64) | u128::from(half(low)?))
-}
-
-/// Where the 32 hex digits of a hyphenated UUID are.
-const UUID_DIGITS: [usize; 32] = {
-    let mut positions = [0; 32];
-    let (mut at, mut digit) = (0, 0);
-    while at < 36 {
-        if !matches!(at, 8 | 13 | 18 | 23) {
-            positions[digit] = at;
-            digit += 1;
-        }
-        at += 1;
-    }
-    positions
-};
-
 /// `(wire value, member)` pairs of a `{str: member}` dict.
 fn members_by_value(members: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Py<PyAny>)>> {
     members
@@ -187,8 +135,8 @@ impl BuildUpdateDecoder {
                 return None;
             };
             Some(Fields {
-                workspace_id: uuid_value(&workspace_id)?,
-                build_id: uuid_value(&build_id)?,
+                workspace_id: core::parse_uuid_text(workspace_id.as_bytes())?,
+                build_id: core::parse_uuid_text(build_id.as_bytes())?,
                 transition: member_at(&self.transitions, &transition)?,
                 job_status: member_at(&self.statuses, &status)?,
                 build_number: i32::try_from(number).ok()?,
