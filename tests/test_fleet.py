@@ -592,7 +592,7 @@ async def test_a_routed_command_starts_at_once_and_can_be_cancelled_while_it_wai
     async def at_once() -> None:
         steps.append("done")
 
-    assert _start_now(at_once()) is None and steps[-1] == "done"
+    assert _start_now(at_once()) is None and steps.pop() == "done"
 
     async def waits() -> None:
         try:
@@ -610,3 +610,60 @@ async def test_a_routed_command_starts_at_once_and_can_be_cancelled_while_it_wai
             await task
         assert steps[-1] == "left"
         steps.append("-")
+
+
+async def test_the_holding_hub_answers_expired_and_disconnected_itself(fleet: list[Hub]) -> None:
+    """A service on b that takes a routed command and never answers: b's request expires
+    and b sends "expired" (not a's own timer); then the service drops mid-command and b
+    sends "disconnected". Both replies are written as b's request settles."""
+    from websockets.asyncio.client import connect
+
+    from turnout.protocol import (
+        MessageType,
+        RegisterPayload,
+        WorkflowCreatedPayload,
+        WSMessage,
+    )
+
+    a, b = fleet
+    assert a.fleet is not None
+    workflow_id, service_id = f"wf-silent-{fleet_id()}", f"silent-{fleet_id()}"
+
+    async def silent_service() -> Any:
+        raw = await connect(b.url, additional_headers={"X-Service-Name": "silent"})
+        register = RegisterPayload(service_name="silent", service_id=service_id)
+        await raw.send(WSMessage.with_payload(MessageType.REGISTER, register).to_json(), text=True)
+        registered = WSMessage.parse(await asyncio.wait_for(raw.recv(), WAIT))
+        assert registered.type is MessageType.REGISTERED
+        created = WorkflowCreatedPayload(workflow_id)
+        frame = WSMessage.with_payload(MessageType.WORKFLOW_CREATED, created).to_json()
+        await raw.send(frame, text=True)
+        return raw
+
+    data = FleetCommand("status", workflow_id, timeout=1.0).to_json()
+    raw = await silent_service()
+    try:
+        await until(lambda: a.fleet_workflow(workflow_id) is not None, "the workflow on a")
+        expired = await a.fleet.route(b.hub_id, data, WAIT)
+        assert (expired.outcome, expired.hub, expired.error) == ("expired", b.hub_id, "")
+        asked = WSMessage.parse(await asyncio.wait_for(raw.recv(), WAIT))
+        assert asked.type is MessageType.STATUS
+    finally:
+        await raw.close()
+    raw = await silent_service()
+    try:
+
+        def held_again() -> bool:
+            workflow = b.protocol.workflow(workflow_id)
+            service = None if workflow is None else b.protocol.service(*workflow.service)
+            return service is not None and service.connection is not None
+
+        await until(held_again, "the workflow held again on b")
+        routed = asyncio.create_task(a.fleet.route(b.hub_id, data, WAIT))
+        asked = WSMessage.parse(await asyncio.wait_for(raw.recv(), WAIT))
+        assert asked.type is MessageType.STATUS
+    finally:
+        await raw.close()
+    dropped = await routed
+    assert (dropped.outcome, dropped.hub) == ("disconnected", b.hub_id)
+    assert b.stats()["fleet_command_reply_errors"] == 0

@@ -659,6 +659,8 @@ def receive_path(
         wall, cpu = time.perf_counter(), time.thread_time()
         io.start()
         expected = messages // run * run * handlers
+        if paced:  # the feeder ends once the handlers handled its last run
+            await asyncio.to_thread(io.join)
         while tally.count < expected:
             await asyncio.sleep(0.001)
         cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall

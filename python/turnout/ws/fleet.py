@@ -545,9 +545,9 @@ class _DirectClient(OrderedClient):
     """A nats-py client that hands each message of the subscriptions in ``direct`` (by
     subscription id) to its function as it is read, instead of queueing it for the
     subscription's task, and writes what it publishes at once, instead of on the flusher
-    task's next turn: each saves a routed command an event-loop turn, each way. A message
-    with headers (NATS's no-responders status) goes nats-py's own way, to the
-    subscription's callback."""
+    task's next turn (:meth:`publish_now` without awaiting at all): each saves a routed
+    command an event-loop turn, each way. A message with headers (NATS's no-responders
+    status) goes nats-py's own way, to the subscription's callback."""
 
     def __init__(self) -> None:
         super().__init__()
