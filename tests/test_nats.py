@@ -231,23 +231,32 @@ async def test_a_broader_subscription_takes_over_mid_stream_without_loss_or_doub
         narrow: list[Event] = []
         bus.subscribe("events.tool.started", narrow.append)
         await bus.flush()
-        total = 6000
-        sent = asyncio.Event()
+        # The sender keeps the stream flowing, at most `ahead` events past what the bus
+        # handled, until every broader subscription is in place, then sends `tail` more:
+        # each takeover happens mid-stream however slow or loaded the machine is.
+        ahead, tail, limit = 1000, 500, 100_000
+        all_placed = asyncio.Event()
 
-        async def send() -> None:
-            for i in range(total):
+        async def send() -> int:
+            i, end = 0, limit
+            while i < end:
                 sender.emit(numbered(i))
+                i += 1
                 if i % 50 == 0:
                     await asyncio.sleep(0.001)
+                while i - len(narrow) > ahead:
+                    await asyncio.sleep(0.001)
+                if all_placed.is_set() and end == limit:
+                    end = i + tail
             await sender.flush()
-            sent.set()
+            return i
 
         sending = asyncio.create_task(send())
         later: dict[str, list[Event]] = {}
 
         def state() -> dict[str, Any]:
             received = numbers(narrow)
-            missing = sorted(set(range(total)) - set(received))
+            missing = sorted(set(range(max(received, default=0))) - set(received))
             transport = bus.stats()["transport"]
             counters = ("received", "duplicates", "handovers", "nats_subscriptions")
             return {
@@ -266,10 +275,13 @@ async def test_a_broader_subscription_takes_over_mid_stream_without_loss_or_doub
             later[pattern] = []
             bus.subscribe(pattern, later[pattern].append)
             await bus.flush()
-        await sending
+        all_placed.set()
+        total = await sending
+        assert total < limit  # the takeovers happened while it flowed
         await eventually(lambda: len(narrow) >= total, "every event", state)
         assert numbers(narrow) == list(range(total))  # none lost, none twice, in order
         for pattern, got in later.items():
+            assert got, f"{pattern} got nothing though the stream flowed {tail} more"
             first = numbers(got)[0]
             assert numbers(got) == list(range(first, total)), pattern
         transport = bus.stats()["transport"]
