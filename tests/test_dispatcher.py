@@ -9,7 +9,9 @@ import itertools
 import json
 import operator
 import pickle
+import sys
 from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
 from uuid import UUID
 
 import orjson
@@ -750,3 +752,21 @@ def test_a_waker_with_readers_to_wake_refuses_waits_from_another_loop() -> None:
     finally:
         first.close()
         second.close()
+
+
+def test_a_lazy_update_replaces_as_the_plain_class() -> None:
+    plain = update("a", 7, ProvisionerJobStatus.SUCCEEDED)
+    lazy: Any = decode_routed_update(plain.to_json(), "a")
+    assert type(lazy) is LazyBuildUpdate
+    changed = lazy.__replace__(build_number=8)
+    assert type(changed) is WorkspaceBuildUpdate
+    assert changed == dataclasses.replace(plain, build_number=8)
+    assert lazy.__replace__() == plain
+    with pytest.raises(TypeError):
+        lazy.__replace__(no_such_field=1)
+    if sys.version_info >= (3, 13):
+        import copy
+
+        assert copy.replace(lazy, job_status="failed") == dataclasses.replace(
+            plain, job_status="failed"
+        )

@@ -426,6 +426,29 @@ impl LazyBuildUpdate {
         Ok(PyBool::new(py, same).to_owned().into_any())
     }
 
+    /// `copy.replace(update, **changes)` (Python 3.13): the plain class with these fields
+    /// and `changes`, as `dataclasses.replace` makes it from a plain update (a field it
+    /// does not have is the plain class's `TypeError`).
+    #[pyo3(signature = (**changes))]
+    fn __replace__<'py>(
+        &self,
+        py: Python<'py>,
+        changes: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let fields = PyDict::new(py);
+        for (name, value) in FIELDS.iter().zip(self.values(py)?.iter()) {
+            fields.set_item(*name, value)?;
+        }
+        if let Some(changes) = changes {
+            fields.update(changes.as_mapping())?;
+        }
+        self.decoder
+            .get()
+            .update_class
+            .bind(py)
+            .call((), Some(&fields))
+    }
+
     /// Pickles (and copies) as the plain class.
     fn __reduce__<'py>(
         &self,
