@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import itertools
 import json
+import operator
 import pickle
 from collections.abc import AsyncIterator, Iterable, Sequence
 from uuid import UUID
@@ -28,7 +29,11 @@ from turnout.workspace import (
     WorkspaceDispatcher,
     WorkspaceTransition,
 )
-from turnout.workspace._build_update import BUILD_UPDATE_DECODER, decode_routed_update
+from turnout.workspace._build_update import (
+    BUILD_UPDATE_DECODER,
+    decode_routed_many,
+    decode_routed_update,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -466,7 +471,7 @@ update_messages = st.lists(
 
 
 @given(messages=st.tuples(update_messages, router_messages).map(lambda pair: pair[0] + pair[1]))
-def test_route_updates_routes_as_route_batch_and_decodes_as_from_json(
+def test_route_updates_routes_as_route_batch_and_reads_decode_as_from_json(
     messages: list[bytes],
 ) -> None:
     router = RustKeyRouter(["a", "é", "\U0001f680"])
@@ -475,14 +480,19 @@ def test_route_updates_routes_as_route_batch_and_decodes_as_from_json(
     assert (unknown, malformed) == (plain_unknown, plain_malformed)
     assert list(grouped) == list(plain_grouped)
     for name, items in grouped.items():
+        # The very bytes objects: nothing is decoded or made per message when routing.
         assert len(items) == len(plain_grouped[name])
-        for item, message in zip(items, plain_grouped[name], strict=True):
+        assert all(map(operator.is_, items, plain_grouped[name]))
+        # A channel's read decodes the common shape in Rust, sharing the key object.
+        decoded, left = decode_routed_many(items, name)
+        assert left == sum(isinstance(item, bytes) for item in decoded)
+        for item, message in zip(decoded, items, strict=True):
             if isinstance(item, bytes):
                 # Only a message of another shape is left as bytes, the very object.
                 assert item is message
                 continue
             assert type(item) is LazyBuildUpdate
-            assert item.workspace_name is name  # the key object, shared
+            assert item.workspace_name is name
             assert_same_update(item, WorkspaceBuildUpdate.from_json(message))
 
 

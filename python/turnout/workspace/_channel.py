@@ -3,12 +3,13 @@ asyncio.
 
 The dispatcher fills it; consumers read it with ``async for``, ``get``, ``get_many``,
 ``get_nowait``, or a batch at a time with ``async for batch in channel.batches()``. What
-the dispatcher buffers is a ``WorkspaceBuildUpdate`` (object path), or from the raw path a
-``LazyBuildUpdate`` (checked in Rust as it was routed; its Python objects are made when a
-field is read) or the JSON bytes of a message of another shape. Bytes are decoded when
-read, by ``WorkspaceBuildUpdate.from_json`` (the Rust decoder first, for bytes buffered
-by hand); a message whose fields are invalid is found out here: it is skipped and counted
-in ``undecodable`` (and logged), never raised into the consumer's loop.
+the dispatcher buffers is a ``WorkspaceBuildUpdate`` (object path) or, from the raw path,
+the JSON bytes of a message. Bytes are decoded when read, a batch in one call into Rust:
+a message of the common shape becomes a ``LazyBuildUpdate`` (its fields checked and held
+as Rust values, its Python objects made when a field is read), any other is decoded by
+``WorkspaceBuildUpdate.from_json``; a message whose fields are invalid is found out here:
+it is skipped and counted in ``undecodable`` (and logged), never raised into the
+consumer's loop.
 
 A batch for one channel is buffered in one operation (``deque.extend``), whatever its size.
 When the channel is full, its overflow policy applies: ``"block"`` makes the dispatcher wait

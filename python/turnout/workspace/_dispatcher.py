@@ -9,11 +9,10 @@ Two ways in, routing identically:
   ``start_raw`` on an async iterable of batches). ``turnout._core.KeyRouter`` reads only the
   ``workspace_name`` field of each message, without building Python objects and with the
   GIL released (other threads run meanwhile; the event loop waits, so a batch of some
-  thousands of messages, about a millisecond per thousand, keeps it responsive), and each
-  channel then takes its share of the batch in one operation. The same scan checks the
-  other fields: an update of the common shape is buffered as a ``LazyBuildUpdate`` (its
-  Python objects made when a field is read), any other message as its bytes, decoded or
-  refused when a consumer reads it (see ``WorkspaceChannel``).
+  thousands of messages, under half a millisecond per thousand, keeps it responsive),
+  and each channel then takes its share of the batch in one operation, as the very bytes
+  objects: nothing is made per message. A consumer's read decodes its batch (see
+  ``WorkspaceChannel``).
 
 An update for a name that has no channel is counted in ``unknown``; an item that is not an
 update (object path) or a message that is not a JSON object with a string
@@ -128,10 +127,7 @@ class WorkspaceDispatcher:
         """Routes a batch of JSON messages (``bytes``; ``TypeError`` for anything else, before
         any is routed), waiting whenever a ``block`` channel is full."""
         self._check_open()
-        routed_batch = self._router.route_updates(batch, BUILD_UPDATE_DECODER)
-        # LazyBuildUpdate is a WorkspaceBuildUpdate by registration, which mypy cannot see.
-        grouped: dict[str, list[WorkspaceBuildUpdate | bytes]] = routed_batch[0]  # type: ignore[assignment]
-        unknown, malformed = routed_batch[1:]
+        grouped, unknown, malformed = self._router.route_updates(batch, BUILD_UPDATE_DECODER)
         self._unknown += len(unknown)
         self._malformed += len(malformed)
         channels = self._channels

@@ -99,28 +99,51 @@ impl<'n, const N: usize> FieldNames<'n, N> {
     }
 
     /// [`object_fields`] of `message` for these names.
+    #[inline]
     pub fn read<'m>(&self, message: &'m [u8]) -> Option<[Option<Scalar<'m>>; N]> {
-        self.read_compact(message)
-            .or_else(|| read_fields(message, &self.names))
+        let mut found: [Option<Scalar<'m>>; N] = std::array::from_fn(|_| None);
+        if self.read_compact(message, |at, value| found[at] = Some(value)) {
+            return Some(found);
+        }
+        read_fields(message, &self.names)
     }
 
-    /// The fields of a message that is exactly the compact form of these names in order
-    /// (no whitespace, no other field), each value a string without escapes or non-ASCII
-    /// bytes or an integer of up to 18 digits: such a message is valid JSON by its shape,
-    /// so one pass reads it with nothing else to check. `None` for any other message,
-    /// valid or not, which [`read_fields`] then reads in full.
-    fn read_compact<'m>(&self, message: &'m [u8]) -> Option<[Option<Scalar<'m>>; N]> {
-        let keys = self.compact.as_ref()?;
-        let mut found: [Option<Scalar<'m>>; N] = std::array::from_fn(|_| None);
-        let mut at = 0;
-        for (slot, key) in found.iter_mut().zip(keys) {
-            let end = at + key.len();
-            if !same_bytes(message.get(at..end)?, key) {
-                return None;
+    /// The value of the name at `position` alone, as [`Self::read`] reads it (`None` if the
+    /// message is not a valid JSON object, `Some(None)` if the name is absent): a router
+    /// that needs one field does not build the others.
+    #[inline]
+    pub fn read_one<'m>(&self, message: &'m [u8], position: usize) -> Option<Option<Scalar<'m>>> {
+        let mut found = None;
+        if self.read_compact(message, |at, value| {
+            if at == position {
+                found = Some(value);
             }
-            at = end;
-            let value = match *message.get(at)? {
-                b'"' => {
+        }) {
+            return Some(found);
+        }
+        read_fields(message, &self.names).map(|mut all| all.get_mut(position)?.take())
+    }
+
+    /// Reads a message that is exactly the compact form of these names in order (no
+    /// whitespace, no other field), each value a string without escapes or non-ASCII bytes
+    /// or an integer of up to 18 digits, handing each value to `each` with its name's
+    /// position: such a message is valid JSON by its shape, so one pass reads it with
+    /// nothing else to check. `false` for any other message, valid or not, which
+    /// [`read_fields`] then reads in full (`each` may have been called for some names).
+    #[inline]
+    fn read_compact<'m>(&self, message: &'m [u8], mut each: impl FnMut(usize, Scalar<'m>)) -> bool {
+        let Some(keys) = self.compact.as_ref() else {
+            return false;
+        };
+        let mut at = 0;
+        for (position, key) in keys.iter().enumerate() {
+            let end = at + key.len();
+            match message.get(at..end) {
+                Some(bytes) if same_bytes(bytes, key) => at = end,
+                _ => return false,
+            }
+            let value = match message.get(at) {
+                Some(b'"') => {
                     let start = at + 1;
                     at = skip_plain(message, start);
                     while message
@@ -129,35 +152,36 @@ impl<'n, const N: usize> FieldNames<'n, N> {
                     {
                         at += 1;
                     }
-                    if *message.get(at)? != b'"' {
-                        return None;
+                    if message.get(at) != Some(&b'"') {
+                        return false;
                     }
                     // SAFETY: every byte of the body was seen above and is ASCII.
                     let body = unsafe { std::str::from_utf8_unchecked(&message[start..at]) };
                     at += 1;
                     Scalar::Str(Cow::Borrowed(body))
                 }
-                b'-' | b'0'..=b'9' => {
-                    let negative = message[at] == b'-';
+                Some(&first @ (b'-' | b'0'..=b'9')) => {
+                    let negative = first == b'-';
                     at += usize::from(negative);
                     let start = at;
                     let mut value: i64 = 0;
                     while let Some(&digit @ b'0'..=b'9') = message.get(at) {
-                        value = value * 10 + i64::from(digit - b'0');
+                        // Wraps past 18 digits, where the value is thrown away below.
+                        value = value.wrapping_mul(10).wrapping_add(i64::from(digit - b'0'));
                         at += 1;
                     }
                     let digits = at - start;
                     // No digit, a leading zero, or too many digits to add up unchecked.
                     if digits == 0 || digits > 18 || (digits > 1 && message[start] == b'0') {
-                        return None;
+                        return false;
                     }
                     Scalar::Int(if negative { -value } else { value })
                 }
-                _ => return None,
+                _ => return false,
             };
-            *slot = Some(value);
+            each(position, value);
         }
-        (message.get(at..)? == b"}").then_some(found)
+        message.get(at..) == Some(b"}")
     }
 }
 
@@ -652,24 +676,21 @@ mod tests {
                         _ => m.insert(at, byte),
                     }
                 }
+                let full = read_fields(&m, &names.names);
+                assert_eq!(names.read(&m), full, "{}", String::from_utf8_lossy(&m));
                 assert_eq!(
-                    names.read(&m),
-                    read_fields(&m, &names.names),
+                    names.read_one(&m, 1),
+                    full.map(|[_, name, _]| name),
                     "{}",
                     String::from_utf8_lossy(&m)
                 );
             }
         }
-        assert!(names.read_compact(seeds[0]).is_some());
-        assert!(names
-            .read_compact(br#"{"id":"a","name":"b","n":1.5}"#)
-            .is_none());
-        assert!(names
-            .read_compact(br#"{"id":"a","name":"b","n":1} "#)
-            .is_none());
-        assert!(names
-            .read_compact(br#"{"id":"a","n":1,"name":"b"}"#)
-            .is_none());
+        let compact = |m: &[u8]| names.read_compact(m, |_, _| {});
+        assert!(compact(seeds[0]));
+        assert!(!compact(br#"{"id":"a","name":"b","n":1.5}"#));
+        assert!(!compact(br#"{"id":"a","name":"b","n":1} "#));
+        assert!(!compact(br#"{"id":"a","n":1,"name":"b"}"#));
         assert!(FieldNames::new(["a\"b"]).compact.is_none());
     }
 

@@ -112,10 +112,20 @@ impl BuildUpdateDecoder {
         Some(Self::update(slf, fields, workspace_name))
     }
 
+    /// The `workspace_name` of `message` if that is a string and the message a valid JSON
+    /// object (what `key_of` reads), by the scanner of `scan`, without checking the other
+    /// fields: the routing key. Needs no Python object.
+    pub(crate) fn key_of<'m>(&self, message: &'m [u8]) -> Option<Cow<'m, str>> {
+        match FIELD_NAMES.read_one(message, 1)? {
+            Some(Scalar::Str(name)) => Some(name),
+            _ => None,
+        }
+    }
+
     /// One scan of `message`: its `workspace_name` if that is a string (the routing key,
     /// read as `key_of` reads it), and the other fields if the whole update is of the
     /// common shape. Needs no Python object, so it runs with the GIL released.
-    pub(crate) fn scan<'m>(&self, message: &'m [u8]) -> (Option<Cow<'m, str>>, Option<Fields>) {
+    fn scan<'m>(&self, message: &'m [u8]) -> (Option<Cow<'m, str>>, Option<Fields>) {
         let Some(fields) = FIELD_NAMES.read(message) else {
             return (None, None);
         };
@@ -150,7 +160,7 @@ impl BuildUpdateDecoder {
     /// when it is a `str`, else (a subclass, whose instances may refer to anything) a
     /// `str` of the same text, so that the update refers to nothing that could lead back
     /// to it (see the struct's comment).
-    pub(crate) fn update<'py>(
+    fn update<'py>(
         slf: &Bound<'py, Self>,
         fields: Fields,
         workspace_name: Bound<'py, PyString>,
@@ -178,7 +188,7 @@ impl BuildUpdateDecoder {
 }
 
 /// The fields of an update of the common shape, checked, other than its name.
-pub(crate) struct Fields {
+struct Fields {
     workspace_id: u128,
     build_id: u128,
     transition: u8,

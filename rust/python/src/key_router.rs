@@ -64,18 +64,15 @@ impl KeyRouter {
         // while the GIL is released.
         let views: Vec<&[u8]> = messages.iter().map(|m| m.as_bytes()).collect();
         let routed = py.detach(|| self.inner.route_batch(views.iter().copied()));
-        let pick = |at: &[usize]| PyList::new(py, at.iter().map(|&i| &messages[i]));
-        let grouped = PyDict::new(py);
-        for (key, at) in routed.groups() {
-            grouped.set_item(self.keys[key].bind(py), pick(at)?)?;
-        }
-        Ok((grouped, pick(&routed.unknown)?, pick(&routed.malformed)?))
+        self.grouped(py, &messages, &routed)
     }
 
-    /// `route_batch` for build updates routed by `workspace_name`, decoding each in the
-    /// same scan: a message of the common shape is grouped as a `LazyBuildUpdate` (its
-    /// name the key object), any other routed message as its bytes (for the reader to
-    /// decode or refuse). `ValueError` if this router reads another field.
+    /// `route_batch` for build updates, routed by `workspace_name`: the same groups of the
+    /// same bytes objects, the key read by `decoder`'s scanner, which reads a message in
+    /// the compact form Go writes in one pass checked by its shape (any other in full, as
+    /// `route_batch` does). Nothing is decoded or allocated per message: a channel's read
+    /// decodes its batch (`BuildUpdateDecoder.decode_many`). `ValueError` if this router
+    /// reads another field.
     fn route_updates<'py>(
         &self,
         py: Python<'py>,
@@ -91,28 +88,27 @@ impl KeyRouter {
         let messages = bytes_of(batch)?;
         let views: Vec<&[u8]> = messages.iter().map(|m| m.as_bytes()).collect();
         let reader = decoder.get();
-        let mut fields = Vec::with_capacity(views.len());
         let routed = py.detach(|| {
             self.inner.route_batch_by(views.iter().copied(), |message| {
-                let (key, checked) = reader.scan(message);
-                fields.push(checked);
-                self.inner.route_key(key.as_deref())
+                self.inner.route_key(reader.key_of(message).as_deref())
             })
         });
+        self.grouped(py, &messages, &routed)
+    }
+}
+
+impl KeyRouter {
+    /// The messages of a routed batch as `route_batch` returns them.
+    fn grouped<'py>(
+        &self,
+        py: Python<'py>,
+        messages: &[Bound<'py, PyBytes>],
+        routed: &core::RoutedBatch,
+    ) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyList>, Bound<'py, PyList>)> {
         let pick = |at: &[usize]| PyList::new(py, at.iter().map(|&i| &messages[i]));
         let grouped = PyDict::new(py);
         for (key, at) in routed.groups() {
-            let name = self.keys[key].bind(py);
-            let items = PyList::empty(py);
-            for &i in at {
-                match fields[i].take() {
-                    Some(checked) => {
-                        items.append(BuildUpdateDecoder::update(decoder, checked, name.clone())?)?
-                    }
-                    None => items.append(&messages[i])?,
-                }
-            }
-            grouped.set_item(name, items)?;
+            grouped.set_item(self.keys[key].bind(py), pick(at)?)?;
         }
         Ok((grouped, pick(&routed.unknown)?, pick(&routed.malformed)?))
     }
