@@ -742,6 +742,7 @@ async def test_a_cluster_carries_events_and_survives_losing_a_server(
         heard: list[Event] = []
         listener.subscribe("events.>", heard.append)
         await listener.flush()
+        await interest_reached(second, first)
         assert publisher.stats()["transport"]["connected_url"] == first
         assert listener.stats()["transport"]["connected_url"] == second
         for i in range(100):
@@ -765,6 +766,30 @@ async def test_a_cluster_carries_events_and_survives_losing_a_server(
     finally:
         await publisher.aclose()
         await listener.aclose()
+
+
+async def interest_reached(subscribed_on: str, published_on: str) -> None:
+    """Waits until the subscriptions made on one server of a cluster have reached another:
+    a server tells its peers of new interest in order, but in its own time, and a message
+    published where the interest has not arrived yet finds no subscriber."""
+    receiver = await connect_plain(subscribed_on)
+    sender = await connect_plain(published_on)
+    try:
+        probe = await receiver.subscribe("probe.interest")  # after the ones waited for
+        await receiver.flush()
+        deadline = asyncio.get_running_loop().time() + PATIENCE
+        while True:
+            await sender.publish("probe.interest", b"")
+            await sender.flush()
+            try:
+                await probe.next_msg(timeout=0.05)  # not heard yet: asked again
+                return
+            except nats.errors.TimeoutError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise AssertionError(f"interest never reached {published_on}") from None
+    finally:
+        await receiver.close()
+        await sender.close()
 
 
 async def stream_state(url: str, persist: PersistConfig) -> str:
