@@ -89,6 +89,28 @@ def test_during_a_handover_each_message_passes_once() -> None:
     assert interest.passes(2, "events.tool.a", b"x")
 
 
+def test_a_copy_on_the_new_subscription_just_after_the_handover_ends_is_dropped() -> None:
+    # The server queues a message's two copies one at a time; the PONG confirming the old
+    # subscription's removal can come between them.
+    interest = PlainInterest()
+    interest.add(["events.tool.*"])
+    interest.subscribed("events.tool.*", 1)
+    interest.serve()
+    interest.add(["events.>"])
+    interest.begin_handover(interest.replaceable("events.>"))
+    interest.subscribed("events.>", 2)
+    assert interest.passes(1, "events.tool.a", b"x")  # the old copy, then the PONG
+    interest.end_handover()
+    interest.serve()
+    assert not interest.passes_all()  # a late copy is still owed
+    assert not interest.passes(2, "events.tool.a", b"x")  # ... and dropped
+    assert interest.passes(2, "events.tool.a", b"y")  # a new message passes
+    assert interest.duplicates == 1
+    interest.forget_late_copies()
+    assert interest.passes_all()
+    assert interest.passes(2, "events.tool.a", b"x")  # the same bytes sent again
+
+
 def test_every_copy_passes_only_with_one_subscription_and_no_handover() -> None:
     interest = PlainInterest()
     assert interest.passes_all()  # nothing subscribed yet

@@ -109,6 +109,9 @@ class PlainInterest:
         # subject -> the sid whose copy counts, while NATS subscriptions overlap
         self._canonical: dict[str, int] = {}
         self._handover: Handover | None = None
+        # After a handover: the new subscription's copies still owed for old copies that
+        # were passed on (see end_handover), until forget_late_copies.
+        self._late: tuple[int, Counter[tuple[str, bytes]]] | None = None
         self._fresh: list[str] = []
         self.duplicates = 0
         self.handovers = 0
@@ -188,13 +191,23 @@ class PlainInterest:
 
     def end_handover(self) -> None:
         """The replaced subscriptions are gone from the server (their removal confirmed, or
-        the connection lost): no copy on them can follow."""
+        the connection lost): no copy on them can follow. A copy on the new one still can:
+        the server queues a message's copies one subscription at a time, and the PONG that
+        confirmed the removal may fall between them. Such late copies of messages already
+        passed on are dropped until :meth:`forget_late_copies`."""
         handover, self._handover = self._handover, None
         if handover is None:
             return
         for sid in handover.old:
             self._drop(sid)
         self.handovers += len(handover.old)
+        if handover.from_old and handover.new in self._subs:
+            self._late = (handover.new, handover.from_old)
+
+    def forget_late_copies(self) -> None:
+        """Every copy the server queued before the handover ended has arrived (a later
+        PONG): the new subscription's copies all pass again."""
+        self._late = None
 
     def serve(self) -> None:
         """Assigns the patterns of the last :meth:`add` to the NATS subscriptions covering
@@ -249,11 +262,22 @@ class PlainInterest:
         """Whether every copy passes for now (one NATS subscription, no handover), so a
         run of messages needs no :meth:`passes` per message. Holds until the I/O layer
         next changes the interest."""
-        return len(self._subs) <= 1 and self._handover is None
+        return len(self._subs) <= 1 and self._handover is None and self._late is None
 
     def passes(self, sid: int, subject: str, data: bytes) -> bool:
         """Whether this copy of a message (on one of this interest's subscriptions) is the
         one passed on; the others are counted as ``duplicates``."""
+        late = self._late
+        if late is not None and late[0] == sid:
+            owed, key = late[1], (subject, data)
+            waiting = owed.get(key, 0)
+            if waiting:
+                if waiting == 1:
+                    del owed[key]
+                else:
+                    owed[key] = waiting - 1
+                self.duplicates += 1
+                return False
         handover = self._handover
         if len(self._subs) <= 1 and handover is None:
             return True

@@ -630,6 +630,16 @@ class NatsTransport:
                 self._nats_subs.pop(sid, None)
                 self._pub_frames.unroute(sid)
             self._plain.end_handover()
+        try:
+            # The new one's copies of messages whose old copy came before that PONG may
+            # come just after it; they are dropped until one more round trip, with the
+            # same allowance for a publisher stalled between the two copies.
+            await asyncio.sleep(_HANDOVER_GRACE_SECONDS)
+            await self._pub.flush()
+        except Exception as exc:
+            self._on_error(exc)
+        finally:
+            self._plain.forget_late_copies()
 
     async def _remove(self, pattern: str, queue: str | None) -> None:
         if queue is None:
