@@ -323,7 +323,10 @@ async def test_a_non_reading_watcher_is_closed_and_counted() -> None:
 
 
 async def test_a_watcher_that_never_answers_pings_is_closed_and_counted() -> None:
-    async with Hub(port=0, ping_interval=0.1) as hub:
+    # A ping is due every 0.5 s, and its pong within as long: an event loop stalled that
+    # long on a loaded machine (hub and client share it here) would close the answering
+    # watcher below too.
+    async with Hub(port=0, ping_interval=0.5) as hub:
         reader, writer = await asyncio.open_connection("127.0.0.1", hub.port)
         writer.write(
             b"GET /v1/watch?subject=events.user.> HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -346,9 +349,9 @@ async def test_a_watcher_that_never_answers_pings_is_closed_and_counted() -> Non
             # a watcher that answers stays
             async with connect(f"{hub.watch_url}?subject=events.user.>") as answering:
                 await until(lambda: hub.stats()["watchers"] == 1, "the answering watcher")
-                for _ in range(5):
+                for _ in range(5):  # three of the hub's pings go by
                     await asyncio.wait_for(answering.ping(), WAIT)
-                    await asyncio.sleep(0.1)
+                    await asyncio.sleep(0.3)
                 assert hub.stats()["watchers_closed_slow"] == 1
         finally:
             draining.cancel()
