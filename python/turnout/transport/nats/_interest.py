@@ -74,15 +74,23 @@ class Handover:
         else:
             return False  # a third overlapping subscription: never the counting copy
         key = (subject, data)
-        waiting = other.get(key, 0)
-        if waiting:
-            if waiting == 1:
-                del other[key]
-            else:
-                other[key] = waiting - 1
+        if _take_one(other, key):
             return False
         mine[key] += 1
         return True
+
+
+def _take_one(owed: Counter[tuple[str, bytes]], key: tuple[str, bytes]) -> bool:
+    """Takes one of ``key`` from ``owed`` (a copy already counted on the other side);
+    False when none is owed."""
+    waiting = owed.get(key, 0)
+    if not waiting:
+        return False
+    if waiting == 1:
+        del owed[key]
+    else:
+        owed[key] = waiting - 1
+    return True
 
 
 class PlainInterest:
@@ -268,16 +276,9 @@ class PlainInterest:
         """Whether this copy of a message (on one of this interest's subscriptions) is the
         one passed on; the others are counted as ``duplicates``."""
         late = self._late
-        if late is not None and late[0] == sid:
-            owed, key = late[1], (subject, data)
-            waiting = owed.get(key, 0)
-            if waiting:
-                if waiting == 1:
-                    del owed[key]
-                else:
-                    owed[key] = waiting - 1
-                self.duplicates += 1
-                return False
+        if late is not None and late[0] == sid and _take_one(late[1], (subject, data)):
+            self.duplicates += 1
+            return False
         handover = self._handover
         if len(self._subs) <= 1 and handover is None:
             return True
